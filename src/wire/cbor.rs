@@ -1,0 +1,396 @@
+//! Bytes ⇄ frames (`hello`, `event`, `heartbeat`, `error`) and Zeek values.
+//! The only module that knows about CBOR: swapping the encoding means
+//! replacing this file.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_cbor::Value;
+
+use crate::api::events::{
+    AgentStandbyRequest, AgentWelcomeRequest, GetNodesRequest, Notification, NotifyAgentHello,
+    NotifyChange, NotifyError, NotifyLog, Request, Response, SetConfigurationRequest, Stem,
+    EVENT_PREFIX,
+};
+use crate::api::types::{Addr, ApiResult, Configuration, Node, ReqId, State};
+
+/// The protocol-level error codes of `PROTOCOL.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BadFrame,
+    BadHello,
+    VersionMismatch,
+    TooLarge,
+    UnknownTopic,
+    UnknownEvent,
+    BadArgs,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadFrame => "bad-frame",
+            ErrorCode::BadHello => "bad-hello",
+            ErrorCode::VersionMismatch => "version-mismatch",
+            ErrorCode::TooLarge => "too-large",
+            ErrorCode::UnknownTopic => "unknown-topic",
+            ErrorCode::UnknownEvent => "unknown-event",
+            ErrorCode::BadArgs => "bad-args",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            ErrorCode::BadFrame,
+            ErrorCode::BadHello,
+            ErrorCode::VersionMismatch,
+            ErrorCode::TooLarge,
+            ErrorCode::UnknownTopic,
+            ErrorCode::UnknownEvent,
+            ErrorCode::BadArgs,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+
+    /// Only these three end the connection.
+    pub fn closes_connection(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::BadHello | ErrorCode::VersionMismatch | ErrorCode::TooLarge
+        )
+    }
+}
+
+/// The first frame of each side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Hello {
+    pub version: u64,
+    pub endpoint: String,
+    pub role: String,
+    #[serde(default)]
+    pub heartbeat: u64,
+}
+
+/// The payload of an `event` frame, by direction.
+#[derive(Debug, Clone)]
+pub enum EventBody {
+    Request(Request),
+    Response(Response),
+    Notification(Notification),
+}
+
+/// One frame of the protocol.
+#[derive(Debug, Clone)]
+pub enum Frame {
+    Hello(Hello),
+    Event { topic: String, body: EventBody },
+    Heartbeat,
+    Error { code: ErrorCode, message: String },
+}
+
+/// Why a frame could not be decoded, with the error code to answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct DecodeError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl DecodeError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        DecodeError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad_frame(message: impl Into<String>) -> Self {
+        DecodeError::new(ErrorCode::BadFrame, message)
+    }
+
+    /// The protocol error code for this failure.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+}
+
+/// Encoding failed; only possible for values that CBOR cannot hold.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode: {0}")]
+pub struct EncodeError(String);
+
+fn text(s: &str) -> Value {
+    Value::Text(s.to_owned())
+}
+
+fn map_of(pairs: Vec<(&str, Value)>) -> Value {
+    Value::Map(pairs.into_iter().map(|(k, v)| (text(k), v)).collect())
+}
+
+fn to_value<T: Serialize>(v: &T) -> Result<Value, EncodeError> {
+    serde_cbor::value::to_value(v).map_err(|e| EncodeError(e.to_string()))
+}
+
+fn from_value<T: DeserializeOwned>(v: Value) -> Result<T, String> {
+    serde_cbor::value::from_value(v).map_err(|e| e.to_string())
+}
+
+/// Encodes one frame into its CBOR bytes (without the length prefix).
+pub fn encode(frame: &Frame) -> Result<Vec<u8>, EncodeError> {
+    let value = match frame {
+        Frame::Hello(h) => {
+            let mut v = to_value(h)?;
+            if let Value::Map(m) = &mut v {
+                m.insert(text("type"), text("hello"));
+            }
+            v
+        }
+        Frame::Heartbeat => map_of(vec![("type", text("heartbeat"))]),
+        Frame::Error { code, message } => map_of(vec![
+            ("type", text("error")),
+            ("code", text(code.as_str())),
+            ("message", text(message)),
+        ]),
+        Frame::Event { topic, body } => {
+            let (name, args) = encode_event(body)?;
+            map_of(vec![
+                ("type", text("event")),
+                ("topic", text(topic)),
+                ("name", Value::Text(name)),
+                ("args", Value::Array(args)),
+            ])
+        }
+    };
+    serde_cbor::to_vec(&value).map_err(|e| EncodeError(e.to_string()))
+}
+
+fn encode_event(body: &EventBody) -> Result<(String, Vec<Value>), EncodeError> {
+    Ok(match body {
+        EventBody::Request(r) => {
+            let reqid = text(&r.reqid().0);
+            let args = match r {
+                Request::SetConfiguration(r) => vec![reqid, to_value(&r.config)?],
+                _ => vec![reqid],
+            };
+            (r.stem().request_name(), args)
+        }
+        EventBody::Response(r) => (
+            r.stem.response_name(),
+            vec![text(&r.reqid.0), to_value(&r.result)?],
+        ),
+        EventBody::Notification(n) => {
+            let args = match n {
+                Notification::AgentHello(h) => vec![
+                    text(&h.instance),
+                    to_value(&h.host)?,
+                    Value::Integer(i128::from(h.api_version)),
+                ],
+                Notification::Change(c) => vec![
+                    text(&c.instance),
+                    to_value(&c.node)?,
+                    to_value(&c.old)?,
+                    to_value(&c.new)?,
+                ],
+                Notification::Error(NotifyError {
+                    instance,
+                    msg,
+                    node,
+                })
+                | Notification::Log(NotifyLog {
+                    instance,
+                    msg,
+                    node,
+                }) => vec![text(instance), text(msg), text(node)],
+            };
+            (n.name(), args)
+        }
+    })
+}
+
+/// Decodes one frame's bytes. Fails with the code to answer the peer.
+pub fn decode(bytes: &[u8]) -> Result<Frame, DecodeError> {
+    let value: Value = serde_cbor::from_slice(bytes)
+        .map_err(|e| DecodeError::bad_frame(format!("not one well-formed CBOR data item: {e}")))?;
+    let Value::Map(mut map) = value else {
+        return Err(DecodeError::bad_frame("frame is not a CBOR map"));
+    };
+    let kind = match map.get(&text("type")) {
+        Some(Value::Text(t)) => t.clone(),
+        Some(_) => return Err(DecodeError::bad_frame("key \"type\" is not text")),
+        None => return Err(DecodeError::bad_frame("frame has no \"type\" key")),
+    };
+    match kind.as_str() {
+        "hello" => from_value::<Hello>(Value::Map(map))
+            .map(Frame::Hello)
+            .map_err(|e| DecodeError::new(ErrorCode::BadHello, format!("invalid hello: {e}"))),
+        "heartbeat" => Ok(Frame::Heartbeat),
+        "error" => {
+            let code = take_text(&mut map, "code")?;
+            let message = take_text(&mut map, "message").unwrap_or_default();
+            let code = ErrorCode::parse(&code)
+                .ok_or_else(|| DecodeError::bad_frame(format!("unknown error code {code:?}")))?;
+            Ok(Frame::Error { code, message })
+        }
+        "event" => {
+            let topic = take_text(&mut map, "topic")?;
+            let name = take_text(&mut map, "name")?;
+            let args = match map.remove(&text("args")) {
+                Some(Value::Array(a)) => a,
+                Some(_) => return Err(DecodeError::bad_frame("key \"args\" is not an array")),
+                None => return Err(DecodeError::bad_frame("event has no \"args\" key")),
+            };
+            let body = decode_event(&name, args)?;
+            Ok(Frame::Event { topic, body })
+        }
+        other => Err(DecodeError::bad_frame(format!(
+            "unknown frame type {other:?}"
+        ))),
+    }
+}
+
+fn take_text(map: &mut BTreeMap<Value, Value>, key: &str) -> Result<String, DecodeError> {
+    match map.remove(&text(key)) {
+        Some(Value::Text(t)) => Ok(t),
+        Some(_) => Err(DecodeError::bad_frame(format!("key {key:?} is not text"))),
+        None => Err(DecodeError::bad_frame(format!("frame has no {key:?} key"))),
+    }
+}
+
+fn decode_event(name: &str, args: Vec<Value>) -> Result<EventBody, DecodeError> {
+    let unknown = || DecodeError::new(ErrorCode::UnknownEvent, format!("unknown event {name:?}"));
+    let bare = name.strip_prefix(EVENT_PREFIX).ok_or_else(unknown)?;
+    if let Some(stem) = bare.strip_suffix("_request").and_then(stem_of) {
+        return decode_request(stem, args).map(EventBody::Request);
+    }
+    if let Some(stem) = bare.strip_suffix("_response").and_then(stem_of) {
+        return decode_response(stem, args).map(EventBody::Response);
+    }
+    let notification = match bare {
+        "notify_agent_hello" => {
+            let [instance, host, version] = fixed_args::<3>(name, args)?;
+            Notification::AgentHello(NotifyAgentHello {
+                instance: arg(name, 0, instance)?,
+                host: arg::<Addr>(name, 1, host)?,
+                api_version: arg(name, 2, version)?,
+            })
+        }
+        "notify_change" => {
+            let [instance, node, old, new] = fixed_args::<4>(name, args)?;
+            Notification::Change(NotifyChange {
+                instance: arg(name, 0, instance)?,
+                node: arg::<Node>(name, 1, node)?,
+                old: arg::<State>(name, 2, old)?,
+                new: arg::<State>(name, 3, new)?,
+            })
+        }
+        "notify_error" | "notify_log" => {
+            let mut it = args.into_iter();
+            let instance = arg(name, 0, it.next().unwrap_or(Value::Null))?;
+            let msg = arg(name, 1, it.next().unwrap_or(Value::Null))?;
+            let node = match it.next() {
+                Some(v) => arg(name, 2, v)?,
+                None => String::new(),
+            };
+            if bare == "notify_error" {
+                Notification::Error(NotifyError {
+                    instance,
+                    msg,
+                    node,
+                })
+            } else {
+                Notification::Log(NotifyLog {
+                    instance,
+                    msg,
+                    node,
+                })
+            }
+        }
+        _ => return Err(unknown()),
+    };
+    Ok(EventBody::Notification(notification))
+}
+
+fn stem_of(s: &str) -> Option<Stem> {
+    Stem::ALL.into_iter().find(|stem| stem.as_str() == s)
+}
+
+fn bad_args(name: &str, msg: impl std::fmt::Display) -> DecodeError {
+    DecodeError::new(ErrorCode::BadArgs, format!("{name}: {msg}"))
+}
+
+fn fixed_args<const N: usize>(name: &str, args: Vec<Value>) -> Result<[Value; N], DecodeError> {
+    let got = args.len();
+    <[Value; N]>::try_from(args)
+        .map_err(|_| bad_args(name, format!("expected {N} arguments, got {got}")))
+}
+
+fn arg<T: DeserializeOwned>(name: &str, index: usize, v: Value) -> Result<T, DecodeError> {
+    from_value(v).map_err(|e| bad_args(name, format!("argument {}: {e}", index + 1)))
+}
+
+fn decode_request(stem: Stem, args: Vec<Value>) -> Result<Request, DecodeError> {
+    let name = stem.request_name();
+    let mut it = args.into_iter();
+    let reqid = match it.next() {
+        Some(Value::Text(t)) => ReqId(t),
+        Some(_) => return Err(bad_args(&name, "argument 1 (reqid) is not text")),
+        None => return Err(bad_args(&name, "missing argument 1 (reqid)")),
+    };
+    let rest: Vec<Value> = it.collect();
+    let expected = if stem == Stem::SetConfiguration { 1 } else { 0 };
+    if rest.len() != expected {
+        return Ok(Request::Invalid {
+            stem,
+            reqid,
+            error: format!(
+                "invalid arguments: expected {} arguments, got {}",
+                expected + 1,
+                rest.len() + 1
+            ),
+        });
+    }
+    Ok(match stem {
+        Stem::SetConfiguration => {
+            let Some(config) = rest.into_iter().next() else {
+                // Unreachable: `rest.len() == 1` was checked above.
+                return Err(bad_args(&name, "missing argument 2 (config)"));
+            };
+            match from_value::<Configuration>(config) {
+                Ok(config) => Request::SetConfiguration(SetConfigurationRequest { reqid, config }),
+                Err(e) => Request::Invalid {
+                    stem,
+                    reqid,
+                    error: format!("invalid configuration: {e}"),
+                },
+            }
+        }
+        Stem::GetNodes => Request::GetNodes(GetNodesRequest { reqid }),
+        Stem::AgentWelcome => Request::AgentWelcome(AgentWelcomeRequest { reqid }),
+        Stem::AgentStandby => Request::AgentStandby(AgentStandbyRequest { reqid }),
+    })
+}
+
+fn decode_response(stem: Stem, args: Vec<Value>) -> Result<Response, DecodeError> {
+    let name = stem.response_name();
+    let [reqid, result] = fixed_args::<2>(&name, args)?;
+    Ok(Response {
+        stem,
+        reqid: arg::<ReqId>(&name, 0, reqid)?,
+        result: arg::<ApiResult>(&name, 1, result)?,
+    })
+}
+
+/// Encodes a configuration for the state directory.
+pub fn encode_configuration(config: &Configuration) -> Result<Vec<u8>, EncodeError> {
+    serde_cbor::to_vec(config).map_err(|e| EncodeError(e.to_string()))
+}
+
+/// Decodes a configuration from the state directory.
+pub fn decode_configuration(bytes: &[u8]) -> Result<Configuration, String> {
+    serde_cbor::from_slice(bytes).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests;

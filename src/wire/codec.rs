@@ -1,0 +1,153 @@
+//! Framing only: a 4-byte big-endian length, then that many bytes. The
+//! decoder checks the length against the limit before it reserves anything.
+//! What the bytes mean is `wire::cbor`'s business.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+/// Default largest frame accepted, in bytes (16 MiB).
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+const HEADER_BYTES: usize = 4;
+
+/// What ends a connection at the framing layer.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {len} bytes exceeds the {max}-byte limit")]
+    TooLarge { len: usize, max: usize },
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Length-prefixed frames with a size cap.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameCodec {
+    max: usize,
+}
+
+impl FrameCodec {
+    pub fn new(max_frame_bytes: usize) -> Self {
+        FrameCodec {
+            max: max_frame_bytes,
+        }
+    }
+}
+
+impl Default for FrameCodec {
+    fn default() -> Self {
+        FrameCodec::new(DEFAULT_MAX_FRAME_BYTES)
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Bytes;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        let Some(header) = src.get(..HEADER_BYTES) else {
+            return Ok(None);
+        };
+        let mut len_bytes = [0u8; HEADER_BYTES];
+        len_bytes.copy_from_slice(header);
+        // A u32 always fits in usize on the 32- and 64-bit targets we build for.
+        let len = usize::try_from(u32::from_be_bytes(len_bytes)).unwrap_or(usize::MAX);
+        if len > self.max {
+            return Err(FrameError::TooLarge { len, max: self.max });
+        }
+        if src.len() < HEADER_BYTES + len {
+            src.reserve(HEADER_BYTES + len - src.len());
+            return Ok(None);
+        }
+        src.advance(HEADER_BYTES);
+        Ok(Some(src.split_to(len).freeze()))
+    }
+}
+
+impl Encoder<Bytes> for FrameCodec {
+    type Error = FrameError;
+
+    fn encode(&mut self, item: Bytes, dst: &mut BytesMut) -> Result<(), FrameError> {
+        let len = u32::try_from(item.len()).map_err(|_| FrameError::TooLarge {
+            len: item.len(),
+            max: u32::MAX as usize,
+        })?;
+        dst.reserve(HEADER_BYTES + item.len());
+        dst.put_u32(len);
+        dst.extend_from_slice(&item);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(payload: &[u8]) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        FrameCodec::default()
+            .encode(Bytes::copy_from_slice(payload), &mut buf)
+            .expect("encode");
+        buf.to_vec()
+    }
+
+    #[test]
+    fn frames_split_at_every_byte_decode_the_same() {
+        let mut wire = framed(b"first frame");
+        wire.extend(framed(b""));
+        wire.extend(framed(&[0xa0; 300]));
+        for split in 0..=wire.len() {
+            let mut codec = FrameCodec::default();
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            for chunk in [&wire[..split], &wire[split..]] {
+                buf.extend_from_slice(chunk);
+                while let Some(f) = codec.decode(&mut buf).expect("decode") {
+                    got.push(f);
+                }
+            }
+            assert_eq!(got.len(), 3, "split at {split}");
+            assert_eq!(&got[0][..], b"first frame");
+            assert!(got[1].is_empty());
+            assert_eq!(got[2].len(), 300);
+            assert!(buf.is_empty());
+        }
+    }
+
+    #[test]
+    fn oversize_frame_is_refused_before_reserving() {
+        let mut codec = FrameCodec::new(10);
+        let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff][..]);
+        match codec.decode(&mut buf) {
+            Err(FrameError::TooLarge { len, max }) => {
+                assert_eq!(len, u32::MAX as usize);
+                assert_eq!(max, 10);
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        assert!(buf.capacity() < 1024);
+        let err = FrameCodec::new(10)
+            .decode(&mut BytesMut::from(&framed(&[0; 11])[..]))
+            .expect_err("11 > 10");
+        assert_eq!(
+            err.to_string(),
+            "frame of 11 bytes exceeds the 10-byte limit"
+        );
+    }
+
+    #[test]
+    fn frame_at_the_limit_is_accepted() {
+        let mut codec = FrameCodec::new(10);
+        let mut buf = BytesMut::from(&framed(&[7; 10])[..]);
+        assert_eq!(
+            codec.decode(&mut buf).expect("ok").map(|b| b.len()),
+            Some(10)
+        );
+    }
+
+    #[test]
+    fn partial_header_waits() {
+        let mut codec = FrameCodec::default();
+        let mut buf = BytesMut::from(&[0, 0][..]);
+        assert!(codec.decode(&mut buf).expect("ok").is_none());
+    }
+}
