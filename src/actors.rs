@@ -1,0 +1,9 @@
+//! The actors of the agent, one per file; `actors.md` describes how they fit.
+
+pub mod connector;
+pub mod listener;
+pub mod node;
+pub mod notifier;
+pub mod peer;
+pub mod supervisor;
+pub mod tracker;

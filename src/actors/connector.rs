@@ -1,0 +1,118 @@
+//! `Connector` (connect mode): dials the controller, retries every interval
+//! (plus a little jitter) while it is unreachable, and dials again whenever
+//! the connection drops. The connection itself is an ordinary `Peer`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::net::TcpStream;
+
+use crate::actors::listener::StopListening;
+use crate::actors::peer::{Disconnect, Peer, PeerClosed, PeerId, PeerLinks, PeerSettings, Side};
+
+const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Connector {
+    target: String,
+    settings: Arc<PeerSettings>,
+    links: PeerLinks,
+    interval: Duration,
+    attempts: u64,
+    current: Option<Addr<Peer>>,
+}
+
+impl Connector {
+    /// `target`: `host:port` of the controller.
+    pub fn new(
+        target: String,
+        settings: Arc<PeerSettings>,
+        links: PeerLinks,
+        interval: Duration,
+    ) -> Self {
+        Connector {
+            target,
+            settings,
+            links,
+            interval,
+            attempts: 0,
+            current: None,
+        }
+    }
+
+    fn dial(&mut self, ctx: &mut Context<Self>) {
+        self.attempts += 1;
+        let target = self.target.clone();
+        let fut =
+            async move { tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(target)).await };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
+            Ok(Ok(stream)) => {
+                let (Ok(remote), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
+                    act.retry(ctx);
+                    return;
+                };
+                let _ = stream.set_nodelay(true);
+                tracing::info!(controller = %act.target, "connected to the controller");
+                act.attempts = 0;
+                let mut links = act.links.clone();
+                links.on_close.push(ctx.address().recipient());
+                let peer = Peer::start(PeerId::next(), stream, remote, local, Side::Dialed, Arc::clone(&act.settings), links);
+                act.current = Some(peer);
+            }
+            Ok(Err(e)) => {
+                if act.attempts == 1 || act.attempts % 60 == 0 {
+                    tracing::warn!(controller = %act.target, attempts = act.attempts, "cannot reach the controller: {e}");
+                }
+                act.retry(ctx);
+            }
+            Err(_) => {
+                tracing::warn!(controller = %act.target, "dial timed out");
+                act.retry(ctx);
+            }
+        }));
+    }
+
+    fn retry(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_later(self.interval + jitter(self.interval), |act, ctx| {
+            act.dial(ctx)
+        });
+    }
+}
+
+/// Up to a tenth of `interval`, from the clock's nanoseconds.
+fn jitter(interval: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    interval.mul_f64(f64::from(nanos % 1000) / 10_000.0)
+}
+
+impl Actor for Connector {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.dial(ctx);
+    }
+}
+
+impl Handler<PeerClosed> for Connector {
+    type Result = ();
+
+    fn handle(&mut self, _: PeerClosed, ctx: &mut Context<Self>) {
+        self.current = None;
+        tracing::warn!(controller = %self.target, "controller connection lost; redialling");
+        self.retry(ctx);
+    }
+}
+
+impl Handler<StopListening> for Connector {
+    type Result = ();
+
+    fn handle(&mut self, _: StopListening, ctx: &mut Context<Self>) {
+        if let Some(peer) = self.current.take() {
+            peer.do_send(Disconnect);
+        }
+        ctx.stop();
+    }
+}

@@ -1,0 +1,190 @@
+//! `Notifier`: fans `notify_change`, `notify_error` and `notify_log` out to
+//! every connected peer. While no peer is connected it keeps them (bounded,
+//! oldest dropped first and counted) and delivers them, in order, to the
+//! next peer that completes its hello.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use actix::prelude::*;
+
+use crate::actors::peer::{PeerClosed, PeerId};
+use crate::api::events::{Notification, NotifyLog, Outbound};
+
+/// Sent by a peer once its hello exchange (and `notify_agent_hello`) is
+/// done: from now on it receives notifications.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct PeerReady {
+    pub peer: PeerId,
+    pub outbound: Recipient<Outbound>,
+}
+
+pub struct Notifier {
+    instance: String,
+    peers: BTreeMap<PeerId, Recipient<Outbound>>,
+    backlog: VecDeque<Notification>,
+    capacity: usize,
+    dropped: u64,
+}
+
+impl Notifier {
+    /// `capacity`: notifications kept while no peer is connected.
+    pub fn new(instance: String, capacity: usize) -> Self {
+        Notifier {
+            instance,
+            peers: BTreeMap::new(),
+            backlog: VecDeque::new(),
+            capacity,
+            dropped: 0,
+        }
+    }
+}
+
+impl Actor for Notifier {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(usize::MAX);
+    }
+}
+
+impl Handler<Notification> for Notifier {
+    type Result = ();
+
+    fn handle(&mut self, n: Notification, _: &mut Context<Self>) {
+        if self.peers.is_empty() {
+            if self.capacity == 0 {
+                self.dropped += 1;
+                return;
+            }
+            if self.backlog.len() >= self.capacity {
+                self.backlog.pop_front();
+                self.dropped += 1;
+            }
+            self.backlog.push_back(n);
+            return;
+        }
+        let mut gone = Vec::new();
+        for (peer, out) in &self.peers {
+            if out.connected() {
+                out.do_send(Outbound::Notification(n.clone()));
+            } else {
+                gone.push(*peer);
+            }
+        }
+        for peer in gone {
+            self.peers.remove(&peer);
+        }
+    }
+}
+
+impl Handler<PeerReady> for Notifier {
+    type Result = ();
+
+    fn handle(&mut self, msg: PeerReady, _: &mut Context<Self>) {
+        if self.dropped > 0 {
+            let text = format!(
+                "{} notifications were dropped while no peer was connected",
+                self.dropped
+            );
+            tracing::warn!("{text}");
+            msg.outbound
+                .do_send(Outbound::Notification(Notification::Log(NotifyLog {
+                    instance: self.instance.clone(),
+                    msg: text,
+                    node: String::new(),
+                })));
+            self.dropped = 0;
+        }
+        for n in self.backlog.drain(..) {
+            msg.outbound.do_send(Outbound::Notification(n));
+        }
+        self.peers.insert(msg.peer, msg.outbound);
+    }
+}
+
+impl Handler<PeerClosed> for Notifier {
+    type Result = ();
+
+    fn handle(&mut self, msg: PeerClosed, _: &mut Context<Self>) {
+        self.peers.remove(&msg.peer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{wait_until, Probe};
+
+    fn log(i: usize) -> Notification {
+        Notification::Log(NotifyLog {
+            instance: "a".into(),
+            msg: format!("m{i}"),
+            node: String::new(),
+        })
+    }
+
+    fn msgs(seen: &crate::testing::Seen<Outbound>) -> Vec<String> {
+        seen.all()
+            .into_iter()
+            .filter_map(|o| match o {
+                Outbound::Notification(Notification::Log(l)) => Some(l.msg),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[actix_rt::test]
+    async fn fans_out_to_every_ready_peer() {
+        let n = Notifier::new("a".into(), 10).start();
+        let (p1, s1) = Probe::<Outbound>::start();
+        let (p2, s2) = Probe::<Outbound>::start();
+        n.do_send(PeerReady {
+            peer: PeerId(1),
+            outbound: p1,
+        });
+        n.do_send(PeerReady {
+            peer: PeerId(2),
+            outbound: p2,
+        });
+        n.do_send(log(1));
+        wait_until(|| s1.len() == 1 && s2.len() == 1, 2_000).await;
+        n.do_send(PeerClosed { peer: PeerId(2) });
+        n.do_send(log(2));
+        wait_until(|| s1.len() == 2, 2_000).await;
+        assert_eq!(msgs(&s1), ["m1", "m2"]);
+        assert_eq!(msgs(&s2), ["m1"]);
+    }
+
+    #[actix_rt::test]
+    async fn keeps_a_bounded_backlog_in_order_and_counts_drops() {
+        let n = Notifier::new("a".into(), 3).start();
+        for i in 0..5 {
+            n.do_send(log(i));
+        }
+        let (p, s) = Probe::<Outbound>::start();
+        n.do_send(PeerReady {
+            peer: PeerId(1),
+            outbound: p,
+        });
+        wait_until(|| s.len() == 4, 2_000).await;
+        assert_eq!(
+            msgs(&s),
+            [
+                "2 notifications were dropped while no peer was connected",
+                "m2",
+                "m3",
+                "m4"
+            ]
+        );
+        // Delivered once: a second peer gets no replay.
+        let (p2, s2) = Probe::<Outbound>::start();
+        n.do_send(PeerReady {
+            peer: PeerId(2),
+            outbound: p2,
+        });
+        n.do_send(log(9));
+        wait_until(|| s2.len() == 1, 2_000).await;
+        assert_eq!(msgs(&s2), ["m9"]);
+    }
+}

@@ -1,0 +1,377 @@
+//! `Peer`: one actor per connection. It owns the socket (split into a framed
+//! reader stream and a framed writer), runs the hello exchange, sends
+//! `notify_agent_hello`, keeps heartbeats, decodes every frame and hands each
+//! request to the tracker. It answers protocol-level problems itself with an
+//! `error` frame, but never answers a request: responses come back through
+//! the tracker as `Outbound` messages.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::io::{FramedWrite, WriteHandler};
+use actix::prelude::*;
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::FramedRead;
+
+use crate::actors::notifier::PeerReady;
+use crate::actors::tracker::Track;
+use crate::api::events::{Notification, NotifyAgentHello, Outbound, API_VERSION};
+use crate::api::types::Addr as ZeekAddr;
+use crate::wire::cbor::{self, ErrorCode, EventBody, Frame, Hello};
+use crate::wire::codec::{FrameCodec, FrameError};
+
+/// Identifies a peer (a connection, or an embedding application's channel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub u64);
+
+impl PeerId {
+    /// A process-wide unique id.
+    pub fn next() -> PeerId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        PeerId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Sent by a `Peer` when it stops, to the tracker, the notifier and its
+/// listener or connector, each of which forgets the peer.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct PeerClosed {
+    pub peer: PeerId,
+}
+
+/// Sent by a listener or connector that shuts down: close the connection.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Disconnect;
+
+/// Who opened the connection; that side sends `hello` first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The peer connected to our listener.
+    Accepted,
+    /// We dialled the peer (connect mode).
+    Dialed,
+}
+
+/// Settings shared by every peer of an agent.
+#[derive(Debug, Clone)]
+pub struct PeerSettings {
+    pub agent_name: String,
+    /// Announced in our hello; 0 = none.
+    pub heartbeat: Duration,
+    pub handshake_timeout: Duration,
+    pub max_frame_bytes: usize,
+}
+
+impl PeerSettings {
+    pub fn topic(&self) -> String {
+        format!("zeek/management/agent/{}", self.agent_name)
+    }
+}
+
+/// Where a peer sends what it learns.
+#[derive(Clone)]
+pub struct PeerLinks {
+    pub tracker: Recipient<Track>,
+    pub notifier: Recipient<PeerReady>,
+    /// Told when the peer stops.
+    pub on_close: Vec<Recipient<PeerClosed>>,
+}
+
+type Reader = Box<dyn AsyncRead + Unpin>;
+type Writer = Box<dyn AsyncWrite + Unpin>;
+
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+pub struct Peer {
+    id: PeerId,
+    remote: SocketAddr,
+    local: SocketAddr,
+    side: Side,
+    settings: Arc<PeerSettings>,
+    topic: String,
+    links: PeerLinks,
+    writer: FramedWrite<Bytes, Writer, FrameCodec>,
+    ready: bool,
+    closing: bool,
+    peer_heartbeat: Option<Duration>,
+    last_rx: Instant,
+    last_tx: Instant,
+}
+
+impl Peer {
+    /// Starts the actor for one connection.
+    pub fn start<T>(
+        id: PeerId,
+        io: T,
+        remote: SocketAddr,
+        local: SocketAddr,
+        side: Side,
+        settings: Arc<PeerSettings>,
+        links: PeerLinks,
+    ) -> Addr<Peer>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + 'static,
+    {
+        let (r, w) = tokio::io::split(io);
+        let codec = FrameCodec::new(settings.max_frame_bytes);
+        Peer::create(move |ctx| {
+            let reader: Reader = Box::new(r);
+            ctx.add_stream(FramedRead::new(reader, codec));
+            let writer: Writer = Box::new(w);
+            Peer {
+                id,
+                remote,
+                local,
+                side,
+                topic: settings.topic(),
+                settings,
+                links,
+                writer: FramedWrite::new(writer, codec, ctx),
+                ready: false,
+                closing: false,
+                peer_heartbeat: None,
+                last_rx: Instant::now(),
+                last_tx: Instant::now(),
+            }
+        })
+    }
+
+    fn send_frame(&mut self, frame: &Frame) {
+        match cbor::encode(frame) {
+            Ok(bytes) => {
+                self.writer.write(Bytes::from(bytes));
+                self.last_tx = Instant::now();
+            }
+            Err(e) => tracing::error!(peer = %self.id, "cannot encode a frame: {e}"),
+        }
+    }
+
+    fn send_error(&mut self, code: ErrorCode, message: String) {
+        tracing::warn!(peer = %self.id, remote = %self.remote, code = code.as_str(), "{message}");
+        self.send_frame(&Frame::Error { code, message });
+    }
+
+    /// Sends the error, flushes, and closes the connection.
+    fn close_with(&mut self, code: ErrorCode, message: String, ctx: &mut Context<Self>) {
+        self.send_error(code, message);
+        self.closing = true;
+        self.writer.close();
+        ctx.run_later(CLOSE_LINGER, |_, ctx| ctx.stop());
+    }
+
+    fn our_hello(&self) -> Frame {
+        Frame::Hello(Hello {
+            version: API_VERSION,
+            endpoint: self.settings.agent_name.clone(),
+            role: "agent".to_owned(),
+            heartbeat: self.settings.heartbeat.as_secs(),
+        })
+    }
+
+    fn on_hello_frame(&mut self, frame: Result<Frame, cbor::DecodeError>, ctx: &mut Context<Self>) {
+        let hello = match frame {
+            Ok(Frame::Hello(h)) => h,
+            Ok(_) => {
+                return self.close_with(
+                    ErrorCode::BadHello,
+                    "first frame must be a hello".into(),
+                    ctx,
+                );
+            }
+            Err(e) => return self.close_with(ErrorCode::BadHello, e.message, ctx),
+        };
+        if hello.version != API_VERSION {
+            let msg = format!(
+                "version {} is not supported; this agent speaks version {API_VERSION}",
+                hello.version
+            );
+            return self.close_with(ErrorCode::VersionMismatch, msg, ctx);
+        }
+        if self.side == Side::Accepted {
+            let ours = self.our_hello();
+            self.send_frame(&ours);
+        }
+        self.peer_heartbeat = (hello.heartbeat > 0).then(|| Duration::from_secs(hello.heartbeat));
+        self.ready = true;
+        tracing::info!(peer = %self.id, remote = %self.remote, endpoint = %hello.endpoint, role = %hello.role, "peer connected");
+        let check_in = Notification::AgentHello(NotifyAgentHello {
+            instance: self.settings.agent_name.clone(),
+            host: ZeekAddr(self.local.ip()),
+            api_version: API_VERSION,
+        });
+        self.send_frame(&Frame::Event {
+            topic: self.topic.clone(),
+            body: EventBody::Notification(check_in),
+        });
+        self.links.notifier.do_send(PeerReady {
+            peer: self.id,
+            outbound: ctx.address().recipient(),
+        });
+    }
+
+    fn on_frame(&mut self, frame: Result<Frame, cbor::DecodeError>, ctx: &mut Context<Self>) {
+        match frame {
+            Err(e) => {
+                // After the hello, a malformed hello is just a bad frame.
+                let code = if e.code == ErrorCode::BadHello {
+                    ErrorCode::BadFrame
+                } else {
+                    e.code
+                };
+                self.send_error(code, e.message);
+            }
+            Ok(Frame::Hello(_)) => {
+                self.send_error(ErrorCode::BadFrame, "hello was already exchanged".into())
+            }
+            Ok(Frame::Heartbeat) => {}
+            Ok(Frame::Error { code, message }) => {
+                tracing::warn!(peer = %self.id, code = code.as_str(), "peer reported: {message}");
+            }
+            Ok(Frame::Event { topic, body }) => {
+                if topic != self.topic {
+                    let msg = format!("topic {topic:?} is not this agent's ({:?})", self.topic);
+                    return self.send_error(ErrorCode::UnknownTopic, msg);
+                }
+                match body {
+                    EventBody::Request(request) => self.links.tracker.do_send(Track {
+                        peer: self.id,
+                        reply_to: ctx.address().recipient(),
+                        request,
+                    }),
+                    EventBody::Response(r) => self.send_error(
+                        ErrorCode::UnknownEvent,
+                        format!("the agent does not accept {}", r.stem.response_name()),
+                    ),
+                    EventBody::Notification(n) => self.send_error(
+                        ErrorCode::UnknownEvent,
+                        format!("the agent does not accept {}", n.name()),
+                    ),
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.peer_heartbeat {
+            if self.last_rx.elapsed() > h * 3 {
+                tracing::warn!(peer = %self.id, remote = %self.remote, "no frame for {:?}; closing", h * 3);
+                ctx.stop();
+                return;
+            }
+        }
+        let hb = self.settings.heartbeat;
+        if self.ready && !hb.is_zero() && !self.closing && self.last_tx.elapsed() >= hb / 2 {
+            self.send_frame(&Frame::Heartbeat);
+        }
+    }
+}
+
+impl Actor for Peer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        tracing::debug!(peer = %self.id, remote = %self.remote, "connection open");
+        if self.side == Side::Dialed {
+            let ours = self.our_hello();
+            self.send_frame(&ours);
+        }
+        let hb = self.settings.heartbeat;
+        let tick = if hb.is_zero() {
+            Duration::from_secs(1)
+        } else {
+            (hb / 2).max(Duration::from_millis(10))
+        };
+        ctx.run_interval(tick, |act, ctx| act.tick(ctx));
+        ctx.run_later(self.settings.handshake_timeout, |act, ctx| {
+            if !act.ready {
+                tracing::warn!(peer = %act.id, remote = %act.remote, "no hello in time; closing");
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        tracing::info!(peer = %self.id, remote = %self.remote, "peer disconnected");
+        for r in &self.links.on_close {
+            r.do_send(PeerClosed { peer: self.id });
+        }
+    }
+}
+
+impl StreamHandler<Result<Bytes, FrameError>> for Peer {
+    fn handle(&mut self, item: Result<Bytes, FrameError>, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        self.last_rx = Instant::now();
+        match item {
+            Ok(bytes) => {
+                let frame = cbor::decode(&bytes);
+                if self.ready {
+                    self.on_frame(frame, ctx);
+                } else {
+                    self.on_hello_frame(frame, ctx);
+                }
+            }
+            Err(e @ FrameError::TooLarge { .. }) => {
+                self.close_with(ErrorCode::TooLarge, e.to_string(), ctx)
+            }
+            Err(FrameError::Io(e)) => {
+                tracing::info!(peer = %self.id, "read error: {e}");
+                ctx.stop();
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        // While closing, the writer finishes the flush and then stops us.
+        if !self.closing {
+            ctx.stop();
+        }
+    }
+}
+
+impl WriteHandler<FrameError> for Peer {
+    fn error(&mut self, err: FrameError, _: &mut Context<Self>) -> Running {
+        tracing::info!(peer = %self.id, "write error: {err}");
+        Running::Stop
+    }
+}
+
+impl Handler<Outbound> for Peer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Outbound, _: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        let body = match msg {
+            Outbound::Response(r) => EventBody::Response(r),
+            Outbound::Notification(n) => EventBody::Notification(n),
+        };
+        self.send_frame(&Frame::Event {
+            topic: self.topic.clone(),
+            body,
+        });
+    }
+}
+
+impl Handler<Disconnect> for Peer {
+    type Result = ();
+
+    fn handle(&mut self, _: Disconnect, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,309 @@
+//! The controller side of the protocol: connect to an agent (or accept an
+//! agent that dials in), exchange hellos, send requests and await each
+//! response by its reqid, and receive notifications. Used by the tests, the
+//! examples and operator tools; it shares the agent's codec and records.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::api::events::{Notification, Request, Response, API_VERSION};
+use crate::api::types::ReqId;
+use crate::wire::cbor::{self, ErrorCode, EventBody, Frame, Hello};
+use crate::wire::codec::DEFAULT_MAX_FRAME_BYTES;
+
+/// A failure on the controller side.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the agent refused us: {code}: {message}")]
+    Refused { code: String, message: String },
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("the connection is closed")]
+    Closed,
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// How this side introduces itself.
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    pub endpoint: String,
+    /// `controller` or `client`.
+    pub role: String,
+    /// Announced heartbeat in seconds (0 = none).
+    pub heartbeat: u64,
+    pub max_frame_bytes: usize,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        ControllerOptions {
+            endpoint: "controller".to_owned(),
+            role: "controller".to_owned(),
+            heartbeat: 0,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+        }
+    }
+}
+
+/// What arrives from the agent besides responses.
+#[derive(Debug, Clone)]
+pub enum Incoming {
+    Notification(Notification),
+    Error { code: ErrorCode, message: String },
+    Heartbeat,
+}
+
+type Pending = Arc<Mutex<HashMap<ReqId, oneshot::Sender<Response>>>>;
+
+/// A live connection to one agent.
+pub struct Connection {
+    agent: Hello,
+    topic: String,
+    out: mpsc::UnboundedSender<Vec<u8>>,
+    pending: Pending,
+    events: mpsc::UnboundedReceiver<Incoming>,
+    next: AtomicU64,
+}
+
+async fn read_frame(
+    r: &mut (impl AsyncReadExt + Unpin),
+    max: usize,
+) -> Result<Vec<u8>, ClientError> {
+    let len = r.read_u32().await?;
+    let len = usize::try_from(len).map_err(|_| ClientError::Protocol("frame too large".into()))?;
+    if len > max {
+        return Err(ClientError::Protocol(format!(
+            "frame of {len} bytes exceeds the {max}-byte limit"
+        )));
+    }
+    let mut buf = vec![0; len];
+    r.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+/// Prefixes `payload` with its length.
+pub fn framed(payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    let mut v = Vec::with_capacity(payload.len() + 4);
+    v.extend_from_slice(&len.to_be_bytes());
+    v.extend_from_slice(payload);
+    v
+}
+
+fn encode_frame(frame: &Frame) -> Result<Vec<u8>, ClientError> {
+    cbor::encode(frame)
+        .map(|b| framed(&b))
+        .map_err(|e| ClientError::Protocol(e.to_string()))
+}
+
+impl Connection {
+    /// Dials an agent and exchanges hellos.
+    pub async fn connect(
+        addr: impl ToSocketAddrs,
+        opts: ControllerOptions,
+    ) -> Result<Connection, ClientError> {
+        let stream = TcpStream::connect(addr).await?;
+        Self::handshake(stream, opts, true).await
+    }
+
+    /// Accepts one agent dialling in (connect mode) and exchanges hellos.
+    pub async fn accept(
+        listener: &TcpListener,
+        opts: ControllerOptions,
+    ) -> Result<Connection, ClientError> {
+        let (stream, _) = listener.accept().await?;
+        Self::handshake(stream, opts, false).await
+    }
+
+    async fn handshake(
+        stream: TcpStream,
+        opts: ControllerOptions,
+        we_dialled: bool,
+    ) -> Result<Connection, ClientError> {
+        stream.set_nodelay(true)?;
+        let (mut r, mut w) = stream.into_split();
+        let ours = encode_frame(&Frame::Hello(Hello {
+            version: API_VERSION,
+            endpoint: opts.endpoint.clone(),
+            role: opts.role.clone(),
+            heartbeat: opts.heartbeat,
+        }))?;
+        if we_dialled {
+            w.write_all(&ours).await?;
+        }
+        let first = read_frame(&mut r, opts.max_frame_bytes).await?;
+        let agent = match cbor::decode(&first) {
+            Ok(Frame::Hello(h)) => h,
+            Ok(Frame::Error { code, message }) => {
+                return Err(ClientError::Refused {
+                    code: code.as_str().to_owned(),
+                    message,
+                })
+            }
+            Ok(other) => {
+                return Err(ClientError::Protocol(format!(
+                    "expected hello, got {other:?}"
+                )))
+            }
+            Err(e) => return Err(ClientError::Protocol(e.to_string())),
+        };
+        if !we_dialled {
+            w.write_all(&ours).await?;
+        }
+        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        tokio::spawn(async move {
+            while let Some(bytes) = out_rx.recv().await {
+                if w.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let p = Arc::clone(&pending);
+        let max = opts.max_frame_bytes;
+        tokio::spawn(async move {
+            while let Ok(bytes) = read_frame(&mut r, max).await {
+                let incoming = match cbor::decode(&bytes) {
+                    Ok(Frame::Event {
+                        body: EventBody::Response(resp),
+                        ..
+                    }) => {
+                        let tx = p.lock().ok().and_then(|mut m| m.remove(&resp.reqid));
+                        if let Some(tx) = tx {
+                            let _ = tx.send(resp);
+                        }
+                        continue;
+                    }
+                    Ok(Frame::Event {
+                        body: EventBody::Notification(n),
+                        ..
+                    }) => Incoming::Notification(n),
+                    Ok(Frame::Error { code, message }) => Incoming::Error { code, message },
+                    Ok(Frame::Heartbeat) => Incoming::Heartbeat,
+                    Ok(_) | Err(_) => continue,
+                };
+                if ev_tx.send(incoming).is_err() {
+                    break;
+                }
+            }
+            // Wake every waiter: the connection is gone.
+            if let Ok(mut m) = p.lock() {
+                m.clear();
+            }
+        });
+        Ok(Connection {
+            topic: format!("zeek/management/agent/{}", agent.endpoint),
+            agent,
+            out: out_tx,
+            pending,
+            events: ev_rx,
+            next: AtomicU64::new(1),
+        })
+    }
+
+    /// The agent's hello.
+    pub fn agent(&self) -> &Hello {
+        &self.agent
+    }
+
+    /// The agent's topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// A fresh reqid for this connection.
+    pub fn new_reqid(&self) -> ReqId {
+        ReqId(format!("req-{}", self.next.fetch_add(1, Ordering::Relaxed)))
+    }
+
+    /// Sends raw bytes (tests use it for malformed frames).
+    pub fn send_raw(&self, bytes: Vec<u8>) -> Result<(), ClientError> {
+        self.out.send(bytes).map_err(|_| ClientError::Closed)
+    }
+
+    /// Sends a frame.
+    pub fn send_frame(&self, frame: &Frame) -> Result<(), ClientError> {
+        self.send_raw(encode_frame(frame)?)
+    }
+
+    /// Sends a request without waiting; the response can be awaited with
+    /// the returned receiver.
+    pub fn start_request(
+        &self,
+        request: Request,
+    ) -> Result<oneshot::Receiver<Response>, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut m) = self.pending.lock() {
+            m.insert(request.reqid().clone(), tx);
+        }
+        self.send_frame(&Frame::Event {
+            topic: self.topic.clone(),
+            body: EventBody::Request(request),
+        })?;
+        Ok(rx)
+    }
+
+    /// Sends a request and awaits its response.
+    pub async fn request(
+        &self,
+        request: Request,
+        limit: Duration,
+    ) -> Result<Response, ClientError> {
+        let rx = self.start_request(request)?;
+        match tokio::time::timeout(limit, rx).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(_)) => Err(ClientError::Closed),
+            Err(_) => Err(ClientError::Timeout(limit)),
+        }
+    }
+
+    /// The next notification, error or heartbeat; `None` once closed.
+    pub async fn next_event(&mut self, limit: Duration) -> Result<Incoming, ClientError> {
+        match tokio::time::timeout(limit, self.events.recv()).await {
+            Ok(Some(e)) => Ok(e),
+            Ok(None) => Err(ClientError::Closed),
+            Err(_) => Err(ClientError::Timeout(limit)),
+        }
+    }
+
+    /// The next notification satisfying `f`, skipping everything else.
+    pub async fn wait_notification(
+        &mut self,
+        limit: Duration,
+        f: impl Fn(&Notification) -> bool,
+    ) -> Result<Notification, ClientError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if let Incoming::Notification(n) = self.next_event(left).await? {
+                if f(&n) {
+                    return Ok(n);
+                }
+            }
+        }
+    }
+
+    /// The next protocol error from the agent, skipping everything else.
+    pub async fn wait_error(
+        &mut self,
+        limit: Duration,
+    ) -> Result<(ErrorCode, String), ClientError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if let Incoming::Error { code, message } = self.next_event(left).await? {
+                return Ok((code, message));
+            }
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The `cluster-layout.zeek` every node finds in its working directory, and
+//! the command line a node is started with.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use crate::api::types::{Configuration, Node, Role};
+
+/// The cluster backend script from Zeek 8.1 on.
+pub const ZEROMQ_BACKEND: &str = "policy/frameworks/cluster/backend/zeromq";
+/// The Broker backend script.
+pub const BROKER_BACKEND: &str = "policy/frameworks/cluster/backend/broker";
+
+/// Renders `cluster-layout.zeek` for the whole configuration.
+pub fn cluster_layout(config: &Configuration) -> String {
+    let hosts: BTreeMap<&str, IpAddr> = config
+        .instances
+        .iter()
+        .map(|i| (i.name.as_str(), i.host.0))
+        .collect();
+    let manager = config
+        .nodes
+        .iter()
+        .find(|n| n.role == Role::Manager)
+        .map(|n| n.name.as_str());
+    let has_logger = config.nodes.iter().any(|n| n.role == Role::Logger);
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Written by zeek-mgmt-agent for configuration {:?}; rewritten on every deployment.",
+        config.id
+    );
+    let _ = writeln!(
+        out,
+        "redef Cluster::manager_is_logger = {};",
+        if has_logger { "F" } else { "T" }
+    );
+    out.push_str("redef Cluster::nodes = {\n");
+    let mut nodes: Vec<&Node> = config.nodes.iter().collect();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    for node in nodes {
+        let ip = hosts
+            .get(node.instance.as_str())
+            .copied()
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let ip = match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        };
+        let _ = write!(
+            out,
+            "\t[\"{}\"] = [$node_type={}, $ip={ip}",
+            node.name,
+            node.role.zeek_node_type()
+        );
+        if let Some(p) = node.p {
+            let _ = write!(out, ", $p={p}");
+        }
+        if let (Some(m), Role::Proxy | Role::Worker) = (manager, node.role) {
+            let _ = write!(out, ", $manager=\"{m}\"");
+        }
+        out.push_str("],\n");
+    }
+    out.push_str("};\n");
+    let _ = writeln!(
+        out,
+        "redef global_hash_seed = \"{:016x}\";",
+        fnv1a(config.id.as_bytes())
+    );
+    out
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The arguments after the program: `[-i IFACE] [BACKEND] local SCRIPTS... NAME=VALUE...`.
+pub fn node_args(node: &Node, backend: Option<&str>) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(iface) = &node.interface {
+        args.push("-i".to_owned());
+        args.push(iface.clone());
+    }
+    if let Some(b) = backend {
+        args.push(b.to_owned());
+    }
+    args.push("local".to_owned());
+    args.extend(node.scripts.iter().flatten().cloned());
+    args.extend(
+        node.options
+            .iter()
+            .flatten()
+            .map(|o| format!("{}={}", o.name, o.value)),
+    );
+    args
+}
+
+/// Picks the backend from the output of `zeek --version`
+/// (`<program> version 8.2.2`): ZeroMQ from 8.1 on, none before or when the
+/// output is not a Zeek version.
+pub fn backend_for_version(output: &str) -> Option<&'static str> {
+    let version = output
+        .split_whitespace()
+        .skip_while(|w| *w != "version")
+        .nth(1)?;
+    let mut parts = version.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next()?.parse().ok()?;
+    let minor: u32 = parts.next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    ((major, minor) >= (8, 1)).then_some(ZEROMQ_BACKEND)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::types::{Addr, Instance, Port, ZeekOption};
+
+    fn node(name: &str, inst: &str, role: Role, port: Option<u16>) -> Node {
+        let mut n = Node::new(name, inst, role);
+        n.p = port.map(Port::tcp);
+        n
+    }
+
+    #[test]
+    fn layout_for_a_two_instance_cluster_line_by_line() {
+        let config = Configuration {
+            id: "cfg-7".into(),
+            instances: vec![
+                Instance {
+                    name: "agent-a".into(),
+                    host: Addr("10.0.0.1".parse().expect("addr")),
+                    listen_port: None,
+                },
+                Instance {
+                    name: "agent-b".into(),
+                    host: Addr("fd00::2".parse().expect("addr")),
+                    listen_port: None,
+                },
+            ],
+            nodes: vec![
+                node("worker-2", "agent-b", Role::Worker, None),
+                node("manager", "agent-a", Role::Manager, Some(27760)),
+                node("logger-1", "agent-a", Role::Logger, Some(27761)),
+                node("proxy-1", "agent-a", Role::Proxy, Some(27762)),
+                node("worker-1", "agent-a", Role::Worker, Some(27764)),
+            ],
+        };
+        let text = cluster_layout(&config);
+        let lines: Vec<&str> = text.lines().collect();
+        let expected = [
+            "# Written by zeek-mgmt-agent for configuration \"cfg-7\"; rewritten on every deployment.",
+            "redef Cluster::manager_is_logger = F;",
+            "redef Cluster::nodes = {",
+            "\t[\"logger-1\"] = [$node_type=Cluster::LOGGER, $ip=10.0.0.1, $p=27761/tcp],",
+            "\t[\"manager\"] = [$node_type=Cluster::MANAGER, $ip=10.0.0.1, $p=27760/tcp],",
+            "\t[\"proxy-1\"] = [$node_type=Cluster::PROXY, $ip=10.0.0.1, $p=27762/tcp, $manager=\"manager\"],",
+            "\t[\"worker-1\"] = [$node_type=Cluster::WORKER, $ip=10.0.0.1, $p=27764/tcp, $manager=\"manager\"],",
+            "\t[\"worker-2\"] = [$node_type=Cluster::WORKER, $ip=[fd00::2], $manager=\"manager\"],",
+            "};",
+        ];
+        assert_eq!(&lines[..expected.len()], &expected);
+        assert_eq!(lines.len(), expected.len() + 1);
+        let seed = lines[expected.len()];
+        assert!(seed.starts_with("redef global_hash_seed = \""), "{seed}");
+        assert!(!text.contains("$interface"));
+        // The same id gives the same seed on every node; another id another.
+        let mut other = config.clone();
+        assert_eq!(cluster_layout(&other).lines().last(), Some(seed));
+        other.id = "cfg-8".into();
+        assert_ne!(cluster_layout(&other).lines().last(), Some(seed));
+    }
+
+    #[test]
+    fn manager_is_logger_without_a_logger() {
+        let config = Configuration {
+            id: "x".into(),
+            instances: vec![],
+            nodes: vec![node("manager", "a", Role::Manager, Some(1))],
+        };
+        assert!(cluster_layout(&config).contains("redef Cluster::manager_is_logger = T;"));
+    }
+
+    #[test]
+    fn command_line_order() {
+        let mut w = node("w", "a", Role::Worker, None);
+        w.interface = Some("eth1".into());
+        w.scripts = Some(vec!["site/a.zeek".into(), "b".into()]);
+        w.options = Some(vec![ZeekOption {
+            name: "ignore_checksums".into(),
+            value: "T".into(),
+        }]);
+        assert_eq!(
+            node_args(&w, Some(ZEROMQ_BACKEND)),
+            [
+                "-i",
+                "eth1",
+                ZEROMQ_BACKEND,
+                "local",
+                "site/a.zeek",
+                "b",
+                "ignore_checksums=T"
+            ]
+        );
+        assert_eq!(
+            node_args(&node("m", "a", Role::Manager, None), None),
+            ["local"]
+        );
+    }
+
+    #[test]
+    fn backend_follows_the_zeek_version() {
+        assert_eq!(
+            backend_for_version("zeek version 8.2.2\n"),
+            Some(ZEROMQ_BACKEND)
+        );
+        assert_eq!(
+            backend_for_version("/usr/bin/zeek version 8.1.0-dev.12"),
+            Some(ZEROMQ_BACKEND)
+        );
+        assert_eq!(backend_for_version("zeek version 8.0.4"), None);
+        assert_eq!(backend_for_version("zeek version 7.2.1"), None);
+        assert_eq!(backend_for_version("bash: no such file"), None);
+        assert_eq!(backend_for_version(""), None);
+    }
+}

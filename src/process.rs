@@ -1,0 +1,349 @@
+//! Operating-system process control for node processes: a spawner thread
+//! that lives as long as the agent (the parent-death signal fires when the
+//! spawning *thread* ends), exit notification without polling (pidfd),
+//! signals to process groups, and the background cpu/memory sampler.
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Mutex, OnceLock};
+
+use tokio::io::unix::AsyncFd;
+use tokio::sync::oneshot;
+
+/// How to start one node process.
+#[derive(Clone)]
+pub struct SpawnSpec {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
+    /// Added to the agent's own environment.
+    pub env: Vec<(String, String)>,
+    /// Pin the process to this CPU.
+    pub cpu: Option<usize>,
+}
+
+impl std::fmt::Debug for SpawnSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpawnSpec")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("cwd", &self.cwd)
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("cpu", &self.cpu)
+            .finish()
+    }
+}
+
+type SpawnJob = (SpawnSpec, oneshot::Sender<io::Result<Child>>);
+
+fn spawner() -> io::Result<&'static Mutex<mpsc::Sender<SpawnJob>>> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnJob>>> = OnceLock::new();
+    if let Some(s) = SPAWNER.get() {
+        return Ok(s);
+    }
+    let (tx, rx) = mpsc::channel::<SpawnJob>();
+    // The thread holds the only receiver; the static holds a sender forever,
+    // so the thread (and the parent-death signal of its children) lives as
+    // long as the process.
+    std::thread::Builder::new()
+        .name("node-spawner".into())
+        .spawn(move || {
+            for (spec, reply) in rx {
+                let _ = reply.send(spawn_now(&spec));
+            }
+        })?;
+    Ok(SPAWNER.get_or_init(|| Mutex::new(tx)))
+}
+
+fn spawn_now(spec: &SpawnSpec) -> io::Result<Child> {
+    std::fs::create_dir_all(&spec.cwd)?;
+    let open = |name: &str| {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(spec.cwd.join(name))
+    };
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .current_dir(&spec.cwd)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(open("stdout")?)
+        .stderr(open("stderr")?)
+        .process_group(0);
+    // SAFETY: getpid is async-signal-safe.
+    let agent_pid = unsafe { libc::getpid() };
+    let cpu = spec.cpu;
+    // SAFETY: the closure runs between fork and exec and only calls
+    // async-signal-safe functions (prctl, getppid, sched_setaffinity).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The agent may have died between fork and prctl.
+            if libc::getppid() != agent_pid {
+                return Err(io::Error::other("agent exited during spawn"));
+            }
+            if let Some(cpu) = cpu {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu, &mut set);
+                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// Spawns a node process from the long-lived spawner thread.
+pub async fn spawn(spec: SpawnSpec) -> io::Result<Child> {
+    let (tx, rx) = oneshot::channel();
+    {
+        let sender = spawner()?
+            .lock()
+            .map_err(|_| io::Error::other("spawner lock poisoned"))?;
+        sender
+            .send((spec, tx))
+            .map_err(|_| io::Error::other("spawner thread has ended"))?;
+    }
+    rx.await
+        .map_err(|_| io::Error::other("spawner thread dropped the request"))?
+}
+
+fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; a non-negative result is a new fd we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = i32::try_from(fd).map_err(|_| io::Error::other("pidfd out of range"))?;
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Waits for the child to exit, driven by the kernel (a pidfd becomes
+/// readable), with a waiting thread where pidfds are not available. Before
+/// the child is reaped, whatever is left of its process group is killed, so
+/// no grandchild outlives its node.
+pub async fn wait_exit(mut child: Child) -> io::Result<ExitStatus> {
+    let pid = child.id();
+    let registered = pidfd_open(pid).and_then(|fd| {
+        // SAFETY: an `OwnedFd` stays open and always returns the same fd
+        // for as long as the `AsyncFd` owns it.
+        unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+            .map_err(|e| io::Error::other(e.to_string()))
+    });
+    match registered {
+        Ok(fd) => {
+            let _ready = fd.readable().await?;
+        }
+        Err(_) => {
+            let (tx, rx) = oneshot::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(child.wait());
+            });
+            kill_group_leftovers(pid);
+            return rx
+                .await
+                .map_err(|_| io::Error::other("waiter thread ended"))?;
+        }
+    }
+    kill_group_leftovers(pid);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        // Readable means exited; the status is there at once.
+        std::thread::yield_now();
+    }
+}
+
+fn kill_group_leftovers(pgid: u32) {
+    if let Ok(pgid) = libc::pid_t::try_from(pgid) {
+        // SAFETY: signal to the process group the node leads; while the
+        // leader is unreaped its pid (and so the group id) cannot be reused.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Sends `signal` to the process group led by `pid`.
+pub fn signal_group(pid: u32, signal: i32) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: plain signal delivery.
+        unsafe {
+            libc::kill(-pid, signal);
+        }
+    }
+}
+
+/// "exited with code 3" / "killed by signal 9 (SIGKILL)".
+pub fn describe_exit(status: &ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        format!("exited with code {code}")
+    } else if let Some(sig) = status.signal() {
+        let name = match sig {
+            libc::SIGKILL => " (SIGKILL)",
+            libc::SIGTERM => " (SIGTERM)",
+            libc::SIGSEGV => " (SIGSEGV)",
+            libc::SIGABRT => " (SIGABRT)",
+            libc::SIGINT => " (SIGINT)",
+            libc::SIGHUP => " (SIGHUP)",
+            _ => "",
+        };
+        format!("killed by signal {sig}{name}")
+    } else {
+        "ended".to_owned()
+    }
+}
+
+/// The last `lines` lines of a file (reading at most its last 16 KiB).
+pub fn tail(path: &Path, lines: usize) -> String {
+    const MAX: u64 = 16 * 1024;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(MAX)));
+    let mut buf = Vec::new();
+    let _ = f.take(MAX).read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Figures sampled for one process.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub cpu_percent: f64,
+    pub rss_bytes: u64,
+}
+
+type SampleJob = (Vec<u32>, oneshot::Sender<HashMap<u32, Sample>>);
+
+fn sampler() -> Option<&'static Mutex<mpsc::Sender<SampleJob>>> {
+    static SAMPLER: OnceLock<Option<Mutex<mpsc::Sender<SampleJob>>>> = OnceLock::new();
+    SAMPLER
+        .get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<SampleJob>();
+            std::thread::Builder::new()
+                .name("sampler".into())
+                .spawn(move || {
+                    let Ok(mut sys) = sysinfo::System::new() else {
+                        return;
+                    };
+                    for (pids, reply) in rx {
+                        let pids: Vec<sysinfo::Pid> =
+                            pids.into_iter().map(sysinfo::Pid::from_u32).collect();
+                        sys.refresh_processes_specifics(
+                            sysinfo::ProcessesToUpdate::Some(&pids),
+                            true,
+                            sysinfo::ProcessRefreshKind::nothing()
+                                .with_cpu()
+                                .with_memory(),
+                        );
+                        let out = pids
+                            .iter()
+                            .filter_map(|pid| {
+                                sys.process(*pid).map(|p| {
+                                    (
+                                        pid.as_u32(),
+                                        Sample {
+                                            cpu_percent: f64::from(p.cpu_usage()),
+                                            rss_bytes: p.memory(),
+                                        },
+                                    )
+                                })
+                            })
+                            .collect();
+                        let _ = reply.send(out);
+                    }
+                })
+                .ok()
+                .map(|_| Mutex::new(tx))
+        })
+        .as_ref()
+}
+
+/// Samples cpu and memory of `pids` on the sampler thread.
+pub async fn sample(pids: Vec<u32>) -> HashMap<u32, Sample> {
+    let (tx, rx) = oneshot::channel();
+    let sent = sampler()
+        .and_then(|s| s.lock().ok())
+        .map(|s| s.send((pids, tx)).is_ok())
+        .unwrap_or(false);
+    if !sent {
+        return HashMap::new();
+    }
+    rx.await.unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_rt::test]
+    async fn spawn_wait_and_describe() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec = SpawnSpec {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), "echo out; echo err >&2; exit 3".into()],
+            cwd: dir.path().join("n"),
+            env: vec![],
+            cpu: Some(0),
+        };
+        let child = spawn(spec.clone()).await.expect("spawn");
+        let status = wait_exit(child).await.expect("wait");
+        assert_eq!(describe_exit(&status), "exited with code 3");
+        assert_eq!(tail(&dir.path().join("n/stderr"), 20), "err");
+        // Appended, not truncated, across launches.
+        let status = wait_exit(spawn(spec).await.expect("spawn"))
+            .await
+            .expect("wait");
+        assert_eq!(status.code(), Some(3));
+        assert_eq!(tail(&dir.path().join("n/stdout"), 20), "out\nout");
+    }
+
+    #[actix_rt::test]
+    async fn missing_program_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = spawn(SpawnSpec {
+            program: "/nonexistent/zeek".into(),
+            args: vec![],
+            cwd: dir.path().to_owned(),
+            env: vec![],
+            cpu: None,
+        })
+        .await
+        .expect_err("must fail");
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[actix_rt::test]
+    async fn samples_our_own_process() {
+        let me = std::process::id();
+        let s = sample(vec![me]).await;
+        assert!(s.get(&me).is_some_and(|s| s.rss_bytes > 0));
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("f");
+        let text: String = (0..50).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&p, text).expect("write");
+        let t = tail(&p, 20);
+        assert_eq!(t.lines().count(), 20);
+        assert!(t.starts_with("line 30"));
+        assert_eq!(tail(&dir.path().join("none"), 20), "");
+    }
+}

@@ -1,0 +1,256 @@
+//! The state directory: the accepted configuration (written atomically) and
+//! the pids of the node processes, so that a restarted agent can end the
+//! leftovers of its previous run and bring the configuration back.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::api::types::Configuration;
+use crate::wire::cbor;
+
+const CONFIG_FILE: &str = "configuration.cbor";
+const PIDS_FILE: &str = "nodes.pids";
+
+/// A persisted-state failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("cannot encode the configuration: {0}")]
+    Encode(String),
+}
+
+/// The state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    dir: PathBuf,
+}
+
+/// What loading the persisted configuration found.
+#[derive(Debug)]
+pub enum Loaded {
+    None,
+    Config(Configuration),
+    /// The file could not be decoded; it was kept at `kept_as`.
+    Corrupt {
+        error: String,
+        kept_as: PathBuf,
+    },
+}
+
+/// One node process recorded in the pids file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PidRecord {
+    pub pid: i32,
+    pub node: String,
+    pub program: String,
+}
+
+impl StateDir {
+    pub fn new(dir: PathBuf) -> Self {
+        StateDir { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn write_atomically(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
+        let path = self.dir.join(name);
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let err = |source| StateError::Write {
+            path: path.clone(),
+            source,
+        };
+        fs::create_dir_all(&self.dir).map_err(err)?;
+        let mut f = fs::File::create(&tmp).map_err(err)?;
+        f.write_all(bytes).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        drop(f);
+        fs::rename(&tmp, &path).map_err(err)?;
+        // Make the rename itself durable.
+        if let Ok(d) = fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Persists the configuration: temporary file, fsync, rename.
+    pub fn save_config(&self, config: &Configuration) -> Result<(), StateError> {
+        let bytes =
+            cbor::encode_configuration(config).map_err(|e| StateError::Encode(e.to_string()))?;
+        self.write_atomically(CONFIG_FILE, &bytes)
+    }
+
+    /// Removes the persisted configuration (standby).
+    pub fn clear_config(&self) -> Result<(), StateError> {
+        let path = self.dir.join(CONFIG_FILE);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StateError::Write { path, source }),
+        }
+    }
+
+    /// Loads the persisted configuration; a corrupt file is moved aside.
+    pub fn load_config(&self) -> Loaded {
+        let path = self.dir.join(CONFIG_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Loaded::None,
+            Err(e) => {
+                return Loaded::Corrupt {
+                    error: format!("cannot read {}: {e}", path.display()),
+                    kept_as: path,
+                }
+            }
+        };
+        match cbor::decode_configuration(&bytes) {
+            Ok(c) => Loaded::Config(c),
+            Err(error) => {
+                let stamp = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let kept_as = self.dir.join(format!("{CONFIG_FILE}.bad-{stamp}"));
+                let kept_as = match fs::rename(&path, &kept_as) {
+                    Ok(()) => kept_as,
+                    Err(_) => path,
+                };
+                Loaded::Corrupt { error, kept_as }
+            }
+        }
+    }
+
+    /// Records the running node processes.
+    pub fn save_pids(&self, records: &[PidRecord]) -> Result<(), StateError> {
+        let mut text = String::new();
+        for r in records {
+            text.push_str(&format!("{}\t{}\t{}\n", r.pid, r.node, r.program));
+        }
+        self.write_atomically(PIDS_FILE, text.as_bytes())
+    }
+
+    /// The node processes recorded by an earlier run.
+    pub fn load_pids(&self) -> Vec<PidRecord> {
+        let Ok(text) = fs::read_to_string(self.dir.join(PIDS_FILE)) else {
+            return Vec::new();
+        };
+        text.lines()
+            .filter_map(|line| {
+                let mut it = line.splitn(3, '\t');
+                let pid = it.next()?.parse().ok()?;
+                let node = it.next()?.to_owned();
+                let program = it.next()?.to_owned();
+                (pid > 1).then_some(PidRecord { pid, node, program })
+            })
+            .collect()
+    }
+}
+
+/// Whether `pid` is still the node process that was recorded: its argv[0]
+/// is the recorded program and its environment names the node.
+fn is_recorded_node(r: &PidRecord) -> bool {
+    let Ok(cmdline) = fs::read(format!("/proc/{}/cmdline", r.pid)) else {
+        return false;
+    };
+    let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or(&[]);
+    if argv0 != r.program.as_bytes() {
+        return false;
+    }
+    let marker = format!("CLUSTER_NODE={}", r.node);
+    fs::read(format!("/proc/{}/environ", r.pid))
+        .map(|env| env.split(|&b| b == 0).any(|kv| kv == marker.as_bytes()))
+        .unwrap_or(false)
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// Ends node processes left from an earlier run: SIGTERM to each one's
+/// process group, SIGKILL to those still alive after `grace`. Blocking: run
+/// it off the actor threads. Returns the records of the processes ended.
+pub fn end_leftovers(records: &[PidRecord], grace: Duration) -> Vec<PidRecord> {
+    let found: Vec<PidRecord> = records
+        .iter()
+        .filter(|r| is_recorded_node(r))
+        .cloned()
+        .collect();
+    for r in &found {
+        // SAFETY: plain signal delivery to a process group we verified above.
+        unsafe {
+            libc::kill(-r.pid, libc::SIGTERM);
+            libc::kill(r.pid, libc::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + grace;
+    while found.iter().any(|r| alive(r.pid) && is_recorded_node(r)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for r in &found {
+        if is_recorded_node(r) {
+            // SAFETY: as above.
+            unsafe {
+                libc::kill(-r.pid, libc::SIGKILL);
+                libc::kill(r.pid, libc::SIGKILL);
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::types::{Node, Role};
+
+    #[test]
+    fn config_saves_loads_and_clears() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path().join("s"));
+        assert!(matches!(state.load_config(), Loaded::None));
+        let c = Configuration {
+            id: "c".into(),
+            instances: vec![],
+            nodes: vec![Node::new("w", "a", Role::Worker)],
+        };
+        state.save_config(&c).expect("save");
+        assert!(matches!(state.load_config(), Loaded::Config(ref l) if *l == c));
+        state.clear_config().expect("clear");
+        assert!(matches!(state.load_config(), Loaded::None));
+    }
+
+    #[test]
+    fn corrupt_config_is_kept_aside() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path().to_owned());
+        fs::write(dir.path().join(CONFIG_FILE), b"\xa3garbage").expect("write");
+        match state.load_config() {
+            Loaded::Corrupt { kept_as, .. } => {
+                assert!(kept_as.exists());
+                assert!(!dir.path().join(CONFIG_FILE).exists());
+            }
+            other => panic!("expected corrupt, got {other:?}"),
+        }
+        assert!(matches!(state.load_config(), Loaded::None));
+    }
+
+    #[test]
+    fn pids_roundtrip_and_strangers_are_left_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path().to_owned());
+        let me = PidRecord {
+            pid: i32::try_from(std::process::id()).expect("pid"),
+            node: "not-a-node".into(),
+            program: "/bin/false".into(),
+        };
+        state.save_pids(std::slice::from_ref(&me)).expect("save");
+        assert_eq!(state.load_pids(), vec![me.clone()]);
+        // Our own process is not a recorded node: it must survive.
+        assert!(end_leftovers(&[me], Duration::from_millis(10)).is_empty());
+    }
+}

@@ -1,0 +1,249 @@
+//! Validation of a cluster configuration before anything is changed. It
+//! collects *every* problem, so an operator fixes them all in one round.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::api::types::{Configuration, Role};
+
+/// What validation needs to know about this agent and host.
+#[derive(Debug, Clone)]
+pub struct HostFacts {
+    /// This agent's name: nodes with this `instance` run here.
+    pub agent_name: String,
+    /// The port this agent listens on, if it listens.
+    pub agent_port: Option<u16>,
+    /// CPUs this host has (`cpu_affinity` must be below this).
+    pub cpus: usize,
+}
+
+/// Whether `name` can be a node name (and so a directory name).
+pub fn valid_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Checks the whole configuration; returns every problem, sorted.
+pub fn validate(config: &Configuration, host: &HostFacts) -> Result<(), Vec<String>> {
+    let mut problems = BTreeSet::new();
+
+    let mut instances = BTreeMap::new();
+    for inst in &config.instances {
+        if instances.insert(inst.name.as_str(), inst).is_some() {
+            problems.insert(format!("duplicate instance name {:?}", inst.name));
+        }
+    }
+
+    let mut names = BTreeSet::new();
+    let mut ports: BTreeMap<(&str, u16), &str> = BTreeMap::new();
+    for node in &config.nodes {
+        let n = &node.name;
+        if !names.insert(n.as_str()) {
+            problems.insert(format!("duplicate node name {n:?}"));
+        }
+        if !valid_node_name(n) {
+            problems.insert(format!(
+                "node name {n:?} is invalid: use 1 or more of A-Z a-z 0-9 _ . - (not \".\" or \"..\")"
+            ));
+        }
+        let instance = instances.get(node.instance.as_str());
+        if instance.is_none() {
+            problems.insert(format!(
+                "node {n:?} names instance {:?}, which is not declared",
+                node.instance
+            ));
+        }
+        if node.role == Role::None {
+            problems.insert(format!("node {n:?} has no cluster role (NONE)"));
+        }
+        if matches!(node.role, Role::Manager | Role::Logger) && node.p.is_none() {
+            problems.insert(format!(
+                "node {n:?} is a {} and needs a port",
+                if node.role == Role::Manager {
+                    "manager"
+                } else {
+                    "logger"
+                }
+            ));
+        }
+        if let Some(p) = node.p {
+            if let Some(other) = ports.insert((node.instance.as_str(), p.number), n) {
+                problems.insert(format!(
+                    "nodes {other:?} and {n:?} of instance {:?} both use port {p}",
+                    node.instance
+                ));
+            }
+            let instance_port = instance.and_then(|i| i.listen_port).map(|lp| lp.number);
+            let own_port = if node.instance == host.agent_name {
+                host.agent_port
+            } else {
+                None
+            };
+            if instance_port == Some(p.number) || own_port == Some(p.number) {
+                problems.insert(format!(
+                    "node {n:?} uses port {p}, the agent's own port on instance {:?}",
+                    node.instance
+                ));
+            }
+        }
+        if node.instance == host.agent_name {
+            if let Some(cpu) = node.cpu_affinity {
+                let ok = usize::try_from(cpu).is_ok_and(|c| c < host.cpus);
+                if !ok {
+                    problems.insert(format!(
+                        "node {n:?} asks for cpu_affinity {cpu}, but this host has CPUs 0-{}",
+                        host.cpus.saturating_sub(1)
+                    ));
+                }
+            }
+        }
+        for (key, value) in &node.env {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                problems.insert(format!(
+                    "node {n:?} has env key {key:?}: keys must be non-empty without '=' or NUL"
+                ));
+            }
+            if value.contains('\0') {
+                problems.insert(format!("node {n:?} has a NUL byte in env {key:?}"));
+            }
+        }
+        let mut args: Vec<&str> = Vec::new();
+        args.extend(node.scripts.iter().flatten().map(String::as_str));
+        args.extend(node.interface.as_deref());
+        for opt in node.options.iter().flatten() {
+            if opt.name.is_empty() || opt.name.contains('=') {
+                problems.insert(format!(
+                    "node {n:?} has option name {:?}: names must be non-empty without '='",
+                    opt.name
+                ));
+            }
+            args.push(&opt.name);
+            args.push(&opt.value);
+        }
+        if args.iter().any(|a| a.contains('\0')) {
+            problems.insert(format!(
+                "node {n:?} has a NUL byte in its scripts, interface or options"
+            ));
+        }
+        if node.interface.as_deref() == Some("") {
+            problems.insert(format!("node {n:?} has an empty interface"));
+        }
+    }
+
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::types::{Addr, Instance, Node, Port};
+
+    fn host() -> HostFacts {
+        HostFacts {
+            agent_name: "a".into(),
+            agent_port: Some(2151),
+            cpus: 2,
+        }
+    }
+
+    fn inst(name: &str) -> Instance {
+        Instance {
+            name: name.into(),
+            host: Addr("127.0.0.1".parse().expect("addr")),
+            listen_port: None,
+        }
+    }
+
+    #[test]
+    fn a_good_configuration_passes() {
+        let mut m = Node::new("manager", "a", Role::Manager);
+        m.p = Some(Port::tcp(27760));
+        let mut w = Node::new("worker-1", "a", Role::Worker);
+        w.cpu_affinity = Some(1);
+        let c = Configuration {
+            id: "x".into(),
+            instances: vec![inst("a"), inst("b")],
+            nodes: vec![m, w, Node::new("worker-2", "b", Role::Worker)],
+        };
+        assert_eq!(validate(&c, &host()), Ok(()));
+    }
+
+    #[test]
+    fn every_problem_is_listed_sorted() {
+        let mut m = Node::new("manager", "a", Role::Manager);
+        m.p = None;
+        let mut w1 = Node::new("w1", "a", Role::Worker);
+        w1.p = Some(Port::tcp(5000));
+        w1.cpu_affinity = Some(7);
+        w1.env.insert("A=B".into(), "x".into());
+        w1.env.insert("".into(), "x".into());
+        let mut w2 = Node::new("w2", "a", Role::Worker);
+        w2.p = Some(Port::tcp(5000));
+        let mut w3 = Node::new("w3", "a", Role::Worker);
+        w3.p = Some(Port::tcp(2151));
+        w3.cpu_affinity = Some(-1);
+        let c = Configuration {
+            id: "x".into(),
+            instances: vec![inst("a"), inst("a")],
+            nodes: vec![
+                m,
+                w1,
+                w2,
+                w3,
+                Node::new("../x", "a", Role::Worker),
+                Node::new("..", "a", Role::Worker),
+                Node::new("", "a", Role::Worker),
+                Node::new("w2", "a", Role::Worker),
+                Node::new("nobody", "zz", Role::Worker),
+                Node::new("norole", "a", Role::None),
+            ],
+        };
+        let problems = validate(&c, &host()).expect_err("invalid");
+        let mut sorted = problems.clone();
+        sorted.sort();
+        assert_eq!(problems, sorted);
+        let expect = [
+            "duplicate instance name \"a\"",
+            "duplicate node name \"w2\"",
+            "node \"../x\" is invalid",
+            "node name \"..\" is invalid",
+            "node name \"\" is invalid",
+            "node \"manager\" is a manager and needs a port",
+            "nodes \"w1\" and \"w2\" of instance \"a\" both use port 5000/tcp",
+            "node \"w3\" uses port 2151/tcp, the agent's own port",
+            "node \"w1\" asks for cpu_affinity 7",
+            "node \"w3\" asks for cpu_affinity -1",
+            "node \"w1\" has env key \"A=B\"",
+            "node \"w1\" has env key \"\"",
+            "node \"nobody\" names instance \"zz\", which is not declared",
+            "node \"norole\" has no cluster role (NONE)",
+        ];
+        for e in expect {
+            let e = e.replace("node \"../x\" is invalid", "node name \"../x\" is invalid");
+            assert!(
+                problems.iter().any(|p| p.starts_with(&e)),
+                "missing {e:?} in {problems:#?}"
+            );
+        }
+        assert_eq!(problems.len(), expect.len(), "{problems:#?}");
+    }
+
+    #[test]
+    fn remote_cpu_affinity_is_not_checked_here() {
+        let mut w = Node::new("w", "b", Role::Worker);
+        w.cpu_affinity = Some(64);
+        let c = Configuration {
+            id: "x".into(),
+            instances: vec![inst("b")],
+            nodes: vec![w],
+        };
+        assert_eq!(validate(&c, &host()), Ok(()));
+    }
+}
