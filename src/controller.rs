@@ -242,15 +242,22 @@ impl Connection {
         &self,
         request: Request,
     ) -> Result<oneshot::Receiver<Response>, ClientError> {
-        let (tx, rx) = oneshot::channel();
-        if let Ok(mut m) = self.pending.lock() {
-            m.insert(request.reqid().clone(), tx);
-        }
+        let rx = self.expect_response(request.reqid().clone());
         self.send_frame(&Frame::Event {
             topic: self.topic.clone(),
             body: EventBody::Request(request),
         })?;
         Ok(rx)
+    }
+
+    /// Registers interest in the response to `reqid` without sending
+    /// anything (for a request sent with `send_raw`).
+    pub fn expect_response(&self, reqid: ReqId) -> oneshot::Receiver<Response> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut m) = self.pending.lock() {
+            m.insert(reqid, tx);
+        }
+        rx
     }
 
     /// Sends a request and awaits its response.

@@ -18,7 +18,7 @@ use zeek_mgmt_agent::AgentBuilder;
 /// Durations are seconds (`1.5`), or with a unit (`250ms`, `10s`).
 /// Precedence: flags, then environment, then --config FILE, then defaults.
 #[derive(Debug, Parser)]
-#[command(name = "zeek-mgmt-agent", version)]
+#[command(name = "zeek-mgmt-agent", version, args_override_self = true)]
 struct Cli {
     /// Agent name: topic, hello and every result's instance [default: agent-<hostname>]
     #[arg(long, env = "ZEEK_AGENT_NAME")]

@@ -151,13 +151,17 @@ impl StateDir {
 }
 
 /// Whether `pid` is still the node process that was recorded: its argv[0]
-/// is the recorded program and its environment names the node.
+/// is the recorded program (argv[1] for a script run by its interpreter) and
+/// its environment names the node.
 fn is_recorded_node(r: &PidRecord) -> bool {
     let Ok(cmdline) = fs::read(format!("/proc/{}/cmdline", r.pid)) else {
         return false;
     };
-    let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or(&[]);
-    if argv0 != r.program.as_bytes() {
+    if !cmdline
+        .split(|&b| b == 0)
+        .take(2)
+        .any(|arg| arg == r.program.as_bytes())
+    {
         return false;
     }
     let marker = format!("CLUSTER_NODE={}", r.node);

@@ -42,10 +42,6 @@ impl Notifier {
 
 impl Actor for Notifier {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(usize::MAX);
-    }
 }
 
 impl Handler<Notification> for Notifier {

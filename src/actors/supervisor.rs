@@ -30,6 +30,8 @@ use crate::validate::{self, HostFacts};
 
 /// Lines of a failed node's stderr quoted in its result.
 const STDERR_TAIL_LINES: usize = 20;
+/// Requests queued before senders wait (the tracker's `send`s).
+const MAILBOX_CAPACITY: usize = 1 << 16;
 /// Delay before the pids file is rewritten after a change (batches launches).
 const PIDS_FLUSH_DELAY: Duration = Duration::from_millis(100);
 
@@ -710,7 +712,8 @@ impl Actor for NodeSupervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(usize::MAX);
+        // Requests arrive with `send` from the tracker: many may be pending.
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         self.sample(ctx);
         ctx.run_interval(self.cfg.sample_interval, |act, ctx| act.sample(ctx));
         self.prepare(ctx);

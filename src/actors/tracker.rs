@@ -154,10 +154,6 @@ fn log_tx(peer: PeerId, stem: Stem, reqid: &ReqId, result: &ApiResult) {
 
 impl Actor for Tracker {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(usize::MAX);
-    }
 }
 
 impl Handler<Track> for Tracker {

@@ -357,6 +357,15 @@ fn decode_request(stem: Stem, args: Vec<Value>) -> Result<Request, DecodeError> 
                 // Unreachable: `rest.len() == 1` was checked above.
                 return Err(bad_args(&name, "missing argument 2 (config)"));
             };
+            if !matches!(config, Value::Map(_)) {
+                return Ok(Request::Invalid {
+                    stem,
+                    reqid,
+                    error:
+                        "invalid configuration: argument 2 must be a Configuration record (a map)"
+                            .to_owned(),
+                });
+            }
             match from_value::<Configuration>(config) {
                 Ok(config) => Request::SetConfiguration(SetConfigurationRequest { reqid, config }),
                 Err(e) => Request::Invalid {

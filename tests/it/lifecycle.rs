@@ -1,0 +1,282 @@
+//! The agent's own life: connect mode, shutdown, being killed, restarts,
+//! persisted state.
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use zeek_mgmt_agent::api::events::Notification;
+use zeek_mgmt_agent::api::types::{Role, State};
+use zeek_mgmt_agent::controller::{ClientError, Connection, ControllerOptions};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn connect_mode_dials_and_redials() {
+    let controller = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = controller.local_addr().expect("addr").port().to_string();
+    let agent = Agent::start(&[
+        "--controller-addr",
+        "127.0.0.1",
+        "--controller-port",
+        &port,
+        "--no-listen",
+        "--reconnect-interval",
+        "0.2",
+    ]);
+    assert_eq!(agent.addr, None, "--no-listen");
+    let mut c = tokio::time::timeout(
+        LONG,
+        Connection::accept(&controller, ControllerOptions::default()),
+    )
+    .await
+    .expect("dialled in time")
+    .expect("hello");
+    assert_eq!(c.agent().endpoint, AGENT);
+    let hello = c.wait_notification(LONG, |_| true).await.expect("check-in");
+    assert!(matches!(hello, Notification::AgentHello(h) if h.host.to_string() == "127.0.0.1"));
+    assert_eq!(get_nodes(&c).await.len(), 1);
+    drop(c);
+    // The agent dials again after the controller drops it.
+    let mut c = tokio::time::timeout(
+        LONG,
+        Connection::accept(&controller, ControllerOptions::default()),
+    )
+    .await
+    .expect("redialled in time")
+    .expect("hello");
+    assert!(matches!(
+        c.wait_notification(LONG, |_| true).await,
+        Ok(Notification::AgentHello(_))
+    ));
+    assert_eq!(get_nodes(&c).await.len(), 1);
+}
+
+#[tokio::test]
+async fn connect_mode_keeps_trying_while_the_controller_is_down() {
+    // Reserve a port, then close it: the first dials fail.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let agent = Agent::start(&[
+        "--controller-addr",
+        "127.0.0.1",
+        "--controller-port",
+        &port.to_string(),
+        "--reconnect-interval",
+        "0.1",
+    ]);
+    assert!(agent.addr.is_some(), "listens in connect mode by default");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let controller = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("rebind");
+    let c = tokio::time::timeout(
+        LONG,
+        Connection::accept(&controller, ControllerOptions::default()),
+    )
+    .await
+    .expect("dialled once the controller is up")
+    .expect("hello");
+    assert_eq!(c.agent().endpoint, AGENT);
+}
+
+#[tokio::test]
+async fn sigterm_stops_every_node_and_exits_zero() {
+    let mut agent = Agent::start(&["--stop-grace", "0.5"]);
+    let c = agent.connect().await;
+    let mut cfg = small_cluster("term");
+    cfg.nodes[3]
+        .env
+        .insert("STANDIN_IGNORE_TERM".into(), "1".into());
+    assert!(set_config(&c, cfg).await.result.success);
+    let nodes = wait_nodes(&c, "all running", all_running).await;
+    let pids: Vec<i32> = nodes
+        .iter()
+        .skip(0)
+        .filter(|n| n.node != AGENT)
+        .map(|n| n.pid.expect("pid") as i32)
+        .collect();
+    assert_eq!(pids.len(), 4);
+    let status = agent.signal_and_wait(libc::SIGTERM);
+    assert_eq!(status.code(), Some(0), "log:\n{}", agent.log());
+    for pid in pids {
+        assert!(!alive(pid), "node {pid} outlived the agent");
+    }
+    for node in ["manager", "proxy-1", "worker-1", "worker-2"] {
+        assert!(
+            node_processes(&agent.node_dir(node), node).is_empty(),
+            "{node}"
+        );
+    }
+    assert!(agent.log().contains("SIGTERM received"));
+}
+
+#[tokio::test]
+async fn sigkill_then_restart_brings_the_same_nodes_back_once() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut agent = Agent::start_in(tmp.path(), &[], &[]);
+    let c = agent.connect().await;
+    assert!(
+        set_config(&c, small_cluster("persist"))
+            .await
+            .result
+            .success
+    );
+    let nodes = wait_nodes(&c, "all running", all_running).await;
+    let old: Vec<i32> = nodes
+        .iter()
+        .filter(|n| n.node != AGENT)
+        .map(|n| n.pid.expect("pid") as i32)
+        .collect();
+    drop(c);
+    let status = agent.signal_and_wait(libc::SIGKILL);
+    assert_eq!(status.code(), None);
+    // No orphans: every node dies with the agent.
+    for pid in &old {
+        assert!(
+            wait_gone(*pid, Duration::from_secs(5)),
+            "node {pid} outlived a killed agent"
+        );
+    }
+    drop(agent);
+
+    let agent = Agent::start_in(tmp.path(), &[], &[]);
+    let c = agent.connect().await;
+    let nodes = wait_nodes(&c, "back and running", |s| s.len() == 5 && all_running(s)).await;
+    for node in ["manager", "proxy-1", "worker-1", "worker-2"] {
+        let pid = node_pid(&nodes, node);
+        assert!(!old.contains(&pid));
+        let procs = node_processes(&agent.node_dir(node), node);
+        assert_eq!(procs, vec![pid], "exactly one process for {node}");
+    }
+}
+
+#[tokio::test]
+async fn leftovers_of_an_earlier_run_are_ended() {
+    // A node process the agent did not start, recorded as if it had.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let node_dir = tmp.path().join("cluster/old");
+    std::fs::create_dir_all(&node_dir).expect("dir");
+    std::fs::create_dir_all(tmp.path().join("state")).expect("state");
+    let mut stray = std::process::Command::new(stand_in())
+        .current_dir(&node_dir)
+        .env("CLUSTER_NODE", "old")
+        .stdout(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("stray");
+    let pid = stray.id();
+    std::fs::write(
+        tmp.path().join("state/nodes.pids"),
+        format!("{pid}\told\t{}\n", stand_in().display()),
+    )
+    .expect("pids");
+    let agent = Agent::start_in(tmp.path(), &[], &[]);
+    let deadline = std::time::Instant::now() + LONG;
+    while stray.try_wait().expect("wait").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leftover not ended:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    while !agent.log().contains("ended leftover process") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not logged:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+use std::os::unix::process::CommandExt as _;
+
+#[tokio::test]
+async fn corrupt_persisted_configuration_is_kept_aside() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir_all(tmp.path().join("state")).expect("state");
+    std::fs::write(tmp.path().join("state/configuration.cbor"), b"\xa2\x62id").expect("write");
+    let agent = Agent::start_in(tmp.path(), &[], &[]);
+    let c = agent.connect().await;
+    assert_eq!(get_nodes(&c).await.len(), 1, "runs with no configuration");
+    let kept: Vec<_> = std::fs::read_dir(tmp.path().join("state"))
+        .expect("ls")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("configuration.cbor.bad-")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1);
+    assert!(agent.log().contains("persisted configuration is unusable"));
+}
+
+#[tokio::test]
+async fn unwritable_state_directory_refuses_and_keeps_running() {
+    // Root writes anywhere, so make the state "directory" a file instead of
+    // taking its permissions away.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let agent = Agent::start_in(tmp.path(), &[], &[]);
+    let c = agent.connect().await;
+    assert!(
+        set_config(&c, cluster("one", &[("w", Role::Worker, None)]))
+            .await
+            .result
+            .success
+    );
+    let before = wait_nodes(&c, "running", all_running).await;
+    // Replace the state directory by a file: nothing can be persisted.
+    std::fs::remove_dir_all(tmp.path().join("state")).expect("rm");
+    std::fs::write(tmp.path().join("state"), b"not a directory").expect("file");
+    let r = set_config(&c, cluster("two", &[("v", Role::Worker, None)])).await;
+    assert!(!r.result.success);
+    assert!(
+        r.result.error.contains("cannot persist"),
+        "{}",
+        r.result.error
+    );
+    let after = get_nodes(&c).await;
+    assert_eq!(
+        before
+            .iter()
+            .map(|n| (&n.node, n.pid, n.state))
+            .collect::<Vec<_>>(),
+        after
+            .iter()
+            .map(|n| (&n.node, n.pid, n.state))
+            .collect::<Vec<_>>()
+    );
+    assert!(after.iter().all(|n| n.state == State::Running));
+}
+
+#[tokio::test]
+async fn a_vanished_peer_does_not_disturb_others() {
+    let agent = Agent::start(&["--settle-time", "0.5"]);
+    let a = agent.connect().await;
+    let b = agent.connect().await;
+    let rx = a
+        .start_request(zeek_mgmt_agent::api::events::Request::SetConfiguration(
+            zeek_mgmt_agent::api::events::SetConfigurationRequest {
+                reqid: "gone".into(),
+                config: cluster("v", &[("w", Role::Worker, None)]),
+            },
+        ))
+        .expect("send");
+    drop(a);
+    assert!(matches!(rx.await, Err(_)));
+    // Half a frame, then silence, from a third peer.
+    let mut half = Connection::connect(agent.addr.expect("addr"), ControllerOptions::default())
+        .await
+        .expect("connect");
+    half.send_raw(vec![0, 0, 0, 50, 0xa1]).expect("send");
+    let nodes = wait_nodes(&b, "w running", |s| s.len() == 2 && all_running(s)).await;
+    assert_eq!(nodes[1].node, "w");
+    assert!(matches!(
+        half.next_event(Duration::from_millis(100)).await,
+        Ok(_) | Err(ClientError::Timeout(_))
+    ));
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real agent binary, real sockets, real node
+//! processes (the stand-in program of `tests/fixtures`).
+
+mod deploy;
+mod lifecycle;
+mod protocol;
+mod support;

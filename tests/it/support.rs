@@ -1,0 +1,322 @@
+//! Starts the real agent binary on a free port with the stand-in node
+//! program, and kills and reaps it when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use zeek_mgmt_agent::api::events::{
+    GetNodesRequest, Notification, Request, Response, SetConfigurationRequest,
+};
+use zeek_mgmt_agent::api::types::{
+    Addr, ApiResult, Configuration, Instance, Node, NodeStatus, Port, ResultData, Role, State,
+};
+use zeek_mgmt_agent::controller::{Connection, ControllerOptions};
+
+pub const AGENT: &str = "test-agent";
+pub const SECOND: Duration = Duration::from_secs(1);
+pub const LONG: Duration = Duration::from_secs(15);
+
+pub fn stand_in() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stand-in-node.sh")
+}
+
+/// A running agent process in its own temporary directory.
+pub struct Agent {
+    child: Option<Child>,
+    pub addr: Option<SocketAddr>,
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// Flags every test agent gets: short timings, the stand-in as zeek.
+pub fn base_args(dir: &Path) -> Vec<String> {
+    [
+        "--name",
+        AGENT,
+        "--listen-port",
+        "0",
+        "--settle-time",
+        "0.1",
+        "--stop-grace",
+        "2",
+        "--revive-delay",
+        "0.1",
+        "--request-timeout",
+        "8",
+        "--sample-interval",
+        "0.2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([
+        "--cluster-dir".to_owned(),
+        dir.join("cluster").display().to_string(),
+        "--state-dir".to_owned(),
+        dir.join("state").display().to_string(),
+        "--zeek-binary".to_owned(),
+        stand_in().display().to_string(),
+    ])
+    .collect()
+}
+
+impl Agent {
+    /// Starts an agent with the base flags plus `extra`.
+    pub fn start(extra: &[&str]) -> Agent {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_owned();
+        let mut a = Agent::start_in(&dir, extra, &[]);
+        a._tmp = Some(tmp);
+        a
+    }
+
+    /// Starts an agent in `dir` (kept by the caller), e.g. to restart one.
+    pub fn start_in(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Agent {
+        let mut args = base_args(dir);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("agent.log"))
+            .expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_zeek-mgmt-agent"))
+            .args(&args)
+            .current_dir(dir)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start agent");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+        let addr = line
+            .trim()
+            .rsplit_once("listening on ")
+            .and_then(|(_, a)| a.parse().ok());
+        assert!(
+            line.contains("zeek-mgmt-agent"),
+            "no ready line from the agent: {line:?}; log:\n{}",
+            std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default()
+        );
+        Agent {
+            child: Some(child),
+            addr,
+            dir: dir.to_owned(),
+            _tmp: None,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).expect("running")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+
+    pub fn node_dir(&self, node: &str) -> PathBuf {
+        self.dir.join("cluster").join(node)
+    }
+
+    pub async fn connect(&self) -> Connection {
+        let addr = self.addr.expect("agent listens");
+        let mut c = Connection::connect(addr, ControllerOptions::default())
+            .await
+            .expect("connect");
+        // The check-in comes first.
+        let n = c
+            .wait_notification(LONG, |_| true)
+            .await
+            .expect("notify_agent_hello");
+        assert!(matches!(n, Notification::AgentHello(_)), "{n:?}");
+        c
+    }
+
+    /// Sends `signal` and waits for the agent to exit.
+    pub fn signal_and_wait(&mut self, signal: i32) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        unsafe {
+            libc::kill(child.id() as i32, signal);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "agent did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn instance(name: &str) -> Instance {
+    Instance {
+        name: name.into(),
+        host: Addr("127.0.0.1".parse().expect("addr")),
+        listen_port: None,
+    }
+}
+
+/// A configuration of `nodes` (name, role, port) on this agent.
+pub fn cluster(id: &str, nodes: &[(&str, Role, Option<u16>)]) -> Configuration {
+    Configuration {
+        id: id.into(),
+        instances: vec![instance(AGENT)],
+        nodes: nodes
+            .iter()
+            .map(|(name, role, port)| {
+                let mut n = Node::new(name, AGENT, *role);
+                n.p = port.map(Port::tcp);
+                n
+            })
+            .collect(),
+    }
+}
+
+/// manager, proxy-1, worker-1, worker-2.
+pub fn small_cluster(id: &str) -> Configuration {
+    cluster(
+        id,
+        &[
+            ("manager", Role::Manager, Some(27760)),
+            ("proxy-1", Role::Proxy, Some(27761)),
+            ("worker-1", Role::Worker, None),
+            ("worker-2", Role::Worker, None),
+        ],
+    )
+}
+
+pub async fn set_config(c: &Connection, config: Configuration) -> Response {
+    let reqid = c.new_reqid();
+    c.request(
+        Request::SetConfiguration(SetConfigurationRequest { reqid, config }),
+        LONG,
+    )
+    .await
+    .expect("set_configuration response")
+}
+
+pub async fn get_nodes(c: &Connection) -> Vec<NodeStatus> {
+    let reqid = c.new_reqid();
+    let r = c
+        .request(Request::GetNodes(GetNodesRequest { reqid }), LONG)
+        .await
+        .expect("get_nodes response");
+    assert!(r.result.success, "{:?}", r.result);
+    match r.result.data {
+        Some(ResultData::NodeStatuses(s)) => s,
+        other => panic!("get_nodes data: {other:?}"),
+    }
+}
+
+pub fn per_node(result: &ApiResult) -> Vec<ApiResult> {
+    match &result.data {
+        Some(ResultData::Results(r)) => r.clone(),
+        other => panic!("set_configuration data: {other:?}"),
+    }
+}
+
+/// Polls get_nodes until `f` holds.
+pub async fn wait_nodes(
+    c: &Connection,
+    what: &str,
+    f: impl Fn(&[NodeStatus]) -> bool,
+) -> Vec<NodeStatus> {
+    let deadline = Instant::now() + LONG;
+    loop {
+        let s = get_nodes(c).await;
+        if f(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {s:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn all_running(s: &[NodeStatus]) -> bool {
+    s.iter().all(|n| {
+        n.state == State::Running
+            && (n.mgmt_role != zeek_mgmt_agent::api::types::MgmtRole::None || n.pid.is_some())
+    })
+}
+
+pub fn node_pid(s: &[NodeStatus], name: &str) -> i32 {
+    s.iter()
+        .find(|n| n.node == name)
+        .and_then(|n| n.pid)
+        .map(|p| p as i32)
+        .unwrap_or_else(|| panic!("no pid for {name}: {s:#?}"))
+}
+
+pub fn alive(pid: i32) -> bool {
+    // A zombie still answers kill(0); look at its state too.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit_once(") ")
+        .map(|(_, r)| r.chars().next())
+        .unwrap_or(None);
+    let exists = unsafe { libc::kill(pid, 0) == 0 };
+    exists && state != Some('Z')
+}
+
+/// Waits until `pid` has exited.
+pub fn wait_gone(pid: i32, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while alive(pid) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+/// Pids of live processes whose environment holds `CLUSTER_NODE=node` and
+/// whose working directory is `dir`.
+pub fn node_processes(dir: &Path, node: &str) -> Vec<i32> {
+    let marker = format!("CLUSTER_NODE={node}");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) else {
+            continue;
+        };
+        if cwd != dir {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if !String::from_utf8_lossy(&cmdline).contains("stand-in-node.sh") {
+            continue;
+        }
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        if env.split(|&b| b == 0).any(|kv| kv == marker.as_bytes()) && alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
