@@ -12,7 +12,7 @@ use crate::api::events::{Notification, NotifyLog, Outbound};
 
 /// Sent by a peer once its hello exchange (and `notify_agent_hello`) is
 /// done: from now on it receives notifications.
-#[derive(Debug, Message)]
+#[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct PeerReady {
     pub peer: PeerId,

@@ -375,3 +375,6 @@ impl Handler<Disconnect> for Peer {
         ctx.stop();
     }
 }
+
+#[cfg(test)]
+mod tests;

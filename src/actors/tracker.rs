@@ -21,7 +21,7 @@ use crate::api::types::{ApiResult, ReqId};
 
 /// Sent by a peer (or an embedding application) for every decoded request.
 /// The response goes to `reply_to`, once.
-#[derive(Debug, Message)]
+#[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct Track {
     pub peer: PeerId,

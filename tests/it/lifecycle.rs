@@ -93,7 +93,6 @@ async fn sigterm_stops_every_node_and_exits_zero() {
     let nodes = wait_nodes(&c, "all running", all_running).await;
     let pids: Vec<i32> = nodes
         .iter()
-        .skip(0)
         .filter(|n| n.node != AGENT)
         .map(|n| n.pid.expect("pid") as i32)
         .collect();
@@ -267,7 +266,7 @@ async fn a_vanished_peer_does_not_disturb_others() {
         ))
         .expect("send");
     drop(a);
-    assert!(matches!(rx.await, Err(_)));
+    assert!(rx.await.is_err());
     // Half a frame, then silence, from a third peer.
     let mut half = Connection::connect(agent.addr.expect("addr"), ControllerOptions::default())
         .await

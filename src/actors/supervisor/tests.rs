@@ -1,1 +1,313 @@
+//! The node supervisor through its messages, with the stand-in node program
+//! and a probe in place of the notifier.
 
+use std::path::Path;
+
+use super::*;
+use crate::api::types::{Addr as ZeekAddr, Instance};
+use crate::testing::{wait_until, Probe, Seen};
+
+const NAME: &str = "agent-s";
+
+fn config(dir: &Path) -> Config {
+    Config {
+        name: NAME.into(),
+        cluster_dir: dir.join("cluster"),
+        state_dir: dir.join("state"),
+        zeek_binary: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stand-in-node.sh"),
+        cluster_backend: ClusterBackend::None,
+        settle_time: Duration::from_millis(50),
+        stop_grace: Duration::from_millis(500),
+        revive_delay: Duration::from_millis(20),
+        sample_interval: Duration::from_millis(50),
+        ..Config::default()
+    }
+}
+
+fn start(cfg: Config) -> (Addr<NodeSupervisor>, Seen<Notification>) {
+    let (probe, seen) = Probe::<Notification>::start();
+    (
+        NodeSupervisor::new(Arc::new(cfg), Some(2151), probe).start(),
+        seen,
+    )
+}
+
+fn cluster(id: &str, nodes: &[(&str, Role)]) -> Configuration {
+    Configuration {
+        id: id.into(),
+        instances: vec![Instance {
+            name: NAME.into(),
+            host: ZeekAddr("127.0.0.1".parse().expect("addr")),
+            listen_port: None,
+        }],
+        nodes: nodes
+            .iter()
+            .map(|(n, role)| {
+                let mut node = Node::new(n, NAME, *role);
+                if matches!(role, Role::Manager | Role::Logger) {
+                    node.p = Some(Port::tcp(30000 + n.len() as u16));
+                }
+                node
+            })
+            .collect(),
+    }
+}
+
+async fn deploy(s: &Addr<NodeSupervisor>, c: Configuration) -> ApiResult {
+    s.send(SetConfigurationRequest {
+        reqid: "r".into(),
+        config: c,
+    })
+    .await
+    .expect("answered")
+    .result
+}
+
+async fn statuses(s: &Addr<NodeSupervisor>) -> Vec<NodeStatus> {
+    match s
+        .send(GetNodesRequest { reqid: "g".into() })
+        .await
+        .expect("answered")
+        .result
+        .data
+    {
+        Some(ResultData::NodeStatuses(v)) => v,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn changes(seen: &Seen<Notification>, node: &str) -> Vec<(State, State)> {
+    seen.all()
+        .into_iter()
+        .filter_map(|n| match n {
+            Notification::Change(c) if c.node.name == node => Some((c.old, c.new)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[actix_rt::test]
+async fn deploys_reports_and_answers_get_nodes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (s, seen) = start(config(dir.path()));
+    let r = deploy(
+        &s,
+        cluster("c1", &[("manager", Role::Manager), ("w1", Role::Worker)]),
+    )
+    .await;
+    assert!(r.success, "{r:?}");
+    assert_eq!(r.instance, NAME);
+    let Some(ResultData::Results(per)) = &r.data else {
+        panic!("{r:?}")
+    };
+    assert_eq!(
+        per.iter()
+            .map(|p| p.node.clone().unwrap_or_default())
+            .collect::<Vec<_>>(),
+        ["manager", "w1"]
+    );
+    assert_eq!(changes(&seen, "w1"), [(State::Pending, State::Running)]);
+    let st = statuses(&s).await;
+    assert_eq!(
+        st.iter().map(|n| n.node.as_str()).collect::<Vec<_>>(),
+        [NAME, "manager", "w1"]
+    );
+    assert_eq!(st[0].mgmt_role, MgmtRole::Agent);
+    assert_eq!(st[0].p, Some(Port::tcp(2151)));
+    assert!(st[1..]
+        .iter()
+        .all(|n| n.state == State::Running && n.pid.is_some()));
+    assert!(seen
+        .any(|n| matches!(n, Notification::Log(l) if l.msg.contains("applied: 2 nodes running"))));
+    // Persisted before acting.
+    assert!(
+        matches!(StateDir::new(dir.path().join("state")).load_config(), Loaded::Config(c) if c.id == "c1")
+    );
+    s.send(Shutdown).await.expect("shutdown");
+}
+
+#[actix_rt::test]
+async fn invalid_configuration_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (s, seen) = start(config(dir.path()));
+    assert!(
+        deploy(&s, cluster("ok", &[("w1", Role::Worker)]))
+            .await
+            .success
+    );
+    let before = statuses(&s).await;
+    let r = deploy(
+        &s,
+        cluster("bad", &[("x/y", Role::Worker), ("w2", Role::None)]),
+    )
+    .await;
+    assert!(!r.success);
+    assert!(
+        r.error.starts_with("invalid configuration: "),
+        "{}",
+        r.error
+    );
+    assert!(
+        r.error.contains("node name \"x/y\" is invalid") && r.error.contains("no cluster role"),
+        "{}",
+        r.error
+    );
+    let after = statuses(&s).await;
+    assert_eq!(
+        before.iter().map(|n| (&n.node, n.pid)).collect::<Vec<_>>(),
+        after.iter().map(|n| (&n.node, n.pid)).collect::<Vec<_>>()
+    );
+    assert!(changes(&seen, "w1")
+        .iter()
+        .all(|(_, new)| *new == State::Running));
+    s.send(Shutdown).await.expect("shutdown");
+}
+
+#[actix_rt::test]
+async fn a_new_configuration_replaces_the_old_nodes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (s, seen) = start(config(dir.path()));
+    assert!(
+        deploy(&s, cluster("one", &[("a", Role::Worker)]))
+            .await
+            .success
+    );
+    assert!(
+        deploy(&s, cluster("two", &[("b", Role::Worker)]))
+            .await
+            .success
+    );
+    assert_eq!(
+        changes(&seen, "a"),
+        [
+            (State::Pending, State::Running),
+            (State::Running, State::Stopped)
+        ]
+    );
+    let st = statuses(&s).await;
+    assert_eq!(
+        st.iter().map(|n| n.node.as_str()).collect::<Vec<_>>(),
+        [NAME, "b"]
+    );
+    s.send(Shutdown).await.expect("shutdown");
+}
+
+#[actix_rt::test]
+async fn standby_stops_every_node_and_clears_the_configuration() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (s, seen) = start(config(dir.path()));
+    assert!(
+        deploy(
+            &s,
+            cluster("c", &[("w1", Role::Worker), ("w2", Role::Worker)])
+        )
+        .await
+        .success
+    );
+    let pids: Vec<i64> = statuses(&s)
+        .await
+        .iter()
+        .skip(1)
+        .filter_map(|n| n.pid)
+        .collect();
+    let r = s
+        .send(AgentStandbyRequest { reqid: "s".into() })
+        .await
+        .expect("answered")
+        .result;
+    assert!(r.success, "{r:?}");
+    for pid in pids {
+        // SAFETY: existence check only.
+        let gone = unsafe { libc::kill(pid as i32, 0) } != 0;
+        assert!(gone, "node {pid} still running after standby answered");
+    }
+    assert_eq!(
+        changes(&seen, "w1").last(),
+        Some(&(State::Running, State::Stopped))
+    );
+    assert_eq!(statuses(&s).await.len(), 1);
+    assert!(matches!(
+        StateDir::new(dir.path().join("state")).load_config(),
+        Loaded::None
+    ));
+}
+
+#[actix_rt::test]
+async fn crash_loop_is_revived_with_backoff_then_given_up() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut cfg = config(dir.path());
+    cfg.max_revivals = 3;
+    let (s, seen) = start(cfg);
+    let mut c = cluster("loop", &[("w", Role::Worker)]);
+    c.nodes[0]
+        .env
+        .insert("STANDIN_CRASH_AFTER".into(), "0".into());
+    let r = deploy(&s, c).await;
+    assert!(!r.success);
+    wait_until(
+        || seen.any(|n| matches!(n, Notification::Error(e) if e.msg.contains("given up"))),
+        10_000,
+    )
+    .await;
+    let st = statuses(&s).await;
+    assert_eq!((st[1].state, st[1].restarts), (State::Failed, Some(3)));
+    let crashes = changes(&seen, "w")
+        .iter()
+        .filter(|(_, n)| *n == State::Crashed)
+        .count();
+    assert_eq!(crashes, 4, "the first launch and three revivals");
+    assert_eq!(
+        changes(&seen, "w").last(),
+        Some(&(State::Crashed, State::Failed))
+    );
+}
+
+#[test]
+fn revival_delays_double_every_third_attempt() {
+    let s = Duration::from_secs(1);
+    let got: Vec<u64> = (1..=10)
+        .map(|a| revival_delay(a, s, Duration::from_secs(60)).as_secs())
+        .collect();
+    assert_eq!(got, [1, 1, 2, 2, 2, 4, 4, 4, 8, 8]);
+    assert_eq!(
+        revival_delay(40, s, Duration::from_secs(60)),
+        Duration::from_secs(60)
+    );
+    assert_eq!(
+        revival_delay(u32::MAX, s, Duration::from_secs(60)),
+        Duration::from_secs(60)
+    );
+}
+
+#[actix_rt::test]
+async fn shutdown_keeps_the_configuration_and_a_restart_brings_it_back() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (s, _) = start(config(dir.path()));
+    assert!(
+        deploy(&s, cluster("keep", &[("w1", Role::Worker)]))
+            .await
+            .success
+    );
+    s.send(Shutdown).await.expect("shutdown");
+    assert_eq!(statuses(&s).await.len(), 1);
+    let (s2, seen2) = start(config(dir.path()));
+    wait_until(
+        || changes(&seen2, "w1").contains(&(State::Pending, State::Running)),
+        10_000,
+    )
+    .await;
+    assert!(seen2.any(|n| matches!(n, Notification::Log(l) if l.msg.contains("\"keep\" applied"))));
+    s2.send(Shutdown).await.expect("shutdown");
+}
+
+#[actix_rt::test]
+async fn welcome_is_answered_and_remembered() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (s, _) = start(config(dir.path()));
+    let r = s
+        .send(AgentWelcomeRequest { reqid: "w".into() })
+        .await
+        .expect("answered");
+    assert!(r.result.success);
+    assert_eq!(r.reqid.0, "w");
+}

@@ -1,1 +1,257 @@
+//! The tracker through its messages, with probe recipients standing in for
+//! peers and a scripted worker standing in for the node supervisor.
 
+use std::time::Duration;
+
+use actix::{Actor, Addr, Context, Handler, MessageResult, Recipient, ResponseFuture};
+
+use super::*;
+use crate::api::events::{
+    AgentStandbyResponse, AgentWelcomeResponse, GetNodesResponse, SetConfigurationResponse,
+};
+use crate::api::events::{Request, Response};
+use crate::api::types::Configuration;
+use crate::testing::{wait_until, Probe, Seen};
+
+/// Answers get_nodes at once, set_configuration after `delay`.
+struct Worker {
+    delay: Duration,
+}
+
+impl Actor for Worker {
+    type Context = Context<Self>;
+}
+
+impl Handler<GetNodesRequest> for Worker {
+    type Result = MessageResult<GetNodesRequest>;
+    fn handle(&mut self, r: GetNodesRequest, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(GetNodesResponse {
+            result: ApiResult::ok(r.reqid.clone(), "w"),
+            reqid: r.reqid,
+        })
+    }
+}
+
+impl Handler<SetConfigurationRequest> for Worker {
+    type Result = ResponseFuture<SetConfigurationResponse>;
+    fn handle(&mut self, r: SetConfigurationRequest, _: &mut Context<Self>) -> Self::Result {
+        let delay = self.delay;
+        Box::pin(async move {
+            actix_rt::time::sleep(delay).await;
+            SetConfigurationResponse {
+                result: ApiResult::ok(r.reqid.clone(), "w"),
+                reqid: r.reqid,
+            }
+        })
+    }
+}
+
+impl Handler<AgentWelcomeRequest> for Worker {
+    type Result = MessageResult<AgentWelcomeRequest>;
+    fn handle(&mut self, r: AgentWelcomeRequest, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(AgentWelcomeResponse {
+            result: ApiResult::ok(r.reqid.clone(), "w"),
+            reqid: r.reqid,
+        })
+    }
+}
+
+impl Handler<AgentStandbyRequest> for Worker {
+    type Result = MessageResult<AgentStandbyRequest>;
+    fn handle(&mut self, r: AgentStandbyRequest, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(AgentStandbyResponse {
+            result: ApiResult::ok(r.reqid.clone(), "w"),
+            reqid: r.reqid,
+        })
+    }
+}
+
+const PEER_A: PeerId = PeerId(1);
+const PEER_B: PeerId = PeerId(2);
+
+fn tracker(delay_ms: u64, timeout_ms: u64, max_in_flight: usize) -> Addr<Tracker> {
+    let w = Worker {
+        delay: Duration::from_millis(delay_ms),
+    }
+    .start();
+    Tracker::new(
+        TrackerSettings {
+            instance: "agent-t".into(),
+            request_timeout: Duration::from_millis(timeout_ms),
+            max_in_flight,
+        },
+        Workers {
+            set_configuration: w.clone().recipient(),
+            get_nodes: w.clone().recipient(),
+            agent_welcome: w.clone().recipient(),
+            agent_standby: w.recipient(),
+        },
+    )
+    .start()
+}
+
+fn set_config(reqid: &str) -> Request {
+    Request::SetConfiguration(SetConfigurationRequest {
+        reqid: reqid.into(),
+        config: Configuration::default(),
+    })
+}
+
+fn get_nodes(reqid: &str) -> Request {
+    Request::GetNodes(GetNodesRequest {
+        reqid: reqid.into(),
+    })
+}
+
+fn track(peer: PeerId, request: Request, to: &Recipient<Outbound>) -> Track {
+    Track {
+        peer,
+        reply_to: to.clone(),
+        request,
+    }
+}
+
+fn responses(seen: &Seen<Outbound>) -> Vec<Response> {
+    seen.all()
+        .into_iter()
+        .filter_map(|o| match o {
+            Outbound::Response(r) => Some(r),
+            Outbound::Notification(_) => None,
+        })
+        .collect()
+}
+
+#[actix_rt::test]
+async fn each_response_goes_to_its_own_peer_once() {
+    let t = tracker(0, 1_000, 10);
+    let (a, seen_a) = Probe::<Outbound>::start();
+    let (b, seen_b) = Probe::<Outbound>::start();
+    t.do_send(track(PEER_A, get_nodes("r1"), &a));
+    t.do_send(track(PEER_B, get_nodes("r1"), &b));
+    t.do_send(track(PEER_A, set_config("r2"), &a));
+    t.do_send(track(
+        PEER_B,
+        Request::AgentWelcome(AgentWelcomeRequest { reqid: "r3".into() }),
+        &b,
+    ));
+    t.do_send(track(
+        PEER_B,
+        Request::AgentStandby(AgentStandbyRequest { reqid: "r4".into() }),
+        &b,
+    ));
+    wait_until(|| seen_a.len() == 2 && seen_b.len() == 3, 2_000).await;
+    let ra = responses(&seen_a);
+    let mut ids: Vec<_> = ra.iter().map(|r| (r.stem, r.reqid.0.clone())).collect();
+    ids.sort_by_key(|(_, id)| id.clone());
+    assert_eq!(
+        ids,
+        [
+            (Stem::GetNodes, "r1".to_owned()),
+            (Stem::SetConfiguration, "r2".to_owned())
+        ]
+    );
+    // Independent requests may finish in any order.
+    let mut rb: Vec<_> = responses(&seen_b)
+        .into_iter()
+        .map(|r| (r.reqid.0, r.stem))
+        .collect();
+    rb.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        rb,
+        [
+            ("r1".to_owned(), Stem::GetNodes),
+            ("r3".to_owned(), Stem::AgentWelcome),
+            ("r4".to_owned(), Stem::AgentStandby)
+        ]
+    );
+    assert!(responses(&seen_a).iter().all(|r| r.result.success));
+    // Nothing more arrives.
+    actix_rt::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!((seen_a.len(), seen_b.len()), (2, 3));
+}
+
+#[actix_rt::test]
+async fn duplicate_reqid_in_flight_is_refused_but_other_peers_may_reuse_it() {
+    let t = tracker(100, 1_000, 10);
+    let (a, seen_a) = Probe::<Outbound>::start();
+    let (b, seen_b) = Probe::<Outbound>::start();
+    t.do_send(track(PEER_A, set_config("r1"), &a));
+    t.do_send(track(PEER_A, set_config("r1"), &a));
+    t.do_send(track(PEER_B, set_config("r1"), &b));
+    wait_until(|| seen_a.len() == 2 && seen_b.len() == 1, 2_000).await;
+    let ra = responses(&seen_a);
+    assert!(!ra[0].result.success);
+    assert!(ra[0].result.error.contains("already in flight"));
+    assert_eq!(ra[0].result.instance, "agent-t");
+    assert!(ra[1].result.success);
+    assert!(responses(&seen_b)[0].result.success);
+    // Once finished, the reqid may be used again.
+    t.do_send(track(PEER_A, get_nodes("r1"), &a));
+    wait_until(|| seen_a.len() == 3, 2_000).await;
+    assert!(responses(&seen_a)[2].result.success);
+}
+
+#[actix_rt::test]
+async fn deadline_answers_timed_out_and_drops_the_late_result() {
+    let t = tracker(200, 20, 10);
+    let (a, seen) = Probe::<Outbound>::start();
+    t.do_send(track(PEER_A, set_config("slow"), &a));
+    wait_until(|| seen.len() == 1, 2_000).await;
+    let r = &responses(&seen)[0];
+    assert_eq!(
+        (r.stem, r.reqid.0.as_str()),
+        (Stem::SetConfiguration, "slow")
+    );
+    assert!(!r.result.success);
+    assert!(r.result.error.contains("timed out"), "{}", r.result.error);
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(seen.len(), 1, "the late result must not be sent");
+}
+
+#[actix_rt::test]
+async fn beyond_the_in_flight_limit_is_overloaded() {
+    let t = tracker(100, 1_000, 2);
+    let (a, seen) = Probe::<Outbound>::start();
+    for id in ["a", "b", "c"] {
+        t.do_send(track(PEER_A, set_config(id), &a));
+    }
+    wait_until(|| seen.len() == 3, 2_000).await;
+    let rs = responses(&seen);
+    assert_eq!(rs[0].reqid.0, "c");
+    assert_eq!(rs[0].result.error, "overloaded");
+    assert!(rs[1].result.success && rs[2].result.success);
+}
+
+#[actix_rt::test]
+async fn invalid_requests_are_answered_with_their_error() {
+    let t = tracker(0, 1_000, 2);
+    let (a, seen) = Probe::<Outbound>::start();
+    t.do_send(track(
+        PEER_A,
+        Request::Invalid {
+            stem: Stem::SetConfiguration,
+            reqid: "bad".into(),
+            error: "invalid configuration: x".into(),
+        },
+        &a,
+    ));
+    wait_until(|| seen.len() == 1, 2_000).await;
+    let r = &responses(&seen)[0];
+    assert_eq!(r.stem, Stem::SetConfiguration);
+    assert_eq!(r.result.error, "invalid configuration: x");
+}
+
+#[actix_rt::test]
+async fn closed_peer_gets_nothing_and_its_slots_are_freed() {
+    let t = tracker(100, 1_000, 1);
+    let (a, seen) = Probe::<Outbound>::start();
+    t.do_send(track(PEER_A, set_config("r1"), &a));
+    t.do_send(PeerClosed { peer: PEER_A });
+    // The limit counts per peer: the closed peer's slot is free again.
+    t.do_send(track(PEER_A, get_nodes("r2"), &a));
+    wait_until(|| seen.len() == 1, 2_000).await;
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    let rs = responses(&seen);
+    assert_eq!(rs.len(), 1, "{rs:?}");
+    assert_eq!(rs[0].reqid.0, "r2");
+}
