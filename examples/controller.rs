@@ -55,9 +55,13 @@ fn print_nodes(nodes: &[NodeStatus]) {
             format!("{:?}", n.mgmt_role).to_uppercase(),
             n.state.to_string(),
             n.pid.map(|p| p.to_string()).unwrap_or_default(),
-            n.rss_bytes.map(|b| format!("{} KiB", b / 1024)).unwrap_or_default(),
+            n.rss_bytes
+                .map(|b| format!("{} KiB", b / 1024))
+                .unwrap_or_default(),
             n.cpu_percent.map(|c| format!("{c:.1}")).unwrap_or_default(),
-            n.uptime_secs.map(|u| format!("{u:.1}s")).unwrap_or_default(),
+            n.uptime_secs
+                .map(|u| format!("{u:.1}s"))
+                .unwrap_or_default(),
         );
     }
 }
@@ -79,8 +83,12 @@ async fn main() -> ExitCode {
         }
     };
     let agent = conn.agent().endpoint.clone();
-    if let Ok(Incoming::Notification(Notification::AgentHello(h))) = conn.next_event(TIMEOUT).await {
-        println!("agent {} checked in from {} (API v{})", h.instance, h.host, h.api_version);
+    if let Ok(Incoming::Notification(Notification::AgentHello(h))) = conn.next_event(TIMEOUT).await
+    {
+        println!(
+            "agent {} checked in from {} (API v{})",
+            h.instance, h.host, h.api_version
+        );
     }
     let host = conn_host(&addr);
 
@@ -90,7 +98,10 @@ async fn main() -> ExitCode {
         let reqid = conn.new_reqid();
         println!("deploying {} nodes to {agent} ...", config.nodes.len());
         match conn
-            .request(Request::SetConfiguration(SetConfigurationRequest { reqid, config }), TIMEOUT)
+            .request(
+                Request::SetConfiguration(SetConfigurationRequest { reqid, config }),
+                TIMEOUT,
+            )
             .await
         {
             Ok(r) => {
@@ -98,7 +109,11 @@ async fn main() -> ExitCode {
                 println!("set_configuration: {}", r.result.summary());
                 if let Some(ResultData::Results(per)) = r.result.data {
                     for p in per {
-                        println!("  {:<10} {}", p.node.clone().unwrap_or_default(), p.summary());
+                        println!(
+                            "  {:<10} {}",
+                            p.node.clone().unwrap_or_default(),
+                            p.summary()
+                        );
                     }
                 }
             }
@@ -110,7 +125,10 @@ async fn main() -> ExitCode {
     }
     if matches!(command.as_deref(), None | Some("deploy") | Some("nodes")) {
         let reqid = conn.new_reqid();
-        match conn.request(Request::GetNodes(GetNodesRequest { reqid }), TIMEOUT).await {
+        match conn
+            .request(Request::GetNodes(GetNodesRequest { reqid }), TIMEOUT)
+            .await
+        {
             Ok(r) => match r.result.data {
                 Some(ResultData::NodeStatuses(nodes)) => print_nodes(&nodes),
                 _ => println!("get_nodes: {}", r.result.summary()),
@@ -123,7 +141,13 @@ async fn main() -> ExitCode {
     }
     if command.as_deref() == Some("standby") {
         let reqid = conn.new_reqid();
-        match conn.request(Request::AgentStandby(AgentStandbyRequest { reqid }), TIMEOUT).await {
+        match conn
+            .request(
+                Request::AgentStandby(AgentStandbyRequest { reqid }),
+                TIMEOUT,
+            )
+            .await
+        {
             Ok(r) => {
                 ok &= r.result.success;
                 println!("agent_standby: {}", r.result.summary());

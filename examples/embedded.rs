@@ -15,7 +15,9 @@ use actix::prelude::*;
 use zeek_mgmt_agent::api::events::{
     AgentStandbyRequest, GetNodesRequest, Notification, Outbound, Request, SetConfigurationRequest,
 };
-use zeek_mgmt_agent::api::types::{Addr as ZeekAddr, Configuration, Instance, Node, ResultData, Role};
+use zeek_mgmt_agent::api::types::{
+    Addr as ZeekAddr, Configuration, Instance, Node, ResultData, Role,
+};
 use zeek_mgmt_agent::{AgentBuilder, Config};
 
 /// The host system's actor: prints what the agent sends it.
@@ -31,10 +33,20 @@ impl Handler<Outbound> for Console {
     fn handle(&mut self, msg: Outbound, _: &mut Context<Self>) {
         match msg {
             Outbound::Response(r) => {
-                println!("response {} {}: {}", r.stem.as_str(), r.reqid, r.result.summary());
+                println!(
+                    "response {} {}: {}",
+                    r.stem.as_str(),
+                    r.reqid,
+                    r.result.summary()
+                );
                 if let Some(ResultData::NodeStatuses(nodes)) = r.result.data {
                     for n in nodes {
-                        println!("  {:<10} {:<8} pid {:?}", n.node, n.state.to_string(), n.pid);
+                        println!(
+                            "  {:<10} {:<8} pid {:?}",
+                            n.node,
+                            n.state.to_string(),
+                            n.pid
+                        );
                     }
                 }
             }
@@ -54,7 +66,8 @@ fn main() -> std::io::Result<()> {
             name: "embedded".into(),
             cluster_dir: dir.join("cluster"),
             state_dir: dir.join("state"),
-            zeek_binary: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stand-in-node.sh"),
+            zeek_binary: Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/stand-in-node.sh"),
             ..Config::default()
         };
         let agent = match AgentBuilder::new(config).listen(false).start() {
@@ -80,13 +93,19 @@ fn main() -> std::io::Result<()> {
             },
         }));
         actix_rt::time::sleep(Duration::from_millis(800)).await;
-        peer.request(Request::GetNodes(GetNodesRequest { reqid: "nodes".into() }));
+        peer.request(Request::GetNodes(GetNodesRequest {
+            reqid: "nodes".into(),
+        }));
         actix_rt::time::sleep(Duration::from_millis(100)).await;
-        peer.request(Request::AgentStandby(AgentStandbyRequest { reqid: "standby".into() }));
+        peer.request(Request::AgentStandby(AgentStandbyRequest {
+            reqid: "standby".into(),
+        }));
         actix_rt::time::sleep(Duration::from_millis(500)).await;
         agent.shutdown().await;
     });
-    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("zeek-mgmt-embedded-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(
+        std::env::temp_dir().join(format!("zeek-mgmt-embedded-{}", std::process::id())),
+    );
     Ok(())
 }
 
