@@ -116,3 +116,54 @@ impl Handler<StopListening> for Connector {
         ctx.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::actors::notifier::PeerReady;
+    use crate::actors::tracker::Track;
+    use crate::testing::Probe;
+
+    #[actix_rt::test]
+    async fn dials_retries_and_redials_after_a_drop() {
+        // Reserve a port with nothing listening: the first dials fail.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port");
+        let (tracker, _) = Probe::<Track>::start();
+        let (notifier, _) = Probe::<PeerReady>::start();
+        let settings = Arc::new(PeerSettings {
+            agent_name: "c".into(),
+            heartbeat: Duration::ZERO,
+            handshake_timeout: Duration::from_secs(30),
+            max_frame_bytes: 1024,
+        });
+        let links = PeerLinks {
+            tracker,
+            notifier,
+            on_close: vec![],
+        };
+        let connector =
+            Connector::new(addr.to_string(), settings, links, Duration::from_millis(50)).start();
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+        let controller = TcpListener::bind(addr).await.expect("bind");
+        async fn accept(l: &TcpListener) -> tokio::net::TcpStream {
+            tokio::time::timeout(Duration::from_secs(5), l.accept())
+                .await
+                .expect("dialled in time")
+                .expect("accept")
+                .0
+        }
+        let mut first = accept(&controller).await;
+        // The agent speaks first when it dials: a length-prefixed hello.
+        let len = first.read_u32().await.expect("hello length");
+        assert!(len > 0);
+        drop(first);
+        let mut second = accept(&controller).await;
+        assert!(second.read_u32().await.expect("hello again") > 0);
+        connector.do_send(StopListening);
+    }
+}

@@ -118,3 +118,62 @@ impl Handler<StopListening> for Listener {
         ctx.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+    use crate::actors::notifier::PeerReady;
+    use crate::actors::tracker::Track;
+    use crate::testing::{wait_until, Probe};
+
+    #[actix_rt::test]
+    async fn refuses_connections_beyond_the_peer_limit_and_frees_slots() {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = tcp.local_addr().expect("addr");
+        let (tracker, _) = Probe::<Track>::start();
+        let (notifier, _) = Probe::<PeerReady>::start();
+        let (closer, closed) = Probe::<PeerClosed>::start();
+        let settings = Arc::new(PeerSettings {
+            agent_name: "l".into(),
+            heartbeat: Duration::ZERO,
+            handshake_timeout: Duration::from_secs(30),
+            max_frame_bytes: 1024,
+        });
+        let links = PeerLinks {
+            tracker,
+            notifier,
+            on_close: vec![closer],
+        };
+        let listener = Listener::new(tcp, settings, links, 1).start();
+
+        let first = tokio::net::TcpStream::connect(addr).await.expect("first");
+        // Give the listener time to count the first peer.
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+        let mut second = tokio::net::TcpStream::connect(addr).await.expect("second");
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buf))
+            .await
+            .expect("closed in time");
+        assert!(
+            matches!(n, Ok(0) | Err(_)),
+            "the second peer must be closed"
+        );
+
+        drop(first);
+        wait_until(|| closed.len() == 1, 5_000).await;
+        let mut third = tokio::net::TcpStream::connect(addr).await.expect("third");
+        let still_open =
+            tokio::time::timeout(Duration::from_millis(300), third.read(&mut buf)).await;
+        assert!(still_open.is_err(), "a freed slot takes a new peer");
+
+        listener.do_send(StopListening);
+        let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
+            .await
+            .expect("closed on stop");
+        assert!(matches!(n, Ok(0) | Err(_)));
+    }
+}

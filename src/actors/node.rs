@@ -318,4 +318,36 @@ mod tests {
         let m: Vec<_> = all.iter().filter(|r| r.node == "m").collect();
         assert!(matches!(m[0].event, NodeEvent::SpawnFailed { .. }));
     }
+
+    #[actix_rt::test]
+    async fn port_check_waits_for_the_port_to_accept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Reserve a free port, then release it: nothing listens there yet.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port");
+        let (probe, seen) = Probe::<NodeReport>::start();
+        let node = NodeProcess::new(
+            "n".into(),
+            ProcId(5),
+            spec(dir.path(), "exec sleep 30"),
+            NodeTiming {
+                settle: Duration::from_millis(10),
+                port_check: Some(addr),
+                stop_grace: Duration::from_millis(500),
+            },
+            probe,
+        )
+        .start();
+        wait_until(|| !seen.is_empty(), 5_000).await;
+        actix_rt::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !events(&seen).contains(&NodeEvent::Running),
+            "running before its port accepts"
+        );
+        let _listener = std::net::TcpListener::bind(addr).expect("bind the node's port");
+        wait_until(|| events(&seen).contains(&NodeEvent::Running), 5_000).await;
+        node.do_send(StopNode);
+        wait_until(|| events(&seen).len() == 3, 5_000).await;
+    }
 }
