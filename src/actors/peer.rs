@@ -265,8 +265,10 @@ impl Peer {
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         if let Some(h) = self.peer_heartbeat {
-            if self.last_rx.elapsed() > h * 3 {
-                tracing::warn!(peer = %self.id, remote = %self.remote, "no frame for {:?}; closing", h * 3);
+            // A peer may announce any u64: saturate instead of overflowing.
+            let silence = h.saturating_mul(3);
+            if self.last_rx.elapsed() > silence {
+                tracing::warn!(peer = %self.id, remote = %self.remote, "no frame for {silence:?}; closing");
                 ctx.stop();
                 return;
             }

@@ -221,3 +221,24 @@ async fn silent_peer_is_dropped_after_three_heartbeats() {
     // agent closes.
     wait_until(|| h.closed.len() == 1, 6_000).await;
 }
+
+#[actix_rt::test]
+async fn a_huge_announced_heartbeat_does_not_overflow() {
+    let mut h = start(Side::Accepted, 20);
+    write(
+        &mut h.io,
+        &Frame::Hello(Hello {
+            version: 1,
+            endpoint: "ctl".into(),
+            role: "controller".into(),
+            heartbeat: u64::MAX,
+        }),
+    )
+    .await;
+    let _ = read(&mut h.io).await;
+    let _ = read(&mut h.io).await;
+    // Several ticks pass with the silence check armed; the peer lives on.
+    assert!(matches!(read(&mut h.io).await, Some(Frame::Heartbeat)));
+    assert!(matches!(read(&mut h.io).await, Some(Frame::Heartbeat)));
+    assert!(h.closed.is_empty());
+}
