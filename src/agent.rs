@@ -63,6 +63,12 @@ impl AgentBuilder {
             None
         };
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        let tls = crate::tls::TlsFiles {
+            cert: cfg.tls_cert.clone(),
+            key: cfg.tls_key.clone(),
+            ca: cfg.tls_ca.clone(),
+        }
+        .build(listen, connect_mode)?;
 
         let notifier = Notifier::new(cfg.name.clone(), cfg.notification_backlog).start();
         let supervisor = NodeSupervisor::new(
@@ -91,6 +97,7 @@ impl AgentBuilder {
             heartbeat: cfg.heartbeat,
             handshake_timeout: cfg.handshake_timeout,
             max_frame_bytes: cfg.max_frame_bytes,
+            max_outbound_bytes: cfg.max_outbound_bytes,
         });
         let links = PeerLinks {
             tracker: tracker.clone().recipient(),
@@ -99,8 +106,10 @@ impl AgentBuilder {
         };
         let mut stoppers: Vec<Recipient<StopListening>> = Vec::new();
         if let Some(l) = listener {
-            tracing::info!(addr = ?local_addr, name = %cfg.name, "listening");
-            let l = Listener::new(l, Arc::clone(&settings), links.clone(), cfg.max_peers).start();
+            tracing::info!(addr = ?local_addr, name = %cfg.name, tls = tls.acceptor.is_some(), "listening");
+            let l = Listener::new(l, Arc::clone(&settings), links.clone(), cfg.max_peers)
+                .with_tls(tls.acceptor.clone())
+                .start();
             stoppers.push(l.recipient());
         }
         if let Some(host) = &cfg.controller_addr {
@@ -114,6 +123,7 @@ impl AgentBuilder {
             };
             tracing::info!(controller = %target, name = %cfg.name, "connect mode");
             let c = Connector::new(target, Arc::clone(&settings), links, cfg.reconnect_interval)
+                .with_tls(tls.connector.clone())
                 .start();
             stoppers.push(c.recipient());
         }

@@ -75,7 +75,19 @@ pub struct Config {
     pub sample_interval: Duration,
     /// Delay between dial attempts in connect mode (plus a little jitter).
     pub reconnect_interval: Duration,
+    /// Bytes queued for one peer that it has not read yet; beyond this the
+    /// peer is disconnected instead of growing the agent's memory.
+    pub max_outbound_bytes: usize,
+    /// TLS certificate and key (PEM); with them the agent speaks TLS 1.3.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM): when listening, client certificates are required and
+    /// verified against it; in connect mode, the controller's is.
+    pub tls_ca: Option<PathBuf>,
 }
+
+/// Default bound of a peer's unread output (64 MiB).
+pub const DEFAULT_MAX_OUTBOUND_BYTES: usize = 64 * 1024 * 1024;
 
 impl Default for Config {
     fn default() -> Self {
@@ -107,6 +119,10 @@ impl Default for Config {
             max_revivals: 10,
             sample_interval: Duration::from_secs(2),
             reconnect_interval: Duration::from_secs(1),
+            max_outbound_bytes: DEFAULT_MAX_OUTBOUND_BYTES,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
         }
     }
 }
@@ -162,6 +178,10 @@ pub struct Overrides {
     pub max_revivals: Option<u32>,
     pub sample_interval: Option<f64>,
     pub reconnect_interval: Option<f64>,
+    pub max_outbound_bytes: Option<usize>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// A setting that cannot be used.
@@ -236,6 +256,15 @@ impl Overrides {
         if let Some(c) = self.controller_addr {
             config.controller_addr = Some(c);
         }
+        for (from, to) in [
+            (self.tls_cert, &mut config.tls_cert),
+            (self.tls_key, &mut config.tls_key),
+            (self.tls_ca, &mut config.tls_ca),
+        ] {
+            if from.is_some() {
+                *to = from;
+            }
+        }
         set_secs!(
             version_timeout,
             request_timeout,
@@ -249,7 +278,12 @@ impl Overrides {
             sample_interval,
             reconnect_interval
         );
-        set_nonzero!(max_frame_bytes, max_peers, max_in_flight);
+        set_nonzero!(
+            max_frame_bytes,
+            max_peers,
+            max_in_flight,
+            max_outbound_bytes
+        );
         if let Some(v) = self.notification_backlog {
             config.notification_backlog = v;
         }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
 
@@ -41,6 +41,14 @@ pub struct ControllerOptions {
     /// Announced heartbeat in seconds (0 = none).
     pub heartbeat: u64,
     pub max_frame_bytes: usize,
+    /// Dial with TLS 1.3, verifying the agent with this configuration
+    /// (see `tls::client_config`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The name the agent's certificate must carry; by default the address
+    /// dialled.
+    pub server_name: Option<String>,
+    /// For `accept`: speak TLS to an agent dialling in.
+    pub tls_server: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ControllerOptions {
@@ -50,6 +58,9 @@ impl Default for ControllerOptions {
             role: "controller".to_owned(),
             heartbeat: 0,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            tls: None,
+            server_name: None,
+            tls_server: None,
         }
     }
 }
@@ -112,6 +123,19 @@ impl Connection {
         opts: ControllerOptions,
     ) -> Result<Connection, ClientError> {
         let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let Some(tls) = opts.tls.clone() else {
+            return Self::handshake(stream, opts, true).await;
+        };
+        let name = match &opts.server_name {
+            Some(n) => n.clone(),
+            None => stream.peer_addr()?.ip().to_string(),
+        };
+        let name = rustls_pki_types::ServerName::try_from(name)
+            .map_err(|e| ClientError::Protocol(format!("invalid server name: {e}")))?;
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, stream)
+            .await?;
         Self::handshake(stream, opts, true).await
     }
 
@@ -121,16 +145,25 @@ impl Connection {
         opts: ControllerOptions,
     ) -> Result<Connection, ClientError> {
         let (stream, _) = listener.accept().await?;
-        Self::handshake(stream, opts, false).await
+        stream.set_nodelay(true)?;
+        match opts.tls_server.clone() {
+            Some(tls) => {
+                let stream = tokio_rustls::TlsAcceptor::from(tls).accept(stream).await?;
+                Self::handshake(stream, opts, false).await
+            }
+            None => Self::handshake(stream, opts, false).await,
+        }
     }
 
-    async fn handshake(
-        stream: TcpStream,
+    async fn handshake<S>(
+        stream: S,
         opts: ControllerOptions,
         we_dialled: bool,
-    ) -> Result<Connection, ClientError> {
-        stream.set_nodelay(true)?;
-        let (mut r, mut w) = stream.into_split();
+    ) -> Result<Connection, ClientError>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let (mut r, mut w) = tokio::io::split(stream);
         let ours = encode_frame(&Frame::Hello(Hello {
             version: API_VERSION,
             endpoint: opts.endpoint.clone(),
@@ -139,6 +172,7 @@ impl Connection {
         }))?;
         if we_dialled {
             w.write_all(&ours).await?;
+            w.flush().await?;
         }
         let first = read_frame(&mut r, opts.max_frame_bytes).await?;
         let agent = match cbor::decode(&first) {
@@ -158,13 +192,14 @@ impl Connection {
         };
         if !we_dialled {
             w.write_all(&ours).await?;
+            w.flush().await?;
         }
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
         tokio::spawn(async move {
             while let Some(bytes) = out_rx.recv().await {
-                if w.write_all(&bytes).await.is_err() {
+                if w.write_all(&bytes).await.is_err() || w.flush().await.is_err() {
                     break;
                 }
             }

@@ -61,6 +61,7 @@ pub mod layout;
 pub mod process;
 pub mod state;
 pub mod testing;
+pub mod tls;
 pub mod validate;
 pub mod wire;
 

@@ -99,6 +99,19 @@ struct Cli {
     /// Delay between dials of the controller [default: 1s]
     #[arg(long, value_parser = parse_secs)]
     reconnect_interval: Option<f64>,
+    /// Disconnect a peer that leaves more than this many bytes unread [default: 67108864]
+    #[arg(long)]
+    max_outbound_bytes: Option<usize>,
+    /// TLS certificate (PEM); with --tls-key the agent speaks only TLS 1.3
+    #[arg(long, value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM)
+    #[arg(long, value_name = "PEM")]
+    tls_key: Option<PathBuf>,
+    /// CA (PEM): require and verify client certificates (mutual TLS); in
+    /// connect mode, verify the controller against it
+    #[arg(long, value_name = "PEM")]
+    tls_ca: Option<PathBuf>,
     /// TOML file with any of these settings (same names, underscores)
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -153,6 +166,10 @@ impl Cli {
             max_revivals: self.max_revivals,
             sample_interval: self.sample_interval,
             reconnect_interval: self.reconnect_interval,
+            max_outbound_bytes: self.max_outbound_bytes,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            tls_ca: self.tls_ca,
         }
     }
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use crate::actors::listener::StopListening;
 use crate::actors::peer::{Disconnect, Peer, PeerClosed, PeerId, PeerLinks, PeerSettings, Side};
@@ -20,6 +22,13 @@ pub struct Connector {
     interval: Duration,
     attempts: u64,
     current: Option<Addr<Peer>>,
+    tls: Option<TlsConnector>,
+}
+
+/// A dialled connection: plain TCP or TLS.
+enum Dialled {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 impl Connector {
@@ -37,26 +46,52 @@ impl Connector {
             interval,
             attempts: 0,
             current: None,
+            tls: None,
         }
+    }
+
+    /// Speak TLS to the controller, verifying its certificate.
+    pub fn with_tls(mut self, connector: Option<TlsConnector>) -> Self {
+        self.tls = connector;
+        self
     }
 
     fn dial(&mut self, ctx: &mut Context<Self>) {
         self.attempts += 1;
         let target = self.target.clone();
-        let fut =
-            async move { tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(target)).await };
-        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
-            Ok(Ok(stream)) => {
-                let (Ok(remote), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
-                    act.retry(ctx);
-                    return;
-                };
+        let tls = self.tls.clone();
+        let fut = async move {
+            tokio::time::timeout(DIAL_TIMEOUT, async move {
+                let stream = TcpStream::connect(&target).await?;
                 let _ = stream.set_nodelay(true);
+                let (remote, local) = (stream.peer_addr()?, stream.local_addr()?);
+                let Some(tls) = tls else {
+                    return Ok((Dialled::Plain(stream), remote, local));
+                };
+                let host = target.rsplit_once(':').map(|(h, _)| h).unwrap_or(&target);
+                let host = host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned();
+                let name = ServerName::try_from(host).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+                })?;
+                let stream = tls.connect(name, stream).await?;
+                Ok::<_, std::io::Error>((Dialled::Tls(Box::new(stream)), remote, local))
+            })
+            .await
+        };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
+            Ok(Ok((stream, remote, local))) => {
                 tracing::info!(controller = %act.target, "connected to the controller");
                 act.attempts = 0;
                 let mut links = act.links.clone();
                 links.on_close.push(ctx.address().recipient());
-                let peer = Peer::start(PeerId::next(), stream, remote, local, Side::Dialed, Arc::clone(&act.settings), links);
+                let (id, settings) = (PeerId::next(), Arc::clone(&act.settings));
+                let peer = match stream {
+                    Dialled::Plain(s) => Peer::start(id, s, remote, local, Side::Dialed, settings, links),
+                    Dialled::Tls(s) => Peer::start(id, s, remote, local, Side::Dialed, settings, links),
+                };
                 act.current = Some(peer);
             }
             Ok(Err(e)) => {
@@ -140,6 +175,7 @@ mod tests {
             heartbeat: Duration::ZERO,
             handshake_timeout: Duration::from_secs(30),
             max_frame_bytes: 1024,
+            max_outbound_bytes: 1 << 20,
         });
         let links = PeerLinks {
             tracker,

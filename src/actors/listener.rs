@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 use crate::actors::peer::{Disconnect, Peer, PeerClosed, PeerId, PeerLinks, PeerSettings, Side};
 
@@ -21,6 +23,9 @@ pub struct Listener {
     links: PeerLinks,
     max_peers: usize,
     peers: HashMap<PeerId, Addr<Peer>>,
+    tls: Option<TlsAcceptor>,
+    /// TLS handshakes under way; they count against `max_peers`.
+    handshaking: usize,
 }
 
 /// Sent on agent shutdown: stop accepting and close every peer.
@@ -41,7 +46,39 @@ impl Listener {
             links,
             max_peers,
             peers: HashMap::new(),
+            tls: None,
+            handshaking: 0,
         }
+    }
+
+    /// Speak TLS on every accepted connection.
+    pub fn with_tls(mut self, acceptor: Option<TlsAcceptor>) -> Self {
+        self.tls = acceptor;
+        self
+    }
+
+    fn start_peer<T>(
+        &mut self,
+        io: T,
+        remote: std::net::SocketAddr,
+        local: std::net::SocketAddr,
+        ctx: &mut Context<Self>,
+    ) where
+        T: AsyncRead + AsyncWrite + Unpin + 'static,
+    {
+        let id = PeerId::next();
+        let mut links = self.links.clone();
+        links.on_close.push(ctx.address().recipient());
+        let peer = Peer::start(
+            id,
+            io,
+            remote,
+            local,
+            Side::Accepted,
+            Arc::clone(&self.settings),
+            links,
+        );
+        self.peers.insert(id, peer);
     }
 }
 
@@ -79,24 +116,26 @@ impl Handler<Accepted> for Listener {
         let (Ok(remote), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
             return;
         };
-        if self.peers.len() >= self.max_peers {
+        if self.peers.len() + self.handshaking >= self.max_peers {
             tracing::warn!(%remote, limit = self.max_peers, "too many peers; connection refused");
             return;
         }
         let _ = stream.set_nodelay(true);
-        let id = PeerId::next();
-        let mut links = self.links.clone();
-        links.on_close.push(ctx.address().recipient());
-        let peer = Peer::start(
-            id,
-            stream,
-            remote,
-            local,
-            Side::Accepted,
-            Arc::clone(&self.settings),
-            links,
-        );
-        self.peers.insert(id, peer);
+        let Some(acceptor) = self.tls.clone() else {
+            self.start_peer(stream, remote, local, ctx);
+            return;
+        };
+        self.handshaking += 1;
+        let handshake =
+            tokio::time::timeout(self.settings.handshake_timeout, acceptor.accept(stream));
+        ctx.spawn(handshake.into_actor(self).map(move |res, act, ctx| {
+            act.handshaking -= 1;
+            match res {
+                Ok(Ok(tls)) => act.start_peer(tls, remote, local, ctx),
+                Ok(Err(e)) => tracing::warn!(%remote, "TLS handshake refused: {e}"),
+                Err(_) => tracing::warn!(%remote, "TLS handshake timed out"),
+            }
+        }));
     }
 }
 
@@ -142,6 +181,7 @@ mod tests {
             heartbeat: Duration::ZERO,
             handshake_timeout: Duration::from_secs(30),
             max_frame_bytes: 1024,
+            max_outbound_bytes: 1 << 20,
         });
         let links = PeerLinks {
             tracker,

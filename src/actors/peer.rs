@@ -5,10 +5,14 @@
 //! `error` frame, but never answers a request: responses come back through
 //! the tracker as `Outbound` messages.
 
+use std::cell::Cell;
 use std::fmt;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use actix::io::{FramedWrite, WriteHandler};
@@ -72,6 +76,8 @@ pub struct PeerSettings {
     pub heartbeat: Duration,
     pub handshake_timeout: Duration,
     pub max_frame_bytes: usize,
+    /// Unread output a peer may leave before it is disconnected.
+    pub max_outbound_bytes: usize,
 }
 
 impl PeerSettings {
@@ -92,6 +98,38 @@ pub struct PeerLinks {
 type Reader = Box<dyn AsyncRead + Unpin>;
 type Writer = Box<dyn AsyncWrite + Unpin>;
 
+/// Counts the bytes the socket has taken, so that the peer knows how much
+/// of its output is still queued.
+struct Counting<W> {
+    inner: W,
+    sent: Rc<Cell<u64>>,
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Counting<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            self.sent.set(self.sent.get() + n as u64);
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 pub struct Peer {
@@ -103,6 +141,9 @@ pub struct Peer {
     topic: String,
     links: PeerLinks,
     writer: FramedWrite<Bytes, Writer, FrameCodec>,
+    /// Bytes handed to the writer, and bytes the socket has taken.
+    queued: u64,
+    sent: Rc<Cell<u64>>,
     ready: bool,
     closing: bool,
     peer_heartbeat: Option<Duration>,
@@ -129,8 +170,14 @@ impl Peer {
         Peer::create(move |ctx| {
             let reader: Reader = Box::new(r);
             ctx.add_stream(FramedRead::new(reader, codec));
-            let writer: Writer = Box::new(w);
+            let sent = Rc::new(Cell::new(0));
+            let writer: Writer = Box::new(Counting {
+                inner: w,
+                sent: Rc::clone(&sent),
+            });
             Peer {
+                queued: 0,
+                sent,
                 id,
                 remote,
                 local,
@@ -151,6 +198,7 @@ impl Peer {
     fn send_frame(&mut self, frame: &Frame) {
         match cbor::encode(frame) {
             Ok(bytes) => {
+                self.queued += bytes.len() as u64 + 4;
                 self.writer.write(Bytes::from(bytes));
                 self.last_tx = Instant::now();
             }
@@ -352,10 +400,17 @@ impl WriteHandler<FrameError> for Peer {
     }
 }
 
+impl Peer {
+    /// Output queued for the peer that its socket has not taken yet.
+    fn unread(&self) -> u64 {
+        self.queued.saturating_sub(self.sent.get())
+    }
+}
+
 impl Handler<Outbound> for Peer {
     type Result = ();
 
-    fn handle(&mut self, msg: Outbound, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Outbound, ctx: &mut Context<Self>) {
         if self.closing {
             return;
         }
@@ -367,6 +422,17 @@ impl Handler<Outbound> for Peer {
             topic: self.topic.clone(),
             body,
         });
+        let unread = self.unread();
+        if unread > self.settings.max_outbound_bytes as u64 {
+            tracing::warn!(
+                peer = %self.id,
+                remote = %self.remote,
+                unread,
+                "peer is not reading its responses; disconnecting"
+            );
+            self.closing = true;
+            ctx.stop();
+        }
     }
 }
 

@@ -5,3 +5,4 @@ mod deploy;
 mod lifecycle;
 mod protocol;
 mod support;
+mod tls;

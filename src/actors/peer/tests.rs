@@ -26,6 +26,7 @@ fn start(side: Side, heartbeat_ms: u64) -> Harness {
         heartbeat: Duration::from_millis(heartbeat_ms),
         handshake_timeout: Duration::from_secs(5),
         max_frame_bytes: 1024,
+        max_outbound_bytes: 64 * 1024,
     });
     let peer = Peer::start(
         PeerId(7),
@@ -241,4 +242,23 @@ async fn a_huge_announced_heartbeat_does_not_overflow() {
     assert!(matches!(read(&mut h.io).await, Some(Frame::Heartbeat)));
     assert!(matches!(read(&mut h.io).await, Some(Frame::Heartbeat)));
     assert!(h.closed.is_empty());
+}
+
+#[actix_rt::test]
+async fn a_peer_that_stops_reading_is_disconnected() {
+    let mut h = start(Side::Accepted, 0);
+    write(&mut h.io, &hello(1)).await;
+    let _ = read(&mut h.io).await;
+    let _ = read(&mut h.io).await;
+    // Never read again: the duplex buffer (64 KiB) and then the outbound
+    // bound (64 KiB) fill up.
+    let big = ApiResult::failure("r".into(), "a1", "x".repeat(4096));
+    for i in 0..100 {
+        h.peer.do_send(Outbound::Response(Response {
+            stem: Stem::GetNodes,
+            reqid: format!("r{i}").as_str().into(),
+            result: big.clone(),
+        }));
+    }
+    wait_until(|| h.closed.len() == 1, 5_000).await;
 }
