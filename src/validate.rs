@@ -16,6 +16,13 @@ pub struct HostFacts {
     pub cpus: usize,
 }
 
+/// Longest single argument or environment entry the kernel passes to a
+/// program (Linux `MAX_ARG_STRLEN`, 32 pages).
+pub const MAX_EXEC_STRING_BYTES: usize = 128 * 1024;
+/// Most bytes of arguments and environment a node may add (Linux allows
+/// about 2 MiB in all, the agent's own environment included).
+pub const MAX_EXEC_TOTAL_BYTES: usize = 1024 * 1024;
+
 /// Whether `name` can be a node name (and so a directory name).
 pub fn valid_node_name(name: &str) -> bool {
     !name.is_empty()
@@ -128,6 +135,24 @@ pub fn validate(config: &Configuration, host: &HostFacts) -> Result<(), Vec<Stri
                 "node {n:?} has a NUL byte in its scripts, interface or options"
             ));
         }
+        let env_entries = node.env.iter().map(|(k, v)| k.len() + v.len() + 2);
+        let longest = env_entries
+            .clone()
+            .chain(args.iter().map(|a| a.len() + 1))
+            .max()
+            .unwrap_or(0);
+        if longest > MAX_EXEC_STRING_BYTES {
+            problems.insert(format!(
+                "node {n:?} has an env entry, script, interface or option of {longest} bytes; at most {MAX_EXEC_STRING_BYTES} can be passed to a program"
+            ));
+        }
+        let total: usize =
+            env_entries.sum::<usize>() + args.iter().map(|a| a.len() + 1).sum::<usize>();
+        if total > MAX_EXEC_TOTAL_BYTES {
+            problems.insert(format!(
+                "node {n:?} has {total} bytes of env and arguments; at most {MAX_EXEC_TOTAL_BYTES} are allowed"
+            ));
+        }
         if node.interface.as_deref() == Some("") {
             problems.insert(format!("node {n:?} has an empty interface"));
         }
@@ -233,6 +258,32 @@ mod tests {
             );
         }
         assert_eq!(problems.len(), expect.len(), "{problems:#?}");
+    }
+
+    #[test]
+    fn oversized_env_and_arguments_are_refused() {
+        let mut w = Node::new("w", "a", Role::Worker);
+        w.env
+            .insert("BIG".into(), "x".repeat(MAX_EXEC_STRING_BYTES));
+        let mut v = Node::new("v", "a", Role::Worker);
+        for i in 0..16 {
+            v.env.insert(format!("K{i}"), "y".repeat(100 * 1024));
+        }
+        let c = Configuration {
+            id: "x".into(),
+            instances: vec![inst("a")],
+            nodes: vec![w, v],
+        };
+        let problems = validate(&c, &host()).expect_err("too big");
+        assert!(
+            problems[0].starts_with("node \"v\" has 1638"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].starts_with("node \"w\" has an env entry"),
+            "{problems:?}"
+        );
+        assert_eq!(problems.len(), 2);
     }
 
     #[test]

@@ -297,3 +297,149 @@ async fn missing_node_program_fails_that_node_only() {
         Some(State::Failed)
     );
 }
+
+#[tokio::test]
+async fn crash_loop_follows_the_revival_policy_then_fails() {
+    // Revival delays of 0.2 s doubling every third attempt: 0.2, 0.2, 0.4, 0.4.
+    let agent = Agent::start(&["--revive-delay", "0.2", "--max-revivals", "4"]);
+    let mut c = agent.connect().await;
+    let mut cfg = cluster("loop", &[("w", Role::Worker, None)]);
+    cfg.nodes[0]
+        .env
+        .insert("STANDIN_CRASH_AFTER".into(), "0".into());
+    let rx = c
+        .start_request(zeek_mgmt_agent::api::events::Request::SetConfiguration(
+            zeek_mgmt_agent::api::events::SetConfigurationRequest {
+                reqid: "loop".into(),
+                config: cfg,
+            },
+        ))
+        .expect("send");
+    let mut crashed_at = Vec::new();
+    let mut gaps = Vec::new();
+    loop {
+        let n = c
+            .wait_notification(LONG, |n| {
+                matches!(n, Notification::Change(_) | Notification::Error(_))
+            })
+            .await
+            .expect("notification");
+        let now = std::time::Instant::now();
+        match n {
+            Notification::Change(ch) if ch.new == State::Crashed => crashed_at.push(now),
+            Notification::Change(ch) if ch.new == State::Pending && ch.old == State::Crashed => {
+                gaps.push(now - *crashed_at.last().expect("crashed first"));
+            }
+            Notification::Change(ch) if ch.new == State::Failed => break,
+            _ => {}
+        }
+    }
+    assert!(!rx.await.expect("response").result.success);
+    assert_eq!(crashed_at.len(), 5, "the launch and four revivals crashed");
+    let expected = [200, 200, 400, 400];
+    assert_eq!(gaps.len(), expected.len());
+    for (gap, ms) in gaps.iter().zip(expected) {
+        assert!(
+            gap.as_millis() >= ms,
+            "revival after {gap:?}, policy says {ms} ms: {gaps:?}"
+        );
+    }
+    // The error follows the change to FAILED.
+    let n = c
+        .wait_notification(LONG, |n| matches!(n, Notification::Error(_)))
+        .await
+        .expect("notify_error");
+    assert!(
+        matches!(n, Notification::Error(e) if e.msg.contains("given up after 4 failed revivals"))
+    );
+    let nodes = get_nodes(&c).await;
+    assert_eq!(nodes[1].state, State::Failed);
+}
+
+#[tokio::test]
+async fn a_node_ignoring_sigterm_is_killed_after_the_grace_period() {
+    let agent = Agent::start(&["--stop-grace", "0.5"]);
+    let mut c = agent.connect().await;
+    let mut cfg = cluster("stubborn", &[("w", Role::Worker, None)]);
+    cfg.nodes[0]
+        .env
+        .insert("STANDIN_IGNORE_TERM".into(), "1".into());
+    assert!(set_config(&c, cfg).await.result.success);
+    let nodes = wait_nodes(&c, "running", all_running).await;
+    let pid = node_pid(&nodes, "w");
+    // Let the stand-in install its trap before we stop it.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let r = c
+        .request(
+            zeek_mgmt_agent::api::events::Request::AgentStandby(
+                zeek_mgmt_agent::api::events::AgentStandbyRequest { reqid: "s".into() },
+            ),
+            LONG,
+        )
+        .await
+        .expect("standby");
+    assert!(r.result.success);
+    assert!(
+        started.elapsed().as_millis() >= 500,
+        "answered before the grace period ended"
+    );
+    c.wait_notification(LONG, |n| matches!(n, Notification::Change(ch) if ch.node.name == "w" && ch.new == State::Stopped))
+        .await
+        .expect("the stop is reported");
+    assert!(!alive(pid));
+    assert!(agent
+        .log()
+        .contains("node ignored SIGTERM; sending SIGKILL"));
+}
+
+#[tokio::test]
+async fn a_program_that_becomes_unusable_fails_only_the_nodes_it_touches() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let zeek = tmp.path().join("zeek");
+    std::fs::copy(stand_in(), &zeek).expect("copy");
+    let agent = Agent::start_in(
+        tmp.path(),
+        &["--zeek-binary", zeek.to_str().expect("utf-8")],
+        &[],
+    );
+    let mut c = agent.connect().await;
+    assert!(
+        set_config(
+            &c,
+            cluster(
+                "two",
+                &[("a", Role::Worker, None), ("b", Role::Worker, None)]
+            )
+        )
+        .await
+        .result
+        .success
+    );
+    let nodes = wait_nodes(&c, "running", all_running).await;
+    // The program loses its execute bit (say, a botched upgrade), then
+    // node a crashes: its revival cannot start, node b runs on.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&zeek, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    unsafe {
+        libc::kill(node_pid(&nodes, "a"), libc::SIGKILL);
+    }
+    let n = c
+        .wait_notification(
+            LONG,
+            |n| matches!(n, Notification::Error(e) if e.msg.contains("failed to launch")),
+        )
+        .await
+        .expect("notify_error");
+    let Notification::Error(e) = n else {
+        unreachable!()
+    };
+    assert_eq!(e.node, "a");
+    assert!(e.msg.contains("Permission denied"), "{}", e.msg);
+    let after = get_nodes(&c).await;
+    let state = |name: &str| after.iter().find(|n| n.node == name).map(|n| n.state);
+    assert_eq!(state("a"), Some(State::Failed));
+    assert_eq!(state("b"), Some(State::Running));
+    assert_eq!(node_pid(&after, "b"), node_pid(&nodes, "b"));
+    std::fs::remove_dir_all(agent.dir.join("cluster")).ok();
+}

@@ -2,7 +2,9 @@
 //! processes (the stand-in program of `tests/fixtures`).
 
 mod deploy;
+mod edges;
 mod lifecycle;
+mod props;
 mod protocol;
 mod support;
 mod tls;
