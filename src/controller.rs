@@ -75,6 +75,10 @@ pub enum Incoming {
 
 type Pending = Arc<Mutex<HashMap<ReqId, oneshot::Sender<Response>>>>;
 
+/// Responses that matched no waiting request (a duplicate, or one nobody
+/// asked for).
+type Unmatched = Arc<AtomicU64>;
+
 /// A live connection to one agent.
 pub struct Connection {
     agent: Hello,
@@ -83,6 +87,16 @@ pub struct Connection {
     pending: Pending,
     events: mpsc::UnboundedReceiver<Incoming>,
     next: AtomicU64,
+    unmatched: Unmatched,
+    /// The task reading from the agent; it holds the socket's read half, so
+    /// it is ended when the connection is dropped.
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 async fn read_frame(
@@ -205,8 +219,10 @@ impl Connection {
             }
         });
         let p = Arc::clone(&pending);
+        let unmatched: Unmatched = Arc::new(AtomicU64::new(0));
+        let u = Arc::clone(&unmatched);
         let max = opts.max_frame_bytes;
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             while let Ok(bytes) = read_frame(&mut r, max).await {
                 let incoming = match cbor::decode(&bytes) {
                     Ok(Frame::Event {
@@ -214,8 +230,13 @@ impl Connection {
                         ..
                     }) => {
                         let tx = p.lock().ok().and_then(|mut m| m.remove(&resp.reqid));
-                        if let Some(tx) = tx {
-                            let _ = tx.send(resp);
+                        match tx {
+                            Some(tx) => {
+                                let _ = tx.send(resp);
+                            }
+                            None => {
+                                u.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                         continue;
                     }
@@ -243,12 +264,19 @@ impl Connection {
             pending,
             events: ev_rx,
             next: AtomicU64::new(1),
+            unmatched,
+            reader,
         })
     }
 
     /// The agent's hello.
     pub fn agent(&self) -> &Hello {
         &self.agent
+    }
+
+    /// Responses received that no request was waiting for.
+    pub fn unmatched_responses(&self) -> u64 {
+        self.unmatched.load(Ordering::Relaxed)
     }
 
     /// The agent's topic.

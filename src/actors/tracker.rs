@@ -58,7 +58,25 @@ pub struct Tracker {
     workers: Workers,
     in_flight: HashMap<(PeerId, ReqId), Entry>,
     per_peer: HashMap<PeerId, usize>,
+    /// Requests were tracked since memory was last handed back.
+    busy: bool,
 }
+
+/// Hands freed heap pages back to the system after a burst (glibc keeps
+/// them otherwise, and a long-lived daemon would stay at its peak).
+fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// How often an idle tracker hands memory left from a burst back.
+const TRIM_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Table capacity above which a mostly empty table is shrunk.
+const SHRINK_ABOVE: usize = 4096;
 
 type Work = Pin<Box<dyn Future<Output = Result<Response, MailboxError>>>>;
 
@@ -69,6 +87,7 @@ impl Tracker {
             workers,
             in_flight: HashMap::new(),
             per_peer: HashMap::new(),
+            busy: false,
         }
     }
 
@@ -121,6 +140,14 @@ impl Tracker {
         if let Some(n) = self.per_peer.get_mut(&peer) {
             *n = n.saturating_sub(1);
         }
+        // A burst leaves a large table behind: give the memory back once
+        // it has drained.
+        if self.in_flight.capacity() > SHRINK_ABOVE
+            && self.in_flight.len() < self.in_flight.capacity() / 8
+        {
+            self.in_flight.shrink_to(self.in_flight.len() * 2);
+            self.per_peer.shrink_to_fit();
+        }
         let instance = &self.settings.instance;
         let response = match outcome {
             Ok(r) => r,
@@ -154,6 +181,16 @@ fn log_tx(peer: PeerId, stem: Stem, reqid: &ReqId, result: &ApiResult) {
 
 impl Actor for Tracker {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(TRIM_INTERVAL, |act, _| {
+            if act.busy && act.in_flight.is_empty() {
+                act.busy = false;
+                act.in_flight.shrink_to_fit();
+                release_free_memory();
+            }
+        });
+    }
 }
 
 impl Handler<Track> for Tracker {
@@ -196,10 +233,38 @@ impl Handler<Track> for Tracker {
             },
         );
         *self.per_peer.entry(peer).or_insert(0) += 1;
-        ctx.spawn(
-            work.into_actor(self)
-                .map(move |outcome, act, _| act.finish(peer, reqid, outcome)),
-        );
+        self.busy = true;
+        // Await the worker on its own task, not in this actor's context:
+        // actix polls every future of a context on each wake-up, which
+        // would make thousands of requests in flight cost quadratic time.
+        // The outcome comes back to this actor as `Finished`.
+        let me = ctx.address();
+        actix_rt::spawn(async move {
+            let outcome = work.await;
+            me.do_send(Finished {
+                peer,
+                reqid,
+                outcome,
+            });
+        });
+    }
+}
+
+/// Sent by the task awaiting a worker to the tracker itself: the request is
+/// done (or timed out, or its worker has gone).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Finished {
+    peer: PeerId,
+    reqid: ReqId,
+    outcome: Result<Response, MailboxError>,
+}
+
+impl Handler<Finished> for Tracker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Finished, _: &mut Context<Self>) {
+        self.finish(msg.peer, msg.reqid, msg.outcome);
     }
 }
 

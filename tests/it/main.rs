@@ -4,6 +4,7 @@
 mod deploy;
 mod edges;
 mod lifecycle;
+mod load;
 mod props;
 mod protocol;
 mod support;
