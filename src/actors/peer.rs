@@ -196,7 +196,11 @@ impl Peer {
     }
 
     fn send_frame(&mut self, frame: &Frame) {
-        match cbor::encode(frame) {
+        self.send_bytes(cbor::encode(frame));
+    }
+
+    fn send_bytes(&mut self, encoded: Result<Vec<u8>, cbor::EncodeError>) {
+        match encoded {
             Ok(bytes) => {
                 self.queued += bytes.len() as u64 + 4;
                 self.writer.write(Bytes::from(bytes));
@@ -418,10 +422,8 @@ impl Handler<Outbound> for Peer {
             Outbound::Response(r) => EventBody::Response(r),
             Outbound::Notification(n) => EventBody::Notification(n),
         };
-        self.send_frame(&Frame::Event {
-            topic: self.topic.clone(),
-            body,
-        });
+        let encoded = cbor::encode_event(&self.topic, &body);
+        self.send_bytes(encoded);
         let unread = self.unread();
         if unread > self.settings.max_outbound_bytes as u64 {
             tracing::warn!(

@@ -28,6 +28,11 @@ use crate::process::{self, Sample, SpawnSpec};
 use crate::state::{self, Loaded, PidRecord, StateDir};
 use crate::validate::{self, HostFacts};
 
+/// The file Zeek loads from a node's working directory.
+const LAYOUT_FILE: &str = "cluster-layout.zeek";
+/// The configuration's layout, kept in the state directory (no node
+/// directory can collide with it there) and linked into every node's.
+const SHARED_LAYOUT_FILE: &str = "cluster-layout.zeek";
 /// Lines of a failed node's stderr quoted in its result.
 const STDERR_TAIL_LINES: usize = 20;
 /// Requests queued before senders wait (the tracker's `send`s).
@@ -100,6 +105,7 @@ pub struct NodeSupervisor {
     shutting_down: bool,
     pids_dirty: bool,
     cpus: usize,
+    own_pid: u32,
 }
 
 impl NodeSupervisor {
@@ -131,6 +137,7 @@ impl NodeSupervisor {
             shutting_down: false,
             pids_dirty: false,
             cpus,
+            own_pid: std::process::id(),
         }
     }
 
@@ -197,6 +204,7 @@ impl NodeSupervisor {
     fn install(&mut self, config: Configuration, ctx: &mut Context<Self>) {
         self.drain_all(ctx);
         self.layout = Arc::from(layout::cluster_layout(&config));
+        self.write_shared_layout();
         for node in config.nodes.iter().filter(|n| n.instance == self.cfg.name) {
             let mut node = node.clone();
             node.state = State::Pending;
@@ -296,9 +304,7 @@ impl NodeSupervisor {
             .as_ref()
             .and_then(|c| c.instances.iter().find(|i| i.name == node.instance))
             .map(|i| i.host.0);
-        if let Err(e) = std::fs::create_dir_all(&dir)
-            .and_then(|()| std::fs::write(dir.join("cluster-layout.zeek"), self.layout.as_bytes()))
-        {
+        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| self.place_layout(&dir)) {
             self.launch_failed(name, format!("cannot prepare {}: {e}", dir.display()));
             return;
         }
@@ -334,6 +340,41 @@ impl NodeSupervisor {
             slot.has_run = false;
         }
         self.set_state(name, State::Pending);
+    }
+
+    /// Puts the configuration's `cluster-layout.zeek` into a node's
+    /// directory: a hard link to the one written for the configuration
+    /// (1000 nodes would otherwise write 1000 copies of a large file), or a
+    /// copy where links are not possible.
+    fn place_layout(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        let target = dir.join(LAYOUT_FILE);
+        match std::fs::remove_file(&target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let shared = self.cfg.state_dir.join(SHARED_LAYOUT_FILE);
+        if std::fs::hard_link(&shared, &target).is_ok() {
+            return Ok(());
+        }
+        std::fs::write(&target, self.layout.as_bytes())
+    }
+
+    /// Writes the configuration's layout once, for `place_layout` to link.
+    fn write_shared_layout(&self) {
+        let shared = self.cfg.state_dir.join(SHARED_LAYOUT_FILE);
+        let tmp = self
+            .cfg
+            .state_dir
+            .join(format!(".{SHARED_LAYOUT_FILE}.tmp"));
+        let written = std::fs::create_dir_all(&self.cfg.state_dir)
+            .and_then(|()| std::fs::write(&tmp, self.layout.as_bytes()))
+            .and_then(|()| std::fs::rename(&tmp, &shared));
+        if let Err(e) = written {
+            // Each node then gets a copy of its own.
+            tracing::warn!("cannot write {}: {e}", shared.display());
+            let _ = std::fs::remove_file(&shared);
+        }
     }
 
     fn launch_failed(&mut self, name: &str, error: String) {
@@ -542,7 +583,7 @@ impl NodeSupervisor {
     }
 
     fn statuses(&self) -> Vec<NodeStatus> {
-        let me = std::process::id();
+        let me = self.own_pid;
         let own = self.samples.get(&me);
         let mut out = vec![NodeStatus {
             node: self.cfg.name.clone(),

@@ -43,13 +43,23 @@ impl Stem {
     }
 
     /// The fully qualified name of the request event.
-    pub fn request_name(self) -> String {
-        format!("{EVENT_PREFIX}{}_request", self.as_str())
+    pub fn request_name(self) -> &'static str {
+        match self {
+            Stem::SetConfiguration => "Management::Agent::API::set_configuration_request",
+            Stem::GetNodes => "Management::Agent::API::get_nodes_request",
+            Stem::AgentWelcome => "Management::Agent::API::agent_welcome_request",
+            Stem::AgentStandby => "Management::Agent::API::agent_standby_request",
+        }
     }
 
     /// The fully qualified name of the response event.
-    pub fn response_name(self) -> String {
-        format!("{EVENT_PREFIX}{}_response", self.as_str())
+    pub fn response_name(self) -> &'static str {
+        match self {
+            Stem::SetConfiguration => "Management::Agent::API::set_configuration_response",
+            Stem::GetNodes => "Management::Agent::API::get_nodes_response",
+            Stem::AgentWelcome => "Management::Agent::API::agent_welcome_response",
+            Stem::AgentStandby => "Management::Agent::API::agent_standby_response",
+        }
     }
 }
 
@@ -218,14 +228,13 @@ pub enum Notification {
 
 impl Notification {
     /// The fully qualified event name.
-    pub fn name(&self) -> String {
-        let bare = match self {
-            Notification::AgentHello(_) => "notify_agent_hello",
-            Notification::Change(_) => "notify_change",
-            Notification::Error(_) => "notify_error",
-            Notification::Log(_) => "notify_log",
-        };
-        format!("{EVENT_PREFIX}{bare}")
+    pub fn name(&self) -> &'static str {
+        match self {
+            Notification::AgentHello(_) => "Management::Agent::API::notify_agent_hello",
+            Notification::Change(_) => "Management::Agent::API::notify_change",
+            Notification::Error(_) => "Management::Agent::API::notify_error",
+            Notification::Log(_) => "Management::Agent::API::notify_log",
+        }
     }
 }
 
@@ -237,4 +246,29 @@ impl Notification {
 pub enum Outbound {
     Response(Response),
     Notification(Notification),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_api() {
+        for stem in Stem::ALL {
+            assert_eq!(
+                stem.request_name(),
+                format!("{EVENT_PREFIX}{}_request", stem.as_str())
+            );
+            assert_eq!(
+                stem.response_name(),
+                format!("{EVENT_PREFIX}{}_response", stem.as_str())
+            );
+        }
+        let log = Notification::Log(NotifyLog {
+            instance: String::new(),
+            msg: String::new(),
+            node: String::new(),
+        });
+        assert_eq!(log.name(), format!("{EVENT_PREFIX}notify_log"));
+    }
 }

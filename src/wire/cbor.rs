@@ -2,8 +2,6 @@
 //! The only module that knows about CBOR: swapping the encoding means
 //! replacing this file.
 
-use std::collections::BTreeMap;
-
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_cbor::Value;
@@ -121,14 +119,17 @@ impl DecodeError {
 #[error("cannot encode: {0}")]
 pub struct EncodeError(String);
 
+#[cfg(test)]
 fn text(s: &str) -> Value {
     Value::Text(s.to_owned())
 }
 
+#[cfg(test)]
 fn map_of(pairs: Vec<(&str, Value)>) -> Value {
     Value::Map(pairs.into_iter().map(|(k, v)| (text(k), v)).collect())
 }
 
+#[cfg(test)]
 fn to_value<T: Serialize>(v: &T) -> Result<Value, EncodeError> {
     serde_cbor::value::to_value(v).map_err(|e| EncodeError(e.to_string()))
 }
@@ -137,124 +138,163 @@ fn from_value<T: DeserializeOwned>(v: Value) -> Result<T, String> {
     serde_cbor::value::from_value(v).map_err(|e| e.to_string())
 }
 
-/// Encodes one frame into its CBOR bytes (without the length prefix).
-pub fn encode(frame: &Frame) -> Result<Vec<u8>, EncodeError> {
-    let value = match frame {
-        Frame::Hello(h) => {
-            let mut v = to_value(h)?;
-            if let Value::Map(m) = &mut v {
-                m.insert(text("type"), text("hello"));
-            }
-            v
-        }
-        Frame::Heartbeat => map_of(vec![("type", text("heartbeat"))]),
-        Frame::Error { code, message } => map_of(vec![
-            ("type", text("error")),
-            ("code", text(code.as_str())),
-            ("message", text(message)),
-        ]),
-        Frame::Event { topic, body } => {
-            let (name, args) = encode_event(body)?;
-            map_of(vec![
-                ("type", text("event")),
-                ("topic", text(topic)),
-                ("name", Value::Text(name)),
-                ("args", Value::Array(args)),
-            ])
-        }
-    };
-    serde_cbor::to_vec(&value).map_err(|e| EncodeError(e.to_string()))
+/// The map of an outgoing frame, serialized straight to CBOR (no
+/// intermediate value tree): keys in this order, absent ones left out.
+#[derive(Serialize)]
+struct Out<'a, A: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    topic: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    args: Option<A>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
 }
 
-fn encode_event(body: &EventBody) -> Result<(String, Vec<Value>), EncodeError> {
-    Ok(match body {
-        EventBody::Request(r) => {
-            let reqid = text(&r.reqid().0);
-            let args = match r {
-                Request::SetConfiguration(r) => vec![reqid, to_value(&r.config)?],
-                _ => vec![reqid],
-            };
-            (r.stem().request_name(), args)
+impl<'a, A: Serialize> Out<'a, A> {
+    fn of(kind: &'static str) -> Self {
+        Out {
+            kind,
+            topic: None,
+            name: None,
+            args: None,
+            code: None,
+            message: None,
         }
-        EventBody::Response(r) => (
-            r.stem.response_name(),
-            vec![text(&r.reqid.0), to_value(&r.result)?],
-        ),
-        EventBody::Notification(n) => {
-            let args = match n {
-                Notification::AgentHello(h) => vec![
-                    text(&h.instance),
-                    to_value(&h.host)?,
-                    Value::Integer(i128::from(h.api_version)),
-                ],
-                Notification::Change(c) => vec![
-                    text(&c.instance),
-                    to_value(&c.node)?,
-                    to_value(&c.old)?,
-                    to_value(&c.new)?,
-                ],
-                Notification::Error(NotifyError {
-                    instance,
-                    msg,
-                    node,
-                })
-                | Notification::Log(NotifyLog {
-                    instance,
-                    msg,
-                    node,
-                }) => vec![text(instance), text(msg), text(node)],
-            };
-            (n.name(), args)
-        }
+    }
+}
+
+#[derive(Serialize)]
+struct HelloOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    version: u64,
+    endpoint: &'a str,
+    role: &'a str,
+    heartbeat: u64,
+}
+
+fn to_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>, EncodeError> {
+    serde_cbor::to_vec(v).map_err(|e| EncodeError(e.to_string()))
+}
+
+fn event<A: Serialize>(topic: &str, name: &'static str, args: A) -> Result<Vec<u8>, EncodeError> {
+    to_bytes(&Out {
+        topic: Some(topic),
+        name: Some(name),
+        args: Some(args),
+        ..Out::of("event")
     })
+}
+
+/// Encodes one frame into its CBOR bytes (without the length prefix).
+pub fn encode(frame: &Frame) -> Result<Vec<u8>, EncodeError> {
+    match frame {
+        Frame::Hello(h) => to_bytes(&HelloOut {
+            kind: "hello",
+            version: h.version,
+            endpoint: &h.endpoint,
+            role: &h.role,
+            heartbeat: h.heartbeat,
+        }),
+        Frame::Heartbeat => to_bytes(&Out::<()>::of("heartbeat")),
+        Frame::Error { code, message } => to_bytes(&Out::<()> {
+            code: Some(code.as_str()),
+            message: Some(message),
+            ..Out::of("error")
+        }),
+        Frame::Event { topic, body } => encode_event(topic, body),
+    }
+}
+
+/// Encodes an `event` frame on `topic` (without building a `Frame`).
+pub fn encode_event(topic: &str, body: &EventBody) -> Result<Vec<u8>, EncodeError> {
+    match body {
+        EventBody::Request(r) => {
+            let name = r.stem().request_name();
+            let reqid = r.reqid().0.as_str();
+            match r {
+                Request::SetConfiguration(r) => event(topic, name, (reqid, &r.config)),
+                _ => event(topic, name, (reqid,)),
+            }
+        }
+        EventBody::Response(r) => event(topic, r.stem.response_name(), (&r.reqid.0, &r.result)),
+        EventBody::Notification(n) => match n {
+            Notification::AgentHello(h) => {
+                event(topic, n.name(), (&h.instance, &h.host, h.api_version))
+            }
+            Notification::Change(c) => {
+                event(topic, n.name(), (&c.instance, &c.node, &c.old, &c.new))
+            }
+            Notification::Error(NotifyError {
+                instance,
+                msg,
+                node,
+            })
+            | Notification::Log(NotifyLog {
+                instance,
+                msg,
+                node,
+            }) => event(topic, n.name(), (instance, msg, node)),
+        },
+    }
+}
+
+/// The keys of an incoming frame that decide what it is; the rest (hello's
+/// fields, unknown keys) is skipped here.
+#[derive(serde::Deserialize)]
+struct Head {
+    #[serde(rename = "type")]
+    kind: String,
+    topic: Option<String>,
+    name: Option<String>,
+    args: Option<Vec<Value>>,
+    code: Option<String>,
+    message: Option<String>,
 }
 
 /// Decodes one frame's bytes. Fails with the code to answer the peer.
 pub fn decode(bytes: &[u8]) -> Result<Frame, DecodeError> {
-    let value: Value = serde_cbor::from_slice(bytes)
-        .map_err(|e| DecodeError::bad_frame(format!("not one well-formed CBOR data item: {e}")))?;
-    let Value::Map(mut map) = value else {
-        return Err(DecodeError::bad_frame("frame is not a CBOR map"));
-    };
-    let kind = match map.get(&text("type")) {
-        Some(Value::Text(t)) => t.clone(),
-        Some(_) => return Err(DecodeError::bad_frame("key \"type\" is not text")),
-        None => return Err(DecodeError::bad_frame("frame has no \"type\" key")),
-    };
-    match kind.as_str() {
-        "hello" => from_value::<Hello>(Value::Map(map))
+    let head: Head = serde_cbor::from_slice(bytes).map_err(|e| {
+        let shape = match serde_cbor::from_slice::<Value>(bytes) {
+            Err(_) => "not one well-formed CBOR data item",
+            Ok(Value::Map(_)) => "not a valid frame",
+            Ok(_) => "frame is not a CBOR map",
+        };
+        DecodeError::bad_frame(format!("{shape}: {e}"))
+    })?;
+    match head.kind.as_str() {
+        "hello" => serde_cbor::from_slice::<Hello>(bytes)
             .map(Frame::Hello)
             .map_err(|e| DecodeError::new(ErrorCode::BadHello, format!("invalid hello: {e}"))),
         "heartbeat" => Ok(Frame::Heartbeat),
         "error" => {
-            let code = take_text(&mut map, "code")?;
-            let message = take_text(&mut map, "message").unwrap_or_default();
+            let code = head
+                .code
+                .ok_or_else(|| DecodeError::bad_frame("frame has no \"code\" key"))?;
             let code = ErrorCode::parse(&code)
                 .ok_or_else(|| DecodeError::bad_frame(format!("unknown error code {code:?}")))?;
-            Ok(Frame::Error { code, message })
+            Ok(Frame::Error {
+                code,
+                message: head.message.unwrap_or_default(),
+            })
         }
         "event" => {
-            let topic = take_text(&mut map, "topic")?;
-            let name = take_text(&mut map, "name")?;
-            let args = match map.remove(&text("args")) {
-                Some(Value::Array(a)) => a,
-                Some(_) => return Err(DecodeError::bad_frame("key \"args\" is not an array")),
-                None => return Err(DecodeError::bad_frame("event has no \"args\" key")),
-            };
+            let missing = |k: &str| DecodeError::bad_frame(format!("event has no {k:?} key"));
+            let topic = head.topic.ok_or_else(|| missing("topic"))?;
+            let name = head.name.ok_or_else(|| missing("name"))?;
+            let args = head.args.ok_or_else(|| missing("args"))?;
             let body = decode_event(&name, args)?;
             Ok(Frame::Event { topic, body })
         }
         other => Err(DecodeError::bad_frame(format!(
             "unknown frame type {other:?}"
         ))),
-    }
-}
-
-fn take_text(map: &mut BTreeMap<Value, Value>, key: &str) -> Result<String, DecodeError> {
-    match map.remove(&text(key)) {
-        Some(Value::Text(t)) => Ok(t),
-        Some(_) => Err(DecodeError::bad_frame(format!("key {key:?} is not text"))),
-        None => Err(DecodeError::bad_frame(format!("frame has no {key:?} key"))),
     }
 }
 
@@ -335,8 +375,8 @@ fn decode_request(stem: Stem, args: Vec<Value>) -> Result<Request, DecodeError> 
     let mut it = args.into_iter();
     let reqid = match it.next() {
         Some(Value::Text(t)) => ReqId(t),
-        Some(_) => return Err(bad_args(&name, "argument 1 (reqid) is not text")),
-        None => return Err(bad_args(&name, "missing argument 1 (reqid)")),
+        Some(_) => return Err(bad_args(name, "argument 1 (reqid) is not text")),
+        None => return Err(bad_args(name, "missing argument 1 (reqid)")),
     };
     let rest: Vec<Value> = it.collect();
     let expected = if stem == Stem::SetConfiguration { 1 } else { 0 };
@@ -355,7 +395,7 @@ fn decode_request(stem: Stem, args: Vec<Value>) -> Result<Request, DecodeError> 
         Stem::SetConfiguration => {
             let Some(config) = rest.into_iter().next() else {
                 // Unreachable: `rest.len() == 1` was checked above.
-                return Err(bad_args(&name, "missing argument 2 (config)"));
+                return Err(bad_args(name, "missing argument 2 (config)"));
             };
             if !matches!(config, Value::Map(_)) {
                 return Ok(Request::Invalid {
@@ -383,11 +423,11 @@ fn decode_request(stem: Stem, args: Vec<Value>) -> Result<Request, DecodeError> 
 
 fn decode_response(stem: Stem, args: Vec<Value>) -> Result<Response, DecodeError> {
     let name = stem.response_name();
-    let [reqid, result] = fixed_args::<2>(&name, args)?;
+    let [reqid, result] = fixed_args::<2>(name, args)?;
     Ok(Response {
         stem,
-        reqid: arg::<ReqId>(&name, 0, reqid)?,
-        result: arg::<ApiResult>(&name, 1, result)?,
+        reqid: arg::<ReqId>(name, 0, reqid)?,
+        result: arg::<ApiResult>(name, 1, result)?,
     })
 }
 

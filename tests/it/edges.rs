@@ -18,7 +18,10 @@ fn event(topic: &str, args: Vec<Value>) -> Vec<u8> {
         [
             ("type", text("event")),
             ("topic", text(topic)),
-            ("name", Value::Text(Stem::SetConfiguration.request_name())),
+            (
+                "name",
+                Value::Text(Stem::SetConfiguration.request_name().to_owned()),
+            ),
             ("args", Value::Array(args)),
         ]
         .into_iter()
@@ -108,7 +111,10 @@ async fn hostile_values_get_clear_errors_and_change_nothing() {
         [
             ("type", text("event")),
             ("topic", text(&topic)),
-            ("name", Value::Text(Stem::SetConfiguration.request_name())),
+            (
+                "name",
+                Value::Text(Stem::SetConfiguration.request_name().to_owned()),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (text(k), v))
@@ -131,7 +137,7 @@ async fn hostile_values_get_clear_errors_and_change_nothing() {
         &serde_cbor::to_vec(&text("topic")).expect("k"),
         &serde_cbor::to_vec(&text(&topic)).expect("v"),
         &serde_cbor::to_vec(&text("name")).expect("k"),
-        &serde_cbor::to_vec(&Value::Text(Stem::GetNodes.request_name())).expect("v"),
+        &serde_cbor::to_vec(&Value::Text(Stem::GetNodes.request_name().to_owned())).expect("v"),
         &serde_cbor::to_vec(&text("args")).expect("k"),
         &[0x81, 0x62, 0xc3, 0x28][..], // ["\xc3\x28"]: invalid UTF-8
     ]

@@ -122,7 +122,7 @@ async fn protocol_errors_keep_the_connection_open() {
         (
             event(
                 "zeek/management/agent/other",
-                &Stem::GetNodes.request_name(),
+                Stem::GetNodes.request_name(),
                 vec![text("r")],
             ),
             ErrorCode::UnknownTopic,
@@ -138,13 +138,13 @@ async fn protocol_errors_keep_the_connection_open() {
         (
             event(
                 &topic,
-                &Stem::GetNodes.request_name(),
+                Stem::GetNodes.request_name(),
                 vec![Value::Integer(5)],
             ),
             ErrorCode::BadArgs,
         ),
         (
-            event(&topic, &Stem::GetNodes.request_name(), vec![]),
+            event(&topic, Stem::GetNodes.request_name(), vec![]),
             ErrorCode::BadArgs,
         ),
     ];
@@ -178,7 +178,7 @@ async fn bad_args_with_a_reqid_get_their_response_event() {
     ];
     for (reqid, args, expect) in cases {
         let rx = c.expect_response(reqid.into());
-        c.send_raw(event(&topic, &Stem::SetConfiguration.request_name(), args))
+        c.send_raw(event(&topic, Stem::SetConfiguration.request_name(), args))
             .expect("send");
         let r = tokio::time::timeout(LONG, rx)
             .await

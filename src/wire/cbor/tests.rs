@@ -200,7 +200,10 @@ fn unknown_keys_are_ignored() {
     let ev = map_of(vec![
         ("type", text("event")),
         ("topic", text("t")),
-        ("name", Value::Text(Stem::SetConfiguration.request_name())),
+        (
+            "name",
+            Value::Text(Stem::SetConfiguration.request_name().to_owned()),
+        ),
         ("args", Value::Array(vec![text("r"), config])),
         ("ttl", Value::Integer(3)),
     ]);
@@ -255,7 +258,10 @@ fn malformed_input_is_refused_with_its_code() {
             cbor(&map_of(vec![
                 ("type", text("event")),
                 ("topic", text("t")),
-                ("name", Value::Text(Stem::GetNodes.request_name())),
+                (
+                    "name",
+                    Value::Text(Stem::GetNodes.request_name().to_owned()),
+                ),
                 ("args", Value::Array(vec![Value::Integer(7)])),
             ])),
             ErrorCode::BadArgs,
@@ -264,7 +270,10 @@ fn malformed_input_is_refused_with_its_code() {
             cbor(&map_of(vec![
                 ("type", text("event")),
                 ("topic", text("t")),
-                ("name", Value::Text(Stem::GetNodes.request_name())),
+                (
+                    "name",
+                    Value::Text(Stem::GetNodes.request_name().to_owned()),
+                ),
                 ("args", Value::Array(vec![])),
             ])),
             ErrorCode::BadArgs,
@@ -294,7 +303,10 @@ fn bad_args_with_reqid_become_invalid_requests() {
         cbor(&map_of(vec![
             ("type", text("event")),
             ("topic", text("t")),
-            ("name", Value::Text(Stem::SetConfiguration.request_name())),
+            (
+                "name",
+                Value::Text(Stem::SetConfiguration.request_name().to_owned()),
+            ),
             ("args", Value::Array(args)),
         ]))
     };

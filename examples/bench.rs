@@ -1,0 +1,547 @@
+//! Benchmarks of the agent binary against this machine's own limits,
+//! measured in the same run. Prints a table; asserts nothing.
+//!
+//! ```text
+//! cargo build --release && cargo run --release --example bench
+//! cargo run --release --example bench -- --quick     # smaller runs
+//! ```
+//! The agent is the release binary next to this example
+//! (`target/release/zeek-mgmt-agent`), started with a settle time of 0 and
+//! a node program that only sleeps.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use zeek_mgmt_agent::api::events::{
+    AgentStandbyRequest, GetNodesRequest, Notification, Request, SetConfigurationRequest,
+};
+use zeek_mgmt_agent::api::types::{
+    Addr, Configuration, Instance, Node, ReqId, ResultData, Role, State,
+};
+use zeek_mgmt_agent::controller::{Connection, ControllerOptions};
+use zeek_mgmt_agent::wire::cbor::{self, EventBody, Frame};
+
+const NAME: &str = "bench";
+const LONG: Duration = Duration::from_secs(120);
+
+struct Row {
+    what: String,
+    ours: String,
+    limit: String,
+    ratio: String,
+    target: String,
+}
+
+fn row(
+    what: impl Into<String>,
+    ours: impl Into<String>,
+    limit: impl Into<String>,
+    ratio: impl Into<String>,
+    target: &str,
+) -> Row {
+    Row {
+        what: what.into(),
+        ours: ours.into(),
+        limit: limit.into(),
+        ratio: ratio.into(),
+        target: target.to_owned(),
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+fn ratio(a: Duration, b: Duration) -> String {
+    format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64().max(1e-9))
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn agent_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    dir.join("zeek-mgmt-agent")
+}
+
+struct Agent {
+    child: Child,
+    addr: SocketAddr,
+    started_in: Duration,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn start_agent(dir: &Path, node: &Path) -> Agent {
+    let t = Instant::now();
+    let mut child = Command::new(agent_binary())
+        .args([
+            "--name",
+            NAME,
+            "--listen-port",
+            "0",
+            "--settle-time",
+            "0",
+            "--cluster-backend",
+            "none",
+        ])
+        .args([
+            "--stop-grace",
+            "5",
+            "--revive-delay",
+            "30",
+            "--max-in-flight",
+            "100000",
+        ])
+        .arg("--cluster-dir")
+        .arg(dir.join("cluster"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--zeek-binary")
+        .arg(node)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.join("agent.log")).expect("log"),
+        ))
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {}: {e} (run `cargo build --release` first)",
+                agent_binary().display()
+            )
+        });
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready line");
+    let started_in = t.elapsed();
+    let addr = line
+        .trim()
+        .rsplit_once("listening on ")
+        .expect("listening")
+        .1
+        .parse()
+        .expect("addr");
+    Agent {
+        child,
+        addr,
+        started_in,
+    }
+}
+
+fn cluster(n: usize, id: &str) -> Configuration {
+    Configuration {
+        id: id.into(),
+        instances: vec![Instance {
+            name: NAME.into(),
+            host: Addr([127, 0, 0, 1].into()),
+            listen_port: None,
+        }],
+        nodes: (0..n)
+            .map(|i| Node::new(&format!("w{i:04}"), NAME, Role::Worker))
+            .collect(),
+    }
+}
+
+async fn deploy(c: &Connection, n: usize, id: &str) -> Duration {
+    let t = Instant::now();
+    let r = c
+        .request(
+            Request::SetConfiguration(SetConfigurationRequest {
+                reqid: c.new_reqid(),
+                config: cluster(n, id),
+            }),
+            LONG,
+        )
+        .await
+        .expect("deploy");
+    let took = t.elapsed();
+    assert!(r.result.success, "{:?}", r.result.error);
+    took
+}
+
+async fn standby(c: &Connection) -> Duration {
+    let t = Instant::now();
+    let r = c
+        .request(
+            Request::AgentStandby(AgentStandbyRequest {
+                reqid: c.new_reqid(),
+            }),
+            LONG,
+        )
+        .await
+        .expect("standby");
+    assert!(r.result.success);
+    t.elapsed()
+}
+
+/// Spawns `n` copies of the node program as the agent would (own process
+/// group, cwd, stdout and stderr files), then ends them.
+fn raw_spawn(node: &Path, dir: &Path, n: usize) -> Duration {
+    let t = Instant::now();
+    let mut children = Vec::with_capacity(n);
+    for i in 0..n {
+        let d = dir.join(format!("raw{i}"));
+        std::fs::create_dir_all(&d).expect("dir");
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("stdout"))
+            .expect("out");
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("stderr"))
+            .expect("err");
+        children.push(
+            Command::new(node)
+                .arg("local")
+                .current_dir(&d)
+                .env("CLUSTER_NODE", format!("raw{i}"))
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err)
+                .process_group(0)
+                .spawn()
+                .expect("spawn"),
+        );
+    }
+    let took = t.elapsed();
+    for mut c in children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    took
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Round trips of `request` bytes answered by `response` bytes through a
+/// plain loopback echo-like server.
+async fn raw_round_trips(request: usize, response: usize, rounds: usize) -> Vec<Duration> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.expect("accept");
+        s.set_nodelay(true).expect("nodelay");
+        let mut inb = vec![0u8; request];
+        let out = vec![7u8; response];
+        while s.read_exact(&mut inb).await.is_ok() {
+            if s.write_all(&out).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    let req = vec![1u8; request];
+    let mut inb = vec![0u8; response];
+    let mut out = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        s.write_all(&req).await.expect("write");
+        s.read_exact(&mut inb).await.expect("read");
+        out.push(t.elapsed());
+    }
+    out.sort();
+    out
+}
+
+/// A client that speaks raw frames, so that what is measured is the agent,
+/// not a client's decoding: hello exchanged, check-in read and skipped.
+async fn raw_client(addr: SocketAddr) -> tokio::net::TcpStream {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    let hello = cbor::encode(&Frame::Hello(zeek_mgmt_agent::wire::cbor::Hello {
+        version: 1,
+        endpoint: "bench".into(),
+        role: "client".into(),
+        heartbeat: 0,
+    }))
+    .expect("hello");
+    s.write_all(&framed(&hello)).await.expect("hello");
+    for _ in 0..2 {
+        read_raw_frame(&mut s).await;
+    }
+    s
+}
+
+fn framed(payload: &[u8]) -> Vec<u8> {
+    zeek_mgmt_agent::controller::framed(payload)
+}
+
+async fn read_raw_frame(s: &mut (impl AsyncReadExt + Unpin)) -> usize {
+    let len = s.read_u32().await.expect("frame length") as usize;
+    let mut buf = vec![0; len];
+    s.read_exact(&mut buf).await.expect("frame");
+    len + 4
+}
+
+fn get_nodes_frame(reqid: &str) -> Vec<u8> {
+    framed(
+        &cbor::encode(&Frame::Event {
+            topic: format!("zeek/management/agent/{NAME}"),
+            body: EventBody::Request(Request::GetNodes(GetNodesRequest {
+                reqid: ReqId(reqid.to_owned()),
+            })),
+        })
+        .expect("encode"),
+    )
+}
+
+/// Pipelined get_nodes on `conns` connections: every request written
+/// up front in large writes, responses counted as they arrive.
+async fn pipelined(addr: SocketAddr, conns: usize, per_conn: usize) -> f64 {
+    let mut streams = Vec::new();
+    for _ in 0..conns {
+        streams.push(raw_client(addr).await);
+    }
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for s in streams {
+        tasks.push(tokio::spawn(async move {
+            let (mut r, mut w) = s.into_split();
+            let writer = tokio::spawn(async move {
+                let mut batch = Vec::new();
+                for i in 0..per_conn {
+                    batch.extend(get_nodes_frame(&format!("p{i}")));
+                    if batch.len() > 64 * 1024 {
+                        w.write_all(&batch).await.expect("write");
+                        batch.clear();
+                    }
+                }
+                w.write_all(&batch).await.expect("write");
+                w
+            });
+            let mut r = tokio::io::BufReader::with_capacity(256 * 1024, &mut r);
+            for _ in 0..per_conn {
+                read_raw_frame(&mut r).await;
+            }
+            drop(writer.await.expect("writer"));
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    (conns * per_conn) as f64 / t.elapsed().as_secs_f64()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let tmp = std::env::temp_dir().join(format!("zeek-mgmt-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("tmp");
+    let node = tmp.join("node.sh");
+    std::fs::write(&node, "#!/bin/sh\nexec sleep 100000\n").expect("node");
+    std::fs::set_permissions(&node, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let mut rows = Vec::new();
+
+    // Start to listening, against starting a trivial program.
+    let t = Instant::now();
+    Command::new("/bin/true").status().expect("true");
+    let trivial = t.elapsed();
+    let agent = start_agent(&tmp, &node);
+    rows.push(row(
+        "start to listening",
+        ms(agent.started_in),
+        format!("{} (spawn /bin/true)", ms(trivial)),
+        ratio(agent.started_in, trivial),
+        "< 20 ms",
+    ));
+    let pid = agent.child.id();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle = rss_kib(pid);
+    rows.push(row(
+        "resident memory, idle",
+        format!("{:.1} MiB", idle as f64 / 1024.0),
+        "",
+        "",
+        "< 10 MiB",
+    ));
+
+    let mut c = Connection::connect(agent.addr, ControllerOptions::default())
+        .await
+        .expect("connect");
+    let sizes: &[usize] = if quick {
+        &[1, 10, 100]
+    } else {
+        &[1, 10, 100, 1000]
+    };
+    for &n in sizes {
+        let raw = raw_spawn(&node, &tmp.join("raw"), n);
+        let ours = deploy(&c, n, &format!("deploy-{n}")).await;
+        rows.push(row(
+            format!("deploy of {n} nodes"),
+            ms(ours),
+            format!("{} (raw spawn)", ms(raw)),
+            ratio(ours, raw),
+            if n == 100 { "<= 1.5x" } else { "" },
+        ));
+        if n == 100 || n == 1000 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let rss = rss_kib(pid);
+            rows.push(row(
+                format!("resident memory, {n} nodes"),
+                format!("{:.1} MiB", rss as f64 / 1024.0),
+                "",
+                "",
+                if n == 1000 { "< 40 MiB" } else { "" },
+            ));
+        }
+        if n == 100 {
+            // get_nodes round trips with 100 nodes, against a raw echo of
+            // the same byte counts.
+            let rounds = if quick { 300 } else { 3000 };
+            let req_len = get_nodes_frame("x").len();
+            let mut raw_c = raw_client(agent.addr).await;
+            let mut lat = Vec::with_capacity(rounds);
+            let mut resp_len = 0;
+            let frame = get_nodes_frame("x");
+            for _ in 0..rounds {
+                let t = Instant::now();
+                raw_c.write_all(&frame).await.expect("write");
+                resp_len = read_raw_frame(&mut raw_c).await;
+                lat.push(t.elapsed());
+            }
+            drop(raw_c);
+            lat.sort();
+            let raw = raw_round_trips(req_len, resp_len, rounds).await;
+            let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+            let (r50, r99) = (percentile(&raw, 0.5), percentile(&raw, 0.99));
+            rows.push(row(
+                format!("get_nodes, 100 nodes ({resp_len} B), p50"),
+                us(p50),
+                format!("{} (echo)", us(r50)),
+                ratio(p50, r50),
+                "",
+            ));
+            rows.push(row(
+                format!("get_nodes, 100 nodes ({resp_len} B), p99"),
+                us(p99),
+                format!("{} (echo)", us(r99)),
+                ratio(p99, r99),
+                "<= 1.5x",
+            ));
+
+            // Time from a node's premature exit to its notify_change.
+            let st = match c
+                .request(
+                    Request::GetNodes(GetNodesRequest {
+                        reqid: c.new_reqid(),
+                    }),
+                    LONG,
+                )
+                .await
+                .expect("nodes")
+                .result
+                .data
+            {
+                Some(ResultData::NodeStatuses(s)) => s,
+                _ => Vec::new(),
+            };
+            let mut gaps = Vec::new();
+            for s in st
+                .iter()
+                .filter(|s| s.pid.is_some() && s.node != NAME)
+                .take(if quick { 5 } else { 20 })
+            {
+                let pid = s.pid.expect("pid") as i32;
+                let t = Instant::now();
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+                let name = s.node.clone();
+                c.wait_notification(LONG, |n| matches!(n, Notification::Change(ch) if ch.node.name == name && ch.new == State::Crashed))
+                    .await
+                    .expect("notify_change");
+                gaps.push(t.elapsed());
+            }
+            gaps.sort();
+            rows.push(row(
+                "exit to notify_change, p50",
+                us(percentile(&gaps, 0.5)),
+                "",
+                "",
+                "< 1 ms",
+            ));
+            rows.push(row(
+                "exit to notify_change, max",
+                us(*gaps.last().expect("gaps")),
+                "",
+                "",
+                "",
+            ));
+        }
+        let took = standby(&c).await;
+        if n == 100 {
+            rows.push(row("standby of 100 nodes", ms(took), "", "", "< 20 ms"));
+        }
+        while let Ok(Ok(_)) = tokio::time::timeout(
+            Duration::from_millis(50),
+            c.next_event(Duration::from_millis(50)),
+        )
+        .await
+        {}
+    }
+    drop(c);
+
+    let per = if quick { 20_000 } else { 200_000 };
+    let one = pipelined(agent.addr, 1, per).await;
+    rows.push(row(
+        "pipelined get_nodes, 1 connection",
+        format!("{one:.0}/s"),
+        "",
+        "",
+        ">= 300000/s",
+    ));
+    let eight = pipelined(agent.addr, 8, per / 8).await;
+    rows.push(row(
+        "pipelined get_nodes, 8 connections",
+        format!("{eight:.0}/s"),
+        "",
+        "",
+        "",
+    ));
+
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&tmp);
+
+    println!("| figure | zeek-mgmt-agent | machine limit | ratio | target |");
+    println!("| --- | --- | --- | --- | --- |");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            r.what, r.ours, r.limit, r.ratio, r.target
+        );
+    }
+}
