@@ -54,6 +54,7 @@
 pub mod actors;
 pub mod agent;
 pub mod api;
+pub mod client;
 pub mod config;
 pub mod controller;
 pub mod error;

@@ -394,9 +394,7 @@ async fn a_node_ignoring_sigterm_is_killed_after_the_grace_period() {
         .await
         .expect("the stop is reported");
     assert!(!alive(pid));
-    assert!(agent
-        .log()
-        .contains("node ignored SIGTERM; sending SIGKILL"));
+    agent.wait_log("node ignored SIGTERM; sending SIGKILL", 1);
 }
 
 #[tokio::test]

@@ -211,7 +211,7 @@ async fn corrupt_persisted_configuration_is_kept_aside() {
         })
         .collect();
     assert_eq!(kept.len(), 1);
-    assert!(agent.log().contains("persisted configuration is unusable"));
+    agent.wait_log("persisted configuration is unusable", 1);
 }
 
 #[tokio::test]

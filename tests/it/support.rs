@@ -125,6 +125,23 @@ impl Agent {
         std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
     }
 
+    /// Waits (bounded) until the log holds `needle` `times` times; the
+    /// agent writes its log from a thread of its own, a little later.
+    pub fn wait_log(&self, needle: &str, times: usize) -> String {
+        let deadline = Instant::now() + LONG;
+        loop {
+            let log = self.log();
+            if log.matches(needle).count() >= times {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} not logged {times} times:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn node_dir(&self, node: &str) -> PathBuf {
         self.dir.join("cluster").join(node)
     }

@@ -123,11 +123,8 @@ async fn mutual_tls_lets_in_only_clients_of_our_ca() {
     let r = Connection::connect(addr, ControllerOptions::default()).await;
     assert!(r.is_err(), "plain TCP must not get in");
 
-    let log = agent.log();
-    assert!(
-        log.matches("TLS handshake refused").count() >= 4,
-        "every refusal is logged:\n{log}"
-    );
+    // Every refusal is logged.
+    let log = agent.wait_log("TLS handshake refused", 4);
     assert!(
         log.contains("remote=127.0.0.1:"),
         "with the peer's address:\n{log}"
@@ -197,11 +194,7 @@ async fn connect_mode_refuses_a_controller_of_another_ca() {
         .await
         .expect("dialled in time");
     assert!(r.is_err(), "the agent must not talk to an impostor");
-    let deadline = std::time::Instant::now() + LONG;
-    while !agent.log().contains("cannot reach the controller") {
-        assert!(std::time::Instant::now() < deadline, "{}", agent.log());
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    agent.wait_log("cannot reach the controller", 1);
 }
 
 #[test]

@@ -1,0 +1,490 @@
+//! The operator client (`zeek-mgmt-client`): talks to one or many agents at
+//! once over the library's controller side, and shapes their answers the
+//! way Zeek's `zeek-client` does (one result per agent, JSON with sorted
+//! keys).
+
+pub mod ini;
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::net::{IpAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
+
+use crate::api::events::{
+    AgentStandbyRequest, AgentWelcomeRequest, GetNodesRequest, Notification, Request,
+    SetConfigurationRequest, Stem,
+};
+use crate::api::types::{ApiResult, MgmtRole, NodeStatus, ResultData, Role};
+use crate::controller::{ClientError, Connection, ControllerOptions, Incoming};
+
+/// Default agent address.
+pub const DEFAULT_AGENT: &str = "127.0.0.1:2151";
+
+/// How the client reaches its agents.
+#[derive(Clone)]
+pub struct ClientOptions {
+    /// `host:port` of each agent.
+    pub agents: Vec<String>,
+    /// How long to wait for each answer.
+    pub timeout: Duration,
+    /// TLS towards the agents, when set.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// What a command produced: the JSON to print, and whether any result
+/// failed (exit 1) or an agent could not be reached (exit 2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub json: Value,
+    pub failed: bool,
+    pub unreachable: bool,
+}
+
+impl Outcome {
+    /// 0 when everything succeeded, 1 when any result failed, 2 when an
+    /// agent could not be reached.
+    pub fn exit_code(&self) -> u8 {
+        if self.unreachable {
+            2
+        } else if self.failed {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// `{...}` printed with sorted keys, 2-space indent and a trailing newline.
+pub fn render(v: &Value) -> String {
+    // serde_json's Map keeps keys sorted (no `preserve_order`).
+    let mut s = serde_json::to_string_pretty(v).unwrap_or_else(|_| "{}".to_owned());
+    s.push('\n');
+    s
+}
+
+async fn connect(addr: &str, opts: &ClientOptions) -> Result<Connection, String> {
+    let co = ControllerOptions {
+        endpoint: "zeek-mgmt-client".into(),
+        role: "client".into(),
+        tls: opts.tls.clone(),
+        ..ControllerOptions::default()
+    };
+    match tokio::time::timeout(opts.timeout, Connection::connect(addr, co)).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(format!("cannot reach agent at {addr}: {e}")),
+        Err(_) => Err(format!(
+            "cannot reach agent at {addr}: no answer within {:?}",
+            opts.timeout
+        )),
+    }
+}
+
+async fn ask(c: &Connection, stem: Stem, opts: &ClientOptions) -> Result<ApiResult, String> {
+    let reqid = c.new_reqid();
+    let req = match stem {
+        Stem::GetNodes => Request::GetNodes(GetNodesRequest { reqid }),
+        Stem::AgentWelcome => Request::AgentWelcome(AgentWelcomeRequest { reqid }),
+        Stem::AgentStandby => Request::AgentStandby(AgentStandbyRequest { reqid }),
+        Stem::SetConfiguration => return Err("set_configuration needs a configuration".into()),
+    };
+    c.request(req, opts.timeout)
+        .await
+        .map(|r| r.result)
+        .map_err(|e: ClientError| e.to_string())
+}
+
+fn role_json(r: Role) -> Value {
+    match r {
+        Role::None => Value::Null,
+        other => json!(format!("{other:?}").to_uppercase()),
+    }
+}
+
+/// One node's status as zeek-client prints it, plus our figures.
+pub fn status_json(s: &NodeStatus) -> Value {
+    let mut m = Map::new();
+    m.insert("cluster_role".into(), role_json(s.cluster_role));
+    m.insert(
+        "mgmt_role".into(),
+        match s.mgmt_role {
+            MgmtRole::None => Value::Null,
+            other => json!(format!("{other:?}").to_uppercase()),
+        },
+    );
+    if let Some(pid) = s.pid {
+        m.insert("pid".into(), json!(pid));
+    }
+    if let Some(p) = s.p {
+        m.insert("port".into(), json!(p.number));
+    }
+    m.insert("state".into(), json!(s.state.to_string()));
+    if let Some(v) = s.cpu_percent {
+        m.insert("cpu_percent".into(), json!(v));
+    }
+    if let Some(v) = s.rss_bytes {
+        m.insert("rss_bytes".into(), json!(v));
+    }
+    if let Some(v) = s.restarts {
+        m.insert("restarts".into(), json!(v));
+    }
+    if let Some(v) = s.uptime_secs {
+        m.insert("uptime_secs".into(), json!(v));
+    }
+    Value::Object(m)
+}
+
+fn error_entry(source: &str, error: &str) -> Value {
+    json!({"source": source, "error": error})
+}
+
+/// Runs `stem` on every agent at once; `shape` turns each agent's result
+/// into its entry under `results`.
+async fn per_agent(opts: &ClientOptions, stem: Stem, shape: fn(&ApiResult) -> Value) -> Outcome {
+    let mut set = tokio::task::JoinSet::new();
+    for addr in opts.agents.clone() {
+        let o = opts.clone();
+        set.spawn(async move {
+            let c = match connect(&addr, &o).await {
+                Ok(c) => c,
+                Err(e) => return (addr, Err((true, e))),
+            };
+            let name = c.agent().endpoint.clone();
+            match ask(&c, stem, &o).await {
+                Ok(r) => (name, Ok(r)),
+                Err(e) => (name, Err((false, e))),
+            }
+        });
+    }
+    let mut errors = Vec::new();
+    let mut results = Map::new();
+    let (mut failed, mut unreachable) = (false, false);
+    while let Some(joined) = set.join_next().await {
+        let Ok((source, r)) = joined else { continue };
+        match r {
+            Ok(result) => {
+                if !result.success {
+                    failed = true;
+                    errors.push(error_entry(&source, &result.error));
+                }
+                results.insert(source, shape(&result));
+            }
+            Err((down, e)) => {
+                unreachable |= down;
+                failed = true;
+                errors.push(error_entry(&source, &e));
+            }
+        }
+    }
+    errors.sort_by_key(|e| e["source"].as_str().unwrap_or_default().to_owned());
+    Outcome {
+        json: json!({"errors": errors, "results": results}),
+        failed,
+        unreachable,
+    }
+}
+
+/// `get-nodes`: every node of every agent.
+pub async fn get_nodes(opts: &ClientOptions) -> Outcome {
+    per_agent(opts, Stem::GetNodes, |r| {
+        let mut nodes = Map::new();
+        if let Some(ResultData::NodeStatuses(list)) = &r.data {
+            for s in list {
+                nodes.insert(s.node.clone(), status_json(s));
+            }
+        }
+        Value::Object(nodes)
+    })
+    .await
+}
+
+fn success_json(r: &ApiResult) -> Value {
+    let mut m = Map::new();
+    m.insert("success".into(), json!(r.success));
+    if !r.error.is_empty() {
+        m.insert("error".into(), json!(r.error));
+    }
+    Value::Object(m)
+}
+
+/// `welcome`: agent_welcome on every agent.
+pub async fn welcome(opts: &ClientOptions) -> Outcome {
+    per_agent(opts, Stem::AgentWelcome, success_json).await
+}
+
+/// `standby`: agent_standby on every agent.
+pub async fn standby(opts: &ClientOptions) -> Outcome {
+    per_agent(opts, Stem::AgentStandby, success_json).await
+}
+
+/// An aligned table of a `get-nodes` outcome.
+pub fn nodes_table(outcome: &Outcome) -> String {
+    let mut rows = vec![[
+        "instance", "node", "role", "mgmt", "state", "pid", "port", "rss", "cpu%",
+    ]
+    .map(String::from)];
+    if let Some(results) = outcome.json["results"].as_object() {
+        for (inst, nodes) in results {
+            for (node, s) in nodes.as_object().into_iter().flatten() {
+                let text = |k: &str| match &s[k] {
+                    Value::Null => "-".to_owned(),
+                    Value::String(v) => v.clone(),
+                    v => v.to_string(),
+                };
+                let rss = s["rss_bytes"]
+                    .as_u64()
+                    .map(|b| format!("{:.1}M", b as f64 / 1048576.0))
+                    .unwrap_or_else(|| "-".into());
+                let cpu = s["cpu_percent"]
+                    .as_f64()
+                    .map(|c| format!("{c:.1}"))
+                    .unwrap_or_else(|| "-".into());
+                rows.push([
+                    inst.clone(),
+                    node.clone(),
+                    text("cluster_role"),
+                    text("mgmt_role"),
+                    text("state"),
+                    text("pid"),
+                    text("port"),
+                    rss,
+                    cpu,
+                ]);
+            }
+        }
+    }
+    let widths: Vec<usize> = (0..9)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    for e in outcome.json["errors"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "error from {}: {}\n",
+            e["source"].as_str().unwrap_or("?"),
+            e["error"].as_str().unwrap_or("?")
+        ));
+    }
+    out
+}
+
+fn resolve(host: &str) -> Option<IpAddr> {
+    if let Ok(ip) = host.parse() {
+        return Some(ip);
+    }
+    (host, 0).to_socket_addrs().ok()?.next().map(|a| a.ip())
+}
+
+/// `deploy`: sends the configuration to every agent it names. Agents with
+/// an address in the file are dialled there; the others are found among
+/// `opts.agents` by name. Returns an error for what makes a deployment
+/// impossible (an agent whose host is unknown).
+pub async fn deploy(opts: &ClientOptions, mut file: ini::ClusterFile) -> Result<Outcome, String> {
+    if file.id.is_empty() {
+        file.id = uuid::Uuid::new_v4().to_string();
+    }
+    // Dial every address we know: the file's and the command line's.
+    let mut addrs: Vec<String> = file.instances.iter().filter_map(|i| i.address()).collect();
+    if file.instances.iter().any(|i| i.address().is_none()) {
+        addrs.extend(opts.agents.iter().cloned());
+    }
+    addrs.dedup();
+    let mut set = tokio::task::JoinSet::new();
+    for addr in addrs {
+        let o = opts.clone();
+        set.spawn(async move {
+            let r = connect(&addr, &o).await;
+            (addr, r)
+        });
+    }
+    let mut by_name: BTreeMap<String, (Connection, String)> = BTreeMap::new();
+    let mut unreachable: Vec<(String, String)> = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        let Ok((addr, r)) = joined else { continue };
+        match r {
+            Ok(c) => {
+                by_name
+                    .entry(c.agent().endpoint.clone())
+                    .or_insert((c, addr));
+            }
+            Err(e) => unreachable.push((addr, e)),
+        }
+    }
+    // Each instance's host: from the file, else where we reached it.
+    let mut hosts = BTreeMap::new();
+    for i in &file.instances {
+        let ip = match &i.host {
+            Some(h) => resolve(h).ok_or_else(|| format!("cannot resolve host {h:?} of instance {:?}", i.name))?,
+            None => match by_name.get(&i.name) {
+                Some((c, addr)) => resolve(addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr))
+                    .filter(|ip| !ip.is_unspecified())
+                    .or_else(|| c.agent().endpoint.parse().ok())
+                    .unwrap_or([127, 0, 0, 1].into()),
+                None => {
+                    return Err(format!(
+                        "no agent named {:?} answered, and the file gives no address for it: add `{} = HOST:PORT` to [instances] or pass --agent",
+                        i.name, i.name
+                    ))
+                }
+            },
+        };
+        hosts.insert(i.name.clone(), ip);
+    }
+    let config = file.configuration(&hosts);
+    let progress = std::io::stderr().is_terminal() && file.instances.len() > 1;
+    let total = file.instances.len();
+    let mut set = tokio::task::JoinSet::new();
+    let mut errors = Vec::new();
+    let mut failed = false;
+    let mut any_unreachable = false;
+    for i in &file.instances {
+        let Some((c, _)) = by_name.remove(&i.name) else {
+            let why = unreachable
+                .iter()
+                .find(|(a, _)| i.address().as_deref() == Some(a.as_str()))
+                .map(|(_, e)| e.clone())
+                .unwrap_or_else(|| format!("no agent named {:?} answered", i.name));
+            errors.push(error_entry(&i.name, &why));
+            failed = true;
+            any_unreachable = true;
+            continue;
+        };
+        let (config, timeout, name) = (config.clone(), opts.timeout, i.name.clone());
+        set.spawn(async move {
+            let reqid = c.new_reqid();
+            let r = c
+                .request(
+                    Request::SetConfiguration(SetConfigurationRequest { reqid, config }),
+                    timeout,
+                )
+                .await;
+            (name, r.map(|r| r.result).map_err(|e| e.to_string()))
+        });
+    }
+    let mut nodes = Map::new();
+    let mut done = 0;
+    while let Some(joined) = set.join_next().await {
+        let Ok((name, r)) = joined else { continue };
+        done += 1;
+        if progress {
+            eprint!("\rdeploying: {done}/{total} agents answered");
+        }
+        match r {
+            Ok(result) => {
+                if !result.success {
+                    failed = true;
+                    errors.push(error_entry(&name, &result.error));
+                }
+                if let Some(ResultData::Results(per)) = &result.data {
+                    for p in per {
+                        let mut m = Map::new();
+                        m.insert("success".into(), json!(p.success));
+                        m.insert("instance".into(), json!(name));
+                        if !p.error.is_empty() {
+                            m.insert("error".into(), json!(p.error));
+                        }
+                        nodes.insert(p.node.clone().unwrap_or_default(), Value::Object(m));
+                    }
+                }
+            }
+            Err(e) => {
+                failed = true;
+                errors.push(error_entry(&name, &e));
+            }
+        }
+    }
+    if progress {
+        eprintln!();
+    }
+    errors.sort_by_key(|e| e["source"].as_str().unwrap_or_default().to_owned());
+    Ok(Outcome {
+        json: json!({"errors": errors, "results": {"id": config.id, "nodes": nodes}}),
+        failed,
+        unreachable: any_unreachable,
+    })
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// A notification as one JSON object: timestamp, agent, event, args.
+pub fn notification_json(agent: &str, n: &Notification) -> Value {
+    let event = n.name().rsplit("::").next().unwrap_or_default();
+    let args = match n {
+        Notification::AgentHello(h) => {
+            json!({"instance": h.instance, "host": h.host.to_string(), "api_version": h.api_version})
+        }
+        Notification::Change(c) => json!({
+            "instance": c.instance,
+            "node": serde_json::to_value(&c.node).unwrap_or(Value::Null),
+            "old": c.old.to_string(),
+            "new": c.new.to_string(),
+        }),
+        Notification::Error(e) => json!({"instance": e.instance, "msg": e.msg, "node": e.node}),
+        Notification::Log(l) => json!({"instance": l.instance, "msg": l.msg, "node": l.node}),
+    };
+    json!({"timestamp": now_secs(), "agent": agent, "event": event, "args": args})
+}
+
+/// `monitor`: stays connected to every agent and prints each notification
+/// as one JSON line; reconnects when an agent goes away, and says so on
+/// stderr. Runs until the process is interrupted.
+pub async fn monitor(opts: &ClientOptions) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    for addr in opts.agents.clone() {
+        let (o, tx) = (opts.clone(), tx.clone());
+        tokio::spawn(async move {
+            let mut announced_down = false;
+            loop {
+                match connect(&addr, &o).await {
+                    Ok(mut c) => {
+                        let name = c.agent().endpoint.clone();
+                        eprintln!("monitor: connected to {name} at {addr}");
+                        announced_down = false;
+                        loop {
+                            match c.next_event(Duration::from_secs(3600)).await {
+                                Ok(Incoming::Notification(n)) => {
+                                    let line = serde_json::to_string(&notification_json(&name, &n))
+                                        .unwrap_or_default();
+                                    if tx.send(line).is_err() {
+                                        return;
+                                    }
+                                }
+                                Ok(_) | Err(ClientError::Timeout(_)) => {}
+                                Err(_) => break,
+                            }
+                        }
+                        eprintln!("monitor: {name} at {addr} went away; reconnecting");
+                    }
+                    Err(e) => {
+                        if !announced_down {
+                            eprintln!("monitor: {e}; retrying every second");
+                            announced_down = true;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+    drop(tx);
+    let mut out = std::io::stdout();
+    while let Some(line) = rx.recv().await {
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+}
