@@ -310,6 +310,31 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_names_every_setting_with_its_default() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/zeek-mgmt-agent.toml");
+        let text = std::fs::read_to_string(path).expect("example file");
+        let mut c = Config::default();
+        Overrides::from_file(std::path::Path::new(path))
+            .expect("parses")
+            .apply(&mut c)
+            .expect("applies");
+        assert_eq!(format!("{c:?}"), format!("{:?}", Config::default()));
+        // Every key of the file form appears, set or commented out.
+        let keys = format!("{:?}", Overrides::default());
+        let keys = keys
+            .trim_start_matches("Overrides { ")
+            .trim_end_matches(" }")
+            .split(", ")
+            .filter_map(|kv| kv.split(':').next());
+        for key in keys {
+            assert!(
+                text.lines().any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} ="))),
+                "{key} is missing from {path}"
+            );
+        }
+    }
+
+    #[test]
     fn file_overrides_apply_and_typos_are_refused() {
         let o: Overrides =
             toml::from_str("name = \"a1\"\nlisten_port = 9\nsettle_time = 0.5\n").expect("toml");
