@@ -328,7 +328,8 @@ mod tests {
             .filter_map(|kv| kv.split(':').next());
         for key in keys {
             assert!(
-                text.lines().any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} ="))),
+                text.lines()
+                    .any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} ="))),
                 "{key} is missing from {path}"
             );
         }
