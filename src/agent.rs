@@ -40,7 +40,16 @@ impl AgentBuilder {
 
     /// Starts the actors. Must be called from within a running actix system.
     pub fn start(self) -> Result<AgentHandle, Error> {
-        let cfg = Arc::new(self.config);
+        let mut config = self.config;
+        // Nodes run in their own directories: a relative program path like
+        // `./zeek` must mean the agent's directory, not the node's. A bare
+        // name (`zeek`) stays a PATH lookup.
+        if config.zeek_binary.is_relative() && config.zeek_binary.components().count() > 1 {
+            if let Ok(cwd) = std::env::current_dir() {
+                config.zeek_binary = cwd.join(&config.zeek_binary);
+            }
+        }
+        let cfg = Arc::new(config);
         for dir in [&cfg.cluster_dir, &cfg.state_dir] {
             std::fs::create_dir_all(dir).map_err(|source| Error::Dir {
                 path: dir.clone(),

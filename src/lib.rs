@@ -59,6 +59,7 @@ pub mod config;
 pub mod controller;
 pub mod error;
 pub mod layout;
+pub mod logging;
 pub mod process;
 pub mod state;
 pub mod testing;

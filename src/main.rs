@@ -194,17 +194,9 @@ async fn wait_for_signal() -> std::io::Result<&'static str> {
 }
 
 fn main() -> ExitCode {
-    // Log lines are written by a thread of their own, through a buffer it
-    // flushes whenever it has nothing more to write: under load the `rx`/`tx`
-    // lines of thousands of requests cost a few writes, not one each. The
-    // guard flushes what is left when main returns.
-    let (writer, _log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(4096)
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
+    // Log lines are buffered and written out every few milliseconds (at
+    // once for warnings and errors); the guard flushes the rest at the end.
+    let (writer, _log_guard) = zeek_mgmt_agent::logging::BufferedStderr::start();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -212,6 +204,7 @@ fn main() -> ExitCode {
         )
         .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
         .init();
     let config = match build_config(Cli::parse()) {
         Ok(c) => c,

@@ -118,6 +118,14 @@ pub async fn spawn(spec: SpawnSpec) -> io::Result<Child> {
         .map_err(|_| io::Error::other("spawner thread dropped the request"))?
 }
 
+/// Spawns like `spawn`, with the program named in the error.
+pub async fn spawn_named(spec: SpawnSpec) -> Result<Child, String> {
+    let program = spec.program.display().to_string();
+    spawn(spec)
+        .await
+        .map_err(|e| format!("cannot run {program}: {e}"))
+}
+
 fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall; a non-negative result is a new fd we own.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };

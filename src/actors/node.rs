@@ -168,15 +168,13 @@ impl Actor for NodeProcess {
         };
         tracing::debug!(node = %self.node, ?spec, "spawning");
         ctx.spawn(
-            process::spawn(spec)
+            process::spawn_named(spec)
                 .into_actor(self)
                 .map(|res, act, ctx| match res {
                     Ok(child) => act.on_spawned(child, ctx),
-                    Err(e) => {
+                    Err(error) => {
                         act.exited = true;
-                        act.tell(NodeEvent::SpawnFailed {
-                            error: e.to_string(),
-                        });
+                        act.tell(NodeEvent::SpawnFailed { error });
                         ctx.stop();
                     }
                 }),

@@ -447,3 +447,13 @@ async fn a_program_that_becomes_unusable_fails_only_the_nodes_it_touches() {
     assert_eq!(node_pid(&after, "b"), node_pid(&nodes, "b"));
     std::fs::remove_dir_all(agent.dir.join("cluster")).ok();
 }
+
+#[tokio::test]
+async fn a_relative_program_path_means_the_agents_directory() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::copy(stand_in(), tmp.path().join("zeek")).expect("copy");
+    let agent = Agent::start_in(tmp.path(), &["--zeek-binary", "./zeek"], &[]);
+    let c = agent.connect().await;
+    let r = set_config(&c, cluster("rel", &[("w", Role::Worker, None)])).await;
+    assert!(r.result.success, "{:?}", r.result);
+}
