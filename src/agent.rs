@@ -187,6 +187,7 @@ impl AgentHandle {
         self.notifier.do_send(PeerReady {
             peer: id,
             outbound: outbound.clone(),
+            takes_backlog: true,
         });
         LocalPeer {
             id,

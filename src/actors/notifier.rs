@@ -1,7 +1,9 @@
 //! `Notifier`: fans `notify_change`, `notify_error` and `notify_log` out to
-//! every connected peer. While no peer is connected it keeps them (bounded,
-//! oldest dropped first and counted) and delivers them, in order, to the
-//! next peer that completes its hello.
+//! every connected peer. While no controller is connected it keeps them
+//! (bounded, oldest dropped first and counted) and delivers them, in order,
+//! to the next controller that completes its hello. Clients (hello role
+//! `client`, such as an operator's one-off `get-nodes`) see notifications
+//! live but never take the backlog meant for the controller.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -17,11 +19,19 @@ use crate::api::events::{Notification, NotifyLog, Outbound};
 pub struct PeerReady {
     pub peer: PeerId,
     pub outbound: Recipient<Outbound>,
+    /// A controller (or an embedding application): it takes the backlog,
+    /// and while one is connected nothing is kept.
+    pub takes_backlog: bool,
+}
+
+struct Ready {
+    outbound: Recipient<Outbound>,
+    takes_backlog: bool,
 }
 
 pub struct Notifier {
     instance: String,
-    peers: BTreeMap<PeerId, Recipient<Outbound>>,
+    peers: BTreeMap<PeerId, Ready>,
     backlog: VecDeque<Notification>,
     capacity: usize,
     dropped: u64,
@@ -48,22 +58,10 @@ impl Handler<Notification> for Notifier {
     type Result = ();
 
     fn handle(&mut self, n: Notification, _: &mut Context<Self>) {
-        if self.peers.is_empty() {
-            if self.capacity == 0 {
-                self.dropped += 1;
-                return;
-            }
-            if self.backlog.len() >= self.capacity {
-                self.backlog.pop_front();
-                self.dropped += 1;
-            }
-            self.backlog.push_back(n);
-            return;
-        }
         let mut gone = Vec::new();
-        for (peer, out) in &self.peers {
-            if out.connected() {
-                out.do_send(Outbound::Notification(n.clone()));
+        for (peer, ready) in &self.peers {
+            if ready.outbound.connected() {
+                ready.outbound.do_send(Outbound::Notification(n.clone()));
             } else {
                 gone.push(*peer);
             }
@@ -71,6 +69,18 @@ impl Handler<Notification> for Notifier {
         for peer in gone {
             self.peers.remove(&peer);
         }
+        if self.peers.values().any(|r| r.takes_backlog) {
+            return;
+        }
+        if self.capacity == 0 {
+            self.dropped += 1;
+            return;
+        }
+        if self.backlog.len() >= self.capacity {
+            self.backlog.pop_front();
+            self.dropped += 1;
+        }
+        self.backlog.push_back(n);
     }
 }
 
@@ -78,9 +88,19 @@ impl Handler<PeerReady> for Notifier {
     type Result = ();
 
     fn handle(&mut self, msg: PeerReady, _: &mut Context<Self>) {
+        if !msg.takes_backlog {
+            self.peers.insert(
+                msg.peer,
+                Ready {
+                    outbound: msg.outbound,
+                    takes_backlog: false,
+                },
+            );
+            return;
+        }
         if self.dropped > 0 {
             let text = format!(
-                "{} notifications were dropped while no peer was connected",
+                "{} notifications were dropped while no controller was connected",
                 self.dropped
             );
             tracing::warn!("{text}");
@@ -95,7 +115,14 @@ impl Handler<PeerReady> for Notifier {
         for n in self.backlog.drain(..) {
             msg.outbound.do_send(Outbound::Notification(n));
         }
-        self.peers.insert(msg.peer, msg.outbound);
+        self.backlog.shrink_to_fit();
+        self.peers.insert(
+            msg.peer,
+            Ready {
+                outbound: msg.outbound,
+                takes_backlog: true,
+            },
+        );
     }
 }
 
@@ -138,10 +165,12 @@ mod tests {
         n.do_send(PeerReady {
             peer: PeerId(1),
             outbound: p1,
+            takes_backlog: true,
         });
         n.do_send(PeerReady {
             peer: PeerId(2),
             outbound: p2,
+            takes_backlog: true,
         });
         n.do_send(log(1));
         wait_until(|| s1.len() == 1 && s2.len() == 1, 2_000).await;
@@ -162,12 +191,13 @@ mod tests {
         n.do_send(PeerReady {
             peer: PeerId(1),
             outbound: p,
+            takes_backlog: true,
         });
         wait_until(|| s.len() == 4, 2_000).await;
         assert_eq!(
             msgs(&s),
             [
-                "2 notifications were dropped while no peer was connected",
+                "2 notifications were dropped while no controller was connected",
                 "m2",
                 "m3",
                 "m4"
@@ -178,9 +208,37 @@ mod tests {
         n.do_send(PeerReady {
             peer: PeerId(2),
             outbound: p2,
+            takes_backlog: true,
         });
         n.do_send(log(9));
         wait_until(|| s2.len() == 1, 2_000).await;
         assert_eq!(msgs(&s2), ["m9"]);
+    }
+
+    #[actix_rt::test]
+    async fn clients_see_live_notifications_but_leave_the_backlog() {
+        let n = Notifier::new("a".into(), 10).start();
+        n.do_send(log(1));
+        let (c, seen_c) = Probe::<Outbound>::start();
+        n.do_send(PeerReady {
+            peer: PeerId(5),
+            outbound: c,
+            takes_backlog: false,
+        });
+        n.do_send(log(2));
+        wait_until(|| seen_c.len() == 1, 2_000).await;
+        assert_eq!(msgs(&seen_c), ["m2"], "a client gets only live ones");
+        let (ctl, seen_ctl) = Probe::<Outbound>::start();
+        n.do_send(PeerReady {
+            peer: PeerId(6),
+            outbound: ctl,
+            takes_backlog: true,
+        });
+        wait_until(|| seen_ctl.len() == 2, 2_000).await;
+        assert_eq!(
+            msgs(&seen_ctl),
+            ["m1", "m2"],
+            "the controller gets what it missed, in order"
+        );
     }
 }

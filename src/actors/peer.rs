@@ -270,6 +270,7 @@ impl Peer {
         self.links.notifier.do_send(PeerReady {
             peer: self.id,
             outbound: ctx.address().recipient(),
+            takes_backlog: hello.role != "client",
         });
     }
 
