@@ -17,7 +17,8 @@ use zeek_mgmt_agent::client::{self, ini, ClientOptions, Outcome, DEFAULT_AGENT};
 #[derive(Debug, Parser)]
 #[command(name = "zeek-mgmt-client", version)]
 struct Cli {
-    /// Agent to talk to, HOST:PORT; repeat for several [default: 127.0.0.1:2151]
+    /// Agent to talk to, HOST:PORT; repeat for several [default: the
+    /// comma-separated list in ZEEK_MGMT_AGENTS, else 127.0.0.1:2151]
     #[arg(long = "agent", value_name = "HOST:PORT", global = true)]
     agents: Vec<String>,
     /// Seconds to wait for each answer (longer than the agent's own request timeout)

@@ -212,3 +212,46 @@ fn incomplete_tls_settings_stop_the_start() {
         "{err}"
     );
 }
+
+#[test]
+fn the_client_binary_speaks_mutual_tls() {
+    let p = pki();
+    let agent = Agent::start(&[
+        "--name",
+        "agent-tls",
+        "--tls-cert",
+        s(&p.server.0),
+        "--tls-key",
+        s(&p.server.1),
+        "--tls-ca",
+        s(&p.ca),
+    ]);
+    let addr = agent.addr.expect("addr").to_string();
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_zeek-mgmt-client"))
+            .args(["--agent", &addr, "--timeout", "5"])
+            .args(extra)
+            .arg("get-nodes")
+            .output()
+            .expect("client")
+    };
+    let out = run(&[
+        "--tls-ca",
+        s(&p.ca),
+        "--tls-cert",
+        s(&p.client.0),
+        "--tls-key",
+        s(&p.client.1),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\"agent-tls\": {"), "{text}");
+    // Without a client certificate, or without TLS at all: refused, exit 2.
+    assert_eq!(run(&["--tls-ca", s(&p.ca)]).status.code(), Some(2));
+    assert_eq!(run(&[]).status.code(), Some(2));
+}
