@@ -298,6 +298,7 @@ pub async fn deploy(opts: &ClientOptions, mut file: ini::ClusterFile) -> Result<
     if file.instances.iter().any(|i| i.address().is_none()) {
         addrs.extend(opts.agents.iter().cloned());
     }
+    addrs.sort();
     addrs.dedup();
     let mut set = tokio::task::JoinSet::new();
     for addr in addrs {
