@@ -158,9 +158,6 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
-    use crate::actors::notifier::PeerReady;
-    use crate::actors::tracker::Track;
-    use crate::testing::Probe;
 
     #[actix_rt::test]
     async fn dials_retries_and_redials_after_a_drop() {
@@ -168,20 +165,8 @@ mod tests {
         let addr = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("port");
-        let (tracker, _) = Probe::<Track>::start();
-        let (notifier, _) = Probe::<PeerReady>::start();
-        let settings = Arc::new(PeerSettings {
-            agent_name: "c".into(),
-            heartbeat: Duration::ZERO,
-            handshake_timeout: Duration::from_secs(30),
-            max_frame_bytes: 1024,
-            max_outbound_bytes: 1 << 20,
-        });
-        let links = PeerLinks {
-            tracker,
-            notifier,
-            on_close: vec![],
-        };
+        let (links, _) = crate::actors::peer::fixtures::links();
+        let settings = crate::actors::peer::fixtures::settings("c");
         let connector =
             Connector::new(addr.to_string(), settings, links, Duration::from_millis(50)).start();
         actix_rt::time::sleep(Duration::from_millis(200)).await;

@@ -165,29 +165,14 @@ mod tests {
     use tokio::io::AsyncReadExt;
 
     use super::*;
-    use crate::actors::notifier::PeerReady;
-    use crate::actors::tracker::Track;
-    use crate::testing::{wait_until, Probe};
+    use crate::testing::wait_until;
 
     #[actix_rt::test]
     async fn refuses_connections_beyond_the_peer_limit_and_frees_slots() {
         let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = tcp.local_addr().expect("addr");
-        let (tracker, _) = Probe::<Track>::start();
-        let (notifier, _) = Probe::<PeerReady>::start();
-        let (closer, closed) = Probe::<PeerClosed>::start();
-        let settings = Arc::new(PeerSettings {
-            agent_name: "l".into(),
-            heartbeat: Duration::ZERO,
-            handshake_timeout: Duration::from_secs(30),
-            max_frame_bytes: 1024,
-            max_outbound_bytes: 1 << 20,
-        });
-        let links = PeerLinks {
-            tracker,
-            notifier,
-            on_close: vec![closer],
-        };
+        let (links, closed) = crate::actors::peer::fixtures::links();
+        let settings = crate::actors::peer::fixtures::settings("l");
         let listener = Listener::new(tcp, settings, links, 1).start();
 
         let first = tokio::net::TcpStream::connect(addr).await.expect("first");

@@ -447,5 +447,36 @@ impl Handler<Disconnect> for Peer {
     }
 }
 
+/// Settings and probe links for actor tests of peers and of the actors
+/// that start them.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+    use crate::testing::{Probe, Seen};
+
+    pub fn settings(name: &str) -> Arc<PeerSettings> {
+        Arc::new(PeerSettings {
+            agent_name: name.into(),
+            heartbeat: Duration::ZERO,
+            handshake_timeout: Duration::from_secs(30),
+            max_frame_bytes: 1024,
+            max_outbound_bytes: 1 << 20,
+        })
+    }
+
+    /// Links to probes; returns what the close probe sees.
+    pub fn links() -> (PeerLinks, Seen<PeerClosed>) {
+        let (tracker, _) = Probe::<Track>::start();
+        let (notifier, _) = Probe::<PeerReady>::start();
+        let (closer, closed) = Probe::<PeerClosed>::start();
+        let links = PeerLinks {
+            tracker,
+            notifier,
+            on_close: vec![closer],
+        };
+        (links, closed)
+    }
+}
+
 #[cfg(test)]
 mod tests;

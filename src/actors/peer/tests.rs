@@ -65,6 +65,13 @@ async fn read(io: &mut DuplexStream) -> Option<Frame> {
     Some(cbor::decode(&buf).expect("agent frames decode"))
 }
 
+/// Sends our hello and reads the agent's hello and its check-in.
+async fn handshake(h: &mut Harness) {
+    write(&mut h.io, &hello(1)).await;
+    assert!(matches!(read(&mut h.io).await, Some(Frame::Hello(_))));
+    assert!(matches!(read(&mut h.io).await, Some(Frame::Event { .. })));
+}
+
 fn hello(version: u64) -> Frame {
     Frame::Hello(Hello {
         version,
@@ -180,9 +187,7 @@ async fn handshake_failures_close_the_connection() {
 #[actix_rt::test]
 async fn oversize_frame_is_refused_and_closes() {
     let mut h = start(Side::Accepted, 0);
-    write(&mut h.io, &hello(1)).await;
-    let _ = read(&mut h.io).await;
-    let _ = read(&mut h.io).await;
+    handshake(&mut h).await;
     h.io.write_all(&4096u32.to_be_bytes()).await.expect("len");
     assert!(matches!(
         read(&mut h.io).await,
@@ -197,9 +202,7 @@ async fn oversize_frame_is_refused_and_closes() {
 #[actix_rt::test]
 async fn idle_connection_gets_heartbeats() {
     let mut h = start(Side::Accepted, 40);
-    write(&mut h.io, &hello(1)).await;
-    let _ = read(&mut h.io).await;
-    let _ = read(&mut h.io).await;
+    handshake(&mut h).await;
     assert!(matches!(read(&mut h.io).await, Some(Frame::Heartbeat)));
 }
 
@@ -247,9 +250,7 @@ async fn a_huge_announced_heartbeat_does_not_overflow() {
 #[actix_rt::test]
 async fn a_peer_that_stops_reading_is_disconnected() {
     let mut h = start(Side::Accepted, 0);
-    write(&mut h.io, &hello(1)).await;
-    let _ = read(&mut h.io).await;
-    let _ = read(&mut h.io).await;
+    handshake(&mut h).await;
     // Never read again: the duplex buffer (64 KiB) and then the outbound
     // bound (64 KiB) fill up.
     let big = ApiResult::failure("r".into(), "a1", "x".repeat(4096));
