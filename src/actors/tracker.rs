@@ -58,7 +58,8 @@ pub struct Tracker {
     workers: Workers,
     in_flight: HashMap<(PeerId, ReqId), Entry>,
     per_peer: HashMap<PeerId, usize>,
-    /// Requests were tracked since memory was last handed back.
+    /// Requests were tracked or peers closed since memory was last handed
+    /// back.
     busy: bool,
 }
 
@@ -272,6 +273,8 @@ impl Handler<PeerClosed> for Tracker {
     type Result = ();
 
     fn handle(&mut self, msg: PeerClosed, _: &mut Context<Self>) {
+        // A closed connection frees its buffers: worth a trim once idle.
+        self.busy = true;
         self.per_peer.remove(&msg.peer);
         let before = self.in_flight.len();
         self.in_flight.retain(|(p, _), _| *p != msg.peer);
