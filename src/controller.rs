@@ -8,14 +8,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::{Decoder, Encoder};
 
 use crate::api::events::{Notification, Request, Response, API_VERSION};
 use crate::api::types::ReqId;
 use crate::wire::cbor::{self, ErrorCode, EventBody, Frame, Hello};
-use crate::wire::codec::DEFAULT_MAX_FRAME_BYTES;
+use crate::wire::codec::{FrameCodec, FrameError, DEFAULT_MAX_FRAME_BYTES};
 
 /// A failure on the controller side.
 #[derive(Debug, thiserror::Error)]
@@ -99,29 +101,48 @@ impl Drop for Connection {
     }
 }
 
-async fn read_frame(
-    r: &mut (impl AsyncReadExt + Unpin),
-    max: usize,
-) -> Result<Vec<u8>, ClientError> {
-    let len = r.read_u32().await?;
-    let len = usize::try_from(len).map_err(|_| ClientError::Protocol("frame too large".into()))?;
-    if len > max {
-        return Err(ClientError::Protocol(format!(
-            "frame of {len} bytes exceeds the {max}-byte limit"
-        )));
+/// Reads frames with the agent's own codec (one framing implementation).
+struct FrameReader<R> {
+    r: R,
+    codec: FrameCodec,
+    buf: BytesMut,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    fn new(r: R, max: usize) -> Self {
+        FrameReader {
+            r,
+            codec: FrameCodec::new(max),
+            buf: BytesMut::with_capacity(8 * 1024),
+        }
     }
-    let mut buf = vec![0; len];
-    r.read_exact(&mut buf).await?;
-    Ok(buf)
+
+    async fn next(&mut self) -> Result<Bytes, ClientError> {
+        loop {
+            match self.codec.decode(&mut self.buf) {
+                Ok(Some(frame)) => return Ok(frame),
+                Ok(None) => {}
+                Err(FrameError::TooLarge { len, max }) => {
+                    return Err(ClientError::Protocol(format!(
+                        "frame of {len} bytes exceeds the {max}-byte limit"
+                    )))
+                }
+                Err(FrameError::Io(e)) => return Err(ClientError::Io(e)),
+            }
+            if self.r.read_buf(&mut self.buf).await? == 0 {
+                return Err(ClientError::Closed);
+            }
+        }
+    }
 }
 
 /// Prefixes `payload` with its length.
 pub fn framed(payload: &[u8]) -> Vec<u8> {
-    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    let mut v = Vec::with_capacity(payload.len() + 4);
-    v.extend_from_slice(&len.to_be_bytes());
-    v.extend_from_slice(payload);
-    v
+    let mut buf = BytesMut::with_capacity(payload.len() + 4);
+    // Only a payload over 4 GiB cannot be framed (the result is then
+    // empty); the agent refuses anything over its limit long before that.
+    let _ = FrameCodec::new(usize::MAX).encode(Bytes::copy_from_slice(payload), &mut buf);
+    buf.to_vec()
 }
 
 fn encode_frame(frame: &Frame) -> Result<Vec<u8>, ClientError> {
@@ -177,7 +198,8 @@ impl Connection {
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let (mut r, mut w) = tokio::io::split(stream);
+        let (r, mut w) = tokio::io::split(stream);
+        let mut r = FrameReader::new(r, opts.max_frame_bytes);
         let ours = encode_frame(&Frame::Hello(Hello {
             version: API_VERSION,
             endpoint: opts.endpoint.clone(),
@@ -188,7 +210,7 @@ impl Connection {
             w.write_all(&ours).await?;
             w.flush().await?;
         }
-        let first = read_frame(&mut r, opts.max_frame_bytes).await?;
+        let first = r.next().await?;
         let agent = match cbor::decode(&first) {
             Ok(Frame::Hello(h)) => h,
             Ok(Frame::Error { code, message }) => {
@@ -221,9 +243,8 @@ impl Connection {
         let p = Arc::clone(&pending);
         let unmatched: Unmatched = Arc::new(AtomicU64::new(0));
         let u = Arc::clone(&unmatched);
-        let max = opts.max_frame_bytes;
         let reader = tokio::spawn(async move {
-            while let Ok(bytes) = read_frame(&mut r, max).await {
+            while let Ok(bytes) = r.next().await {
                 let incoming = match cbor::decode(&bytes) {
                     Ok(Frame::Event {
                         body: EventBody::Response(resp),
