@@ -57,7 +57,9 @@ impl StateDir {
         &self.dir
     }
 
-    fn write_atomically(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
+    /// Writes through a temporary file and a rename; `durable` also
+    /// fsyncs the file and the directory.
+    fn write_atomically(&self, name: &str, bytes: &[u8], durable: bool) -> Result<(), StateError> {
         let path = self.dir.join(name);
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let err = |source| StateError::Write {
@@ -67,12 +69,16 @@ impl StateDir {
         fs::create_dir_all(&self.dir).map_err(err)?;
         let mut f = fs::File::create(&tmp).map_err(err)?;
         f.write_all(bytes).map_err(err)?;
-        f.sync_all().map_err(err)?;
+        if durable {
+            f.sync_all().map_err(err)?;
+        }
         drop(f);
         fs::rename(&tmp, &path).map_err(err)?;
-        // Make the rename itself durable.
-        if let Ok(d) = fs::File::open(&self.dir) {
-            let _ = d.sync_all();
+        if durable {
+            // Make the rename itself durable.
+            if let Ok(d) = fs::File::open(&self.dir) {
+                let _ = d.sync_all();
+            }
         }
         Ok(())
     }
@@ -81,7 +87,7 @@ impl StateDir {
     pub fn save_config(&self, config: &Configuration) -> Result<(), StateError> {
         let bytes =
             cbor::encode_configuration(config).map_err(|e| StateError::Encode(e.to_string()))?;
-        self.write_atomically(CONFIG_FILE, &bytes)
+        self.write_atomically(CONFIG_FILE, &bytes, true)
     }
 
     /// Removes the persisted configuration (standby).
@@ -130,7 +136,10 @@ impl StateDir {
         for r in records {
             text.push_str(&format!("{}\t{}\t{}\n", r.pid, r.node, r.program));
         }
-        self.write_atomically(PIDS_FILE, text.as_bytes())
+        // No fsync: the file matters after the agent dies, not after the
+        // host does (then the nodes are gone too), and it is rewritten on
+        // the actor's thread whenever nodes start or stop.
+        self.write_atomically(PIDS_FILE, text.as_bytes(), false)
     }
 
     /// The node processes recorded by an earlier run.
