@@ -13,16 +13,8 @@ use crate::support::*;
 #[tokio::test]
 async fn connect_mode_dials_and_redials() {
     let controller = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = controller.local_addr().expect("addr").port().to_string();
-    let agent = Agent::start(&[
-        "--controller-addr",
-        "127.0.0.1",
-        "--controller-port",
-        &port,
-        "--no-listen",
-        "--reconnect-interval",
-        "0.2",
-    ]);
+    let port = controller.local_addr().expect("addr").port();
+    let agent = Agent::start_dialling(port, &[]);
     assert_eq!(agent.addr, None, "--no-listen");
     let mut c = tokio::time::timeout(
         LONG,

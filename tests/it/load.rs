@@ -46,6 +46,17 @@ async fn back_to_idle(pid: u32, idle_rss: u64, idle_fds: usize) -> (u64, usize) 
     }
 }
 
+fn assert_idle((rss, fd): (u64, usize), (idle_rss, idle_fds): (u64, usize)) {
+    assert!(
+        rss <= idle_rss + IDLE_SLACK_KIB,
+        "memory stayed at {rss} KiB (idle {idle_rss} KiB)"
+    );
+    assert!(
+        fd <= idle_fds,
+        "descriptors stayed at {fd} (idle {idle_fds})"
+    );
+}
+
 async fn idle_level(agent: &Agent) -> (u64, usize) {
     // One warm-up round so that lazily made things exist.
     let c = agent.connect().await;
@@ -116,14 +127,7 @@ async fn many_peers_pipelining_get_every_answer_once() {
          rss idle {idle_rss} KiB, after {rss} KiB (peak seen {peak} KiB); fds idle {idle_fds}, after {fd}",
         total as f64 / elapsed.as_secs_f64()
     );
-    assert!(
-        rss <= idle_rss + IDLE_SLACK_KIB,
-        "memory stayed at {rss} KiB (idle {idle_rss} KiB)"
-    );
-    assert!(
-        fd <= idle_fds,
-        "descriptors stayed at {fd} (idle {idle_fds})"
-    );
+    assert_idle((rss, fd), (idle_rss, idle_fds));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,12 +173,5 @@ async fn connection_churn_leaves_nothing_behind() {
         "{CYCLES} x 3 churn cycles in {elapsed:?}, {served} get_nodes served meanwhile; \
          rss idle {idle_rss} KiB, after {rss} KiB; fds idle {idle_fds}, after {fd}"
     );
-    assert!(
-        rss <= idle_rss + IDLE_SLACK_KIB,
-        "memory stayed at {rss} KiB (idle {idle_rss} KiB)"
-    );
-    assert!(
-        fd <= idle_fds,
-        "descriptors stayed at {fd} (idle {idle_fds})"
-    );
+    assert_idle((rss, fd), (idle_rss, idle_fds));
 }

@@ -117,6 +117,23 @@ impl Agent {
         }
     }
 
+    /// Starts an agent in connect mode (not listening) that dials the
+    /// controller on 127.0.0.1:`port` and redials every 0.1 s.
+    pub fn start_dialling(port: u16, extra: &[&str]) -> Agent {
+        let port = port.to_string();
+        let mut args = vec![
+            "--controller-addr",
+            "127.0.0.1",
+            "--controller-port",
+            &port,
+            "--no-listen",
+            "--reconnect-interval",
+            "0.1",
+        ];
+        args.extend_from_slice(extra);
+        Agent::start(&args)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).expect("running")
     }

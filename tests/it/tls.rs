@@ -137,22 +137,18 @@ async fn mutual_tls_lets_in_only_clients_of_our_ca() {
 async fn connect_mode_verifies_the_controller() {
     let p = pki();
     let controller = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = controller.local_addr().expect("addr").port().to_string();
-    let _agent = Agent::start(&[
-        "--controller-addr",
-        "127.0.0.1",
-        "--controller-port",
-        &port,
-        "--no-listen",
-        "--reconnect-interval",
-        "0.1",
-        "--tls-ca",
-        s(&p.ca),
-        "--tls-cert",
-        s(&p.client.0),
-        "--tls-key",
-        s(&p.client.1),
-    ]);
+    let port = controller.local_addr().expect("addr").port();
+    let _agent = Agent::start_dialling(
+        port,
+        &[
+            "--tls-ca",
+            s(&p.ca),
+            "--tls-cert",
+            s(&p.client.0),
+            "--tls-key",
+            s(&p.client.1),
+        ],
+    );
     let server = tls::server_config(&p.server.0, &p.server.1, Some(&p.ca)).expect("server config");
     let opts = ControllerOptions {
         tls_server: Some(Arc::clone(&server)),
@@ -173,18 +169,8 @@ async fn connect_mode_refuses_a_controller_of_another_ca() {
     let dir = tempfile::tempdir().expect("tmp");
     let fake = leaf(dir.path(), "fake-controller", &theirs, false);
     let controller = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = controller.local_addr().expect("addr").port().to_string();
-    let agent = Agent::start(&[
-        "--controller-addr",
-        "127.0.0.1",
-        "--controller-port",
-        &port,
-        "--no-listen",
-        "--reconnect-interval",
-        "0.1",
-        "--tls-ca",
-        s(&p.ca),
-    ]);
+    let port = controller.local_addr().expect("addr").port();
+    let agent = Agent::start_dialling(port, &["--tls-ca", s(&p.ca)]);
     let server = tls::server_config(&fake.0, &fake.1, None).expect("server config");
     let opts = ControllerOptions {
         tls_server: Some(server),
