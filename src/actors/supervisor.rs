@@ -585,7 +585,7 @@ impl NodeSupervisor {
     fn statuses(&self) -> Vec<NodeStatus> {
         let me = self.own_pid;
         let own = self.samples.get(&me);
-        let mut out = vec![NodeStatus {
+        let agent = NodeStatus {
             node: self.cfg.name.clone(),
             state: State::Running,
             mgmt_role: MgmtRole::Agent,
@@ -596,7 +596,8 @@ impl NodeSupervisor {
             rss_bytes: own.map(|s| s.rss_bytes),
             restarts: None,
             uptime_secs: Some(self.started_at.elapsed().as_secs_f64()),
-        }];
+        };
+        let mut out = Vec::with_capacity(self.slots.len() + 1);
         for slot in self.slots.values() {
             let sample = slot.pid.and_then(|p| self.samples.get(&p));
             out.push(NodeStatus {
@@ -612,7 +613,10 @@ impl NodeSupervisor {
                 uptime_secs: slot.started_at.map(|t| t.elapsed().as_secs_f64()),
             });
         }
-        out.sort_by(|a, b| a.node.cmp(&b.node));
+        // The slots come sorted by name; only the agent's own entry, first,
+        // needs its place.
+        let at = out.partition_point(|n| n.node < agent.node);
+        out.insert(at, agent);
         out
     }
 
