@@ -4,6 +4,8 @@
 //! ```text
 //! cargo build --release && cargo run --release --example bench
 //! cargo run --release --example bench -- --quick     # smaller runs
+//! cargo run --release --example bench -- --only get-nodes [--rounds N]
+//! cargo run --release --example bench -- --only pipelined [--requests N]
 //! ```
 //! The agent is the release binary next to this example
 //! (`target/release/zeek-mgmt-agent`), started with a settle time of 0 and
@@ -73,6 +75,16 @@ fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// CPU time of the agent's main thread (where its actors run), from the
+/// scheduler's own accounting.
+fn main_thread_cpu(pid: u32) -> Duration {
+    let ns = std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    Duration::from_nanos(ns)
 }
 
 fn agent_binary() -> PathBuf {
@@ -355,6 +367,61 @@ async fn pipelined(addr: SocketAddr, conns: usize, per_conn: usize) -> f64 {
     (conns * per_conn) as f64 / t.elapsed().as_secs_f64()
 }
 
+/// get_nodes round trips (one at a time) against a raw echo of the same
+/// byte counts: the p50 and p99 rows.
+async fn get_nodes_latency(addr: SocketAddr, rounds: usize) -> Vec<Row> {
+    let frame = get_nodes_frame("x");
+    let mut raw_c = raw_client(addr).await;
+    let mut lat = Vec::with_capacity(rounds);
+    let mut resp_len = 0;
+    for _ in 0..rounds {
+        let t = Instant::now();
+        raw_c.write_all(&frame).await.expect("write");
+        resp_len = read_raw_frame(&mut raw_c).await;
+        lat.push(t.elapsed());
+    }
+    drop(raw_c);
+    lat.sort();
+    let raw = raw_round_trips(frame.len(), resp_len, rounds).await;
+    let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+    let (r50, r99) = (percentile(&raw, 0.5), percentile(&raw, 0.99));
+    vec![
+        row(
+            format!("get_nodes, 100 nodes ({resp_len} B), p50"),
+            us(p50),
+            format!("{} (echo)", us(r50)),
+            ratio(p50, r50),
+            "",
+        ),
+        row(
+            format!("get_nodes, 100 nodes ({resp_len} B), p99"),
+            us(p99),
+            format!("{} (echo)", us(r99)),
+            ratio(p99, r99),
+            "<= 1.5x",
+        ),
+    ]
+}
+
+fn print_table(rows: Vec<Row>) {
+    println!("| figure | zeek-mgmt-agent | machine limit | ratio | target |");
+    println!("| --- | --- | --- | --- | --- |");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            r.what, r.ours, r.limit, r.ratio, r.target
+        );
+    }
+}
+
+/// The value after `flag` on the command line.
+fn arg_value(flag: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
@@ -378,6 +445,61 @@ async fn main() {
         ratio(agent.started_in, trivial),
         "< 20 ms",
     ));
+
+    // A single figure, for profiling: `--only get-nodes` (100 nodes,
+    // `--rounds` round trips) or `--only pipelined` (`--requests` on one
+    // connection).
+    if let Some(only) = arg_value("--only") {
+        let count = |flag: &str, default: usize| {
+            arg_value(flag)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        let pid = agent.child.id();
+        let mut c = None;
+        if only == "get-nodes" {
+            let conn = Connection::connect(agent.addr, ControllerOptions::default())
+                .await
+                .expect("connect");
+            deploy(&conn, 100, "only").await;
+            c = Some(conn);
+        }
+        let cpu = main_thread_cpu(pid);
+        let (mut rows, requests) = match only.as_str() {
+            "get-nodes" => {
+                let rounds = count("--rounds", 3000);
+                (get_nodes_latency(agent.addr, rounds).await, rounds)
+            }
+            "pipelined" => {
+                let requests = count("--requests", 200_000);
+                let rate = pipelined(agent.addr, 1, requests).await;
+                let rows = vec![row(
+                    "pipelined get_nodes, 1 connection",
+                    format!("{rate:.0}/s"),
+                    "",
+                    "",
+                    ">= 300000/s",
+                )];
+                (rows, requests)
+            }
+            other => panic!("--only takes get-nodes or pipelined, not {other}"),
+        };
+        // The echo's round trips are not the agent's: count only up to the
+        // agent's last answer, which came before the echo started.
+        let per = (main_thread_cpu(pid) - cpu) / requests as u32;
+        rows.push(row(
+            "agent main thread CPU per request",
+            us(per),
+            "",
+            "",
+            "",
+        ));
+        drop(c);
+        drop(agent);
+        let _ = std::fs::remove_dir_all(&tmp);
+        print_table(rows);
+        return;
+    }
     let pid = agent.child.id();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle = rss_kib(pid);
@@ -419,39 +541,8 @@ async fn main() {
             ));
         }
         if n == 100 {
-            // get_nodes round trips with 100 nodes, against a raw echo of
-            // the same byte counts.
             let rounds = if quick { 300 } else { 3000 };
-            let req_len = get_nodes_frame("x").len();
-            let mut raw_c = raw_client(agent.addr).await;
-            let mut lat = Vec::with_capacity(rounds);
-            let mut resp_len = 0;
-            let frame = get_nodes_frame("x");
-            for _ in 0..rounds {
-                let t = Instant::now();
-                raw_c.write_all(&frame).await.expect("write");
-                resp_len = read_raw_frame(&mut raw_c).await;
-                lat.push(t.elapsed());
-            }
-            drop(raw_c);
-            lat.sort();
-            let raw = raw_round_trips(req_len, resp_len, rounds).await;
-            let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
-            let (r50, r99) = (percentile(&raw, 0.5), percentile(&raw, 0.99));
-            rows.push(row(
-                format!("get_nodes, 100 nodes ({resp_len} B), p50"),
-                us(p50),
-                format!("{} (echo)", us(r50)),
-                ratio(p50, r50),
-                "",
-            ));
-            rows.push(row(
-                format!("get_nodes, 100 nodes ({resp_len} B), p99"),
-                us(p99),
-                format!("{} (echo)", us(r99)),
-                ratio(p99, r99),
-                "<= 1.5x",
-            ));
+            rows.extend(get_nodes_latency(agent.addr, rounds).await);
 
             // Time from a node's premature exit to its notify_change.
             let st = match c
@@ -536,12 +627,5 @@ async fn main() {
     drop(agent);
     let _ = std::fs::remove_dir_all(&tmp);
 
-    println!("| figure | zeek-mgmt-agent | machine limit | ratio | target |");
-    println!("| --- | --- | --- | --- | --- |");
-    for r in rows {
-        println!(
-            "| {} | {} | {} | {} | {} |",
-            r.what, r.ours, r.limit, r.ratio, r.target
-        );
-    }
+    print_table(rows);
 }

@@ -203,8 +203,9 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(writer)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
+        .event_format(zeek_mgmt_agent::logging::LineFormat {
+            ansi: std::io::stderr().is_terminal(),
+        })
         .init();
     let config = match build_config(Cli::parse()) {
         Ok(c) => c,

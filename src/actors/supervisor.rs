@@ -585,6 +585,8 @@ impl NodeSupervisor {
     fn statuses(&self) -> Vec<NodeStatus> {
         let me = self.own_pid;
         let own = self.samples.get(&me);
+        let now = Instant::now();
+        let uptime = |since: Instant| now.saturating_duration_since(since).as_secs_f64();
         let agent = NodeStatus {
             node: self.cfg.name.clone(),
             state: State::Running,
@@ -595,7 +597,7 @@ impl NodeSupervisor {
             cpu_percent: own.map(|s| s.cpu_percent),
             rss_bytes: own.map(|s| s.rss_bytes),
             restarts: None,
-            uptime_secs: Some(self.started_at.elapsed().as_secs_f64()),
+            uptime_secs: Some(uptime(self.started_at)),
         };
         let mut out = Vec::with_capacity(self.slots.len() + 1);
         for slot in self.slots.values() {
@@ -610,7 +612,7 @@ impl NodeSupervisor {
                 cpu_percent: sample.map(|s| s.cpu_percent),
                 rss_bytes: sample.map(|s| s.rss_bytes),
                 restarts: Some(slot.restarts),
-                uptime_secs: slot.started_at.map(|t| t.elapsed().as_secs_f64()),
+                uptime_secs: slot.started_at.map(uptime),
             });
         }
         // The slots come sorted by name; only the agent's own entry, first,
