@@ -3,7 +3,9 @@
 //! requests beyond the per-peer limit, hands the work to the actor that does
 //! it, and routes every response back to its peer exactly once — the answer,
 //! or `request timed out` when the deadline passes first (a late answer is
-//! then dropped). It logs the `rx`/`tx` line of every request and response.
+//! then dropped). Deadlines are kept by one timer for all requests, armed
+//! for the oldest one, not by a timer each. It logs the `rx`/`tx` line of
+//! every request and response.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -47,17 +49,23 @@ pub struct TrackerSettings {
     pub max_in_flight: usize,
 }
 
-struct Entry {
+struct Pending {
     reply_to: Recipient<Outbound>,
     stem: Stem,
     since: Instant,
+    /// Tells this request from an earlier one with the same reqid whose
+    /// late answer may still come.
+    seq: u64,
 }
 
 pub struct Tracker {
     settings: TrackerSettings,
     workers: Workers,
-    in_flight: HashMap<(PeerId, ReqId), Entry>,
+    in_flight: HashMap<(PeerId, ReqId), Pending>,
     per_peer: HashMap<PeerId, usize>,
+    next_seq: u64,
+    /// The deadline timer is armed.
+    sweeping: bool,
     /// Requests were tracked or peers closed since memory was last handed
     /// back.
     busy: bool,
@@ -88,6 +96,8 @@ impl Tracker {
             workers,
             in_flight: HashMap::new(),
             per_peer: HashMap::new(),
+            next_seq: 0,
+            sweeping: false,
             busy: false,
         }
     }
@@ -110,32 +120,46 @@ impl Tracker {
     }
 
     fn dispatch(&self, request: Request) -> Option<Work> {
-        let t = self.settings.request_timeout;
         let w = &self.workers;
         Some(match request {
             Request::SetConfiguration(r) => {
-                let f = w.set_configuration.send(r).timeout(t);
+                let f = w.set_configuration.send(r);
                 Box::pin(async move { f.await.map(Response::from) })
             }
             Request::GetNodes(r) => {
-                let f = w.get_nodes.send(r).timeout(t);
+                let f = w.get_nodes.send(r);
                 Box::pin(async move { f.await.map(Response::from) })
             }
             Request::AgentWelcome(r) => {
-                let f = w.agent_welcome.send(r).timeout(t);
+                let f = w.agent_welcome.send(r);
                 Box::pin(async move { f.await.map(Response::from) })
             }
             Request::AgentStandby(r) => {
-                let f = w.agent_standby.send(r).timeout(t);
+                let f = w.agent_standby.send(r);
                 Box::pin(async move { f.await.map(Response::from) })
             }
             Request::Invalid { .. } => return None,
         })
     }
 
-    fn finish(&mut self, peer: PeerId, reqid: ReqId, outcome: Result<Response, MailboxError>) {
-        let Some(entry) = self.in_flight.remove(&(peer, reqid.clone())) else {
-            tracing::info!(%peer, %reqid, "dropped a response: its peer has gone");
+    /// Answers the request `(peer, reqid)`, if it is still in flight (and,
+    /// with `seq`, if it is that request and not a later one that reuses
+    /// the reqid).
+    fn finish(
+        &mut self,
+        peer: PeerId,
+        reqid: ReqId,
+        seq: Option<u64>,
+        outcome: Result<Response, MailboxError>,
+    ) {
+        let key = (peer, reqid);
+        let entry = match self.in_flight.get(&key) {
+            Some(e) if seq.map_or(true, |s| s == e.seq) => self.in_flight.remove(&key),
+            _ => None,
+        };
+        let (peer, reqid) = key;
+        let Some(entry) = entry else {
+            tracing::info!(%peer, %reqid, "dropped a response: its request timed out or its peer has gone");
             return;
         };
         if let Some(n) = self.per_peer.get_mut(&peer) {
@@ -173,6 +197,31 @@ impl Tracker {
         tracing::debug!(%peer, %reqid, elapsed = ?entry.since.elapsed(), "request done");
         log_tx(peer, response.stem, &reqid, &response.result);
         entry.reply_to.do_send(Outbound::Response(response));
+    }
+}
+
+impl Tracker {
+    /// Answers every request past its deadline with `request timed out`,
+    /// then arms the timer again for the oldest one left.
+    fn sweep(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let timeout = self.settings.request_timeout;
+        let expired: Vec<(PeerId, ReqId)> = self
+            .in_flight
+            .iter()
+            .filter(|(_, e)| now.saturating_duration_since(e.since) >= timeout)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (peer, reqid) in expired {
+            self.finish(peer, reqid, None, Err(MailboxError::Timeout));
+        }
+        match self.in_flight.values().map(|e| e.since).min() {
+            Some(oldest) => {
+                let wait = (oldest + timeout).saturating_duration_since(now);
+                ctx.run_later(wait, |act, ctx| act.sweep(ctx));
+            }
+            None => self.sweeping = false,
+        }
     }
 }
 
@@ -225,16 +274,23 @@ impl Handler<Track> for Tracker {
         let Some(work) = self.dispatch(request) else {
             return;
         };
+        let seq = self.next_seq;
+        self.next_seq += 1;
         self.in_flight.insert(
             key,
-            Entry {
+            Pending {
                 reply_to,
                 stem,
                 since: Instant::now(),
+                seq,
             },
         );
         *self.per_peer.entry(peer).or_insert(0) += 1;
         self.busy = true;
+        if !self.sweeping {
+            self.sweeping = true;
+            ctx.run_later(self.settings.request_timeout, |act, ctx| act.sweep(ctx));
+        }
         // Await the worker on its own task, not in this actor's context:
         // actix polls every future of a context on each wake-up, which
         // would make thousands of requests in flight cost quadratic time.
@@ -245,6 +301,7 @@ impl Handler<Track> for Tracker {
             me.do_send(Finished {
                 peer,
                 reqid,
+                seq,
                 outcome,
             });
         });
@@ -252,12 +309,13 @@ impl Handler<Track> for Tracker {
 }
 
 /// Sent by the task awaiting a worker to the tracker itself: the request is
-/// done (or timed out, or its worker has gone).
+/// done (or its worker has gone).
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Finished {
     peer: PeerId,
     reqid: ReqId,
+    seq: u64,
     outcome: Result<Response, MailboxError>,
 }
 
@@ -265,7 +323,7 @@ impl Handler<Finished> for Tracker {
     type Result = ();
 
     fn handle(&mut self, msg: Finished, _: &mut Context<Self>) {
-        self.finish(msg.peer, msg.reqid, msg.outcome);
+        self.finish(msg.peer, msg.reqid, Some(msg.seq), msg.outcome);
     }
 }
 

@@ -392,23 +392,45 @@ impl ApiResult {
         }
     }
 
-    /// A one-line summary for the `rx`/`tx` log lines.
-    pub fn summary(&self) -> String {
-        let mut s = if self.success {
-            "success".to_owned()
+    /// A one-line summary for the `rx`/`tx` log lines (formatted when
+    /// displayed, without building a string first).
+    pub fn summary(&self) -> Summary<'_> {
+        Summary(self)
+    }
+}
+
+/// `success` or `error "..."`, then `, node NAME` when the result names a
+/// node.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary<'a>(&'a ApiResult);
+
+impl fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.0;
+        if r.success {
+            f.write_str("success")?;
         } else {
-            format!("error {:?}", self.error)
-        };
-        if let Some(node) = &self.node {
-            s.push_str(&format!(", node {node}"));
+            write!(f, "error {:?}", r.error)?;
         }
-        s
+        if let Some(node) = &r.node {
+            write!(f, ", node {node}")?;
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summaries_say_success_or_the_error_and_the_node() {
+        let ok = ApiResult::ok(ReqId("r".into()), "a");
+        assert_eq!(ok.summary().to_string(), "success");
+        let mut failed = ApiResult::failure(ReqId("r".into()), "a", "no \"x\"");
+        failed.node = Some("w1".into());
+        assert_eq!(failed.summary().to_string(), r#"error "no \"x\"", node w1"#);
+    }
 
     #[test]
     fn ports_parse_and_print() {

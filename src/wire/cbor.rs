@@ -2,6 +2,10 @@
 //! The only module that knows about CBOR: swapping the encoding means
 //! replacing this file.
 
+use std::borrow::Cow;
+use std::io;
+
+use bytes::{BufMut, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_cbor::Value;
@@ -12,6 +16,7 @@ use crate::api::events::{
     EVENT_PREFIX,
 };
 use crate::api::types::{Addr, ApiResult, Configuration, Node, ReqId, State};
+use crate::wire::codec::{self, FrameError};
 
 /// The protocol-level error codes of `PROTOCOL.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,64 +184,110 @@ struct HelloOut<'a> {
     heartbeat: u64,
 }
 
+impl From<FrameError> for EncodeError {
+    fn from(e: FrameError) -> Self {
+        EncodeError(e.to_string())
+    }
+}
+
 /// Serializes through `IoWrite`, whose writes are generic and so inlined
 /// here (serde_cbor's own `Vec` writer is not, and costs 2.5x the time).
-fn to_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>, EncodeError> {
-    let mut out = Vec::with_capacity(256);
+fn to_writer<T: Serialize>(v: &T, out: impl io::Write) -> Result<(), EncodeError> {
     v.serialize(&mut serde_cbor::Serializer::new(
-        serde_cbor::ser::IoWrite::new(&mut out),
+        serde_cbor::ser::IoWrite::new(out),
     ))
-    .map_err(|e| EncodeError(e.to_string()))?;
+    .map_err(|e| EncodeError(e.to_string()))
+}
+
+fn to_bytes(
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
+) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(256);
+    write(&mut out)?;
     Ok(out)
 }
 
-fn event<A: Serialize>(topic: &str, name: &'static str, args: A) -> Result<Vec<u8>, EncodeError> {
-    to_bytes(&Out {
-        topic: Some(topic),
-        name: Some(name),
-        args: Some(args),
-        ..Out::of("event")
-    })
+fn event<A: Serialize>(
+    topic: &str,
+    name: &'static str,
+    args: A,
+    out: impl io::Write,
+) -> Result<(), EncodeError> {
+    to_writer(
+        &Out {
+            topic: Some(topic),
+            name: Some(name),
+            args: Some(args),
+            ..Out::of("event")
+        },
+        out,
+    )
 }
 
 /// Encodes one frame into its CBOR bytes (without the length prefix).
 pub fn encode(frame: &Frame) -> Result<Vec<u8>, EncodeError> {
-    match frame {
-        Frame::Hello(h) => to_bytes(&HelloOut {
-            kind: "hello",
-            version: h.version,
-            endpoint: &h.endpoint,
-            role: &h.role,
-            heartbeat: h.heartbeat,
-        }),
-        Frame::Heartbeat => to_bytes(&Out::<()>::of("heartbeat")),
-        Frame::Error { code, message } => to_bytes(&Out::<()> {
-            code: Some(code.as_str()),
-            message: Some(message),
-            ..Out::of("error")
-        }),
-        Frame::Event { topic, body } => encode_event(topic, body),
-    }
+    to_bytes(|out| write_frame(frame, out))
 }
 
 /// Encodes an `event` frame on `topic` (without building a `Frame`).
 pub fn encode_event(topic: &str, body: &EventBody) -> Result<Vec<u8>, EncodeError> {
+    to_bytes(|out| write_event(topic, body, out))
+}
+
+/// Appends one frame, framed (length prefix and CBOR), to `dst`.
+pub fn put_frame(dst: &mut BytesMut, frame: &Frame) -> Result<(), EncodeError> {
+    codec::put_frame(dst, |d| write_frame(frame, d.writer()))
+}
+
+/// Appends an `event` frame on `topic`, framed, to `dst`.
+pub fn put_event(dst: &mut BytesMut, topic: &str, body: &EventBody) -> Result<(), EncodeError> {
+    codec::put_frame(dst, |d| write_event(topic, body, d.writer()))
+}
+
+fn write_frame(frame: &Frame, out: impl io::Write) -> Result<(), EncodeError> {
+    match frame {
+        Frame::Hello(h) => to_writer(
+            &HelloOut {
+                kind: "hello",
+                version: h.version,
+                endpoint: &h.endpoint,
+                role: &h.role,
+                heartbeat: h.heartbeat,
+            },
+            out,
+        ),
+        Frame::Heartbeat => to_writer(&Out::<()>::of("heartbeat"), out),
+        Frame::Error { code, message } => to_writer(
+            &Out::<()> {
+                code: Some(code.as_str()),
+                message: Some(message),
+                ..Out::of("error")
+            },
+            out,
+        ),
+        Frame::Event { topic, body } => write_event(topic, body, out),
+    }
+}
+
+fn write_event(topic: &str, body: &EventBody, out: impl io::Write) -> Result<(), EncodeError> {
     match body {
         EventBody::Request(r) => {
             let name = r.stem().request_name();
             let reqid = r.reqid().0.as_str();
             match r {
-                Request::SetConfiguration(r) => event(topic, name, (reqid, &r.config)),
-                _ => event(topic, name, (reqid,)),
+                Request::SetConfiguration(r) => event(topic, name, (reqid, &r.config), out),
+                _ => event(topic, name, (reqid,), out),
             }
         }
-        EventBody::Response(r) => event(topic, r.stem.response_name(), (&r.reqid.0, &r.result)),
+        EventBody::Response(r) => {
+            event(topic, r.stem.response_name(), (&r.reqid.0, &r.result), out)
+        }
         EventBody::Notification(n) => match n {
             Notification::AgentHello(h) => {
-                event(topic, n.name(), (&h.instance, &h.host, h.api_version))
+                event(topic, n.name(), (&h.instance, &h.host, h.api_version), out)
             }
             Notification::Change(c) => {
-                event(topic, n.name(), (&c.instance, &c.node, &c.old, &c.new))
+                event(topic, n.name(), (&c.instance, &c.node, &c.old, &c.new), out)
             }
             Notification::Error(NotifyError {
                 instance,
@@ -247,27 +298,30 @@ pub fn encode_event(topic: &str, body: &EventBody) -> Result<Vec<u8>, EncodeErro
                 instance,
                 msg,
                 node,
-            }) => event(topic, n.name(), (instance, msg, node)),
+            }) => event(topic, n.name(), (instance, msg, node), out),
         },
     }
 }
 
 /// The keys of an incoming frame that decide what it is; the rest (hello's
 /// fields, unknown keys) is skipped here.
+/// Text is borrowed from the frame where only looked at.
 #[derive(serde::Deserialize)]
-struct Head {
-    #[serde(rename = "type")]
-    kind: String,
+struct Head<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
     topic: Option<String>,
-    name: Option<String>,
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
     args: Option<Vec<Value>>,
-    code: Option<String>,
+    #[serde(borrow)]
+    code: Option<Cow<'a, str>>,
     message: Option<String>,
 }
 
 /// Decodes one frame's bytes. Fails with the code to answer the peer.
 pub fn decode(bytes: &[u8]) -> Result<Frame, DecodeError> {
-    let head: Head = serde_cbor::from_slice(bytes).map_err(|e| {
+    let head: Head<'_> = serde_cbor::from_slice(bytes).map_err(|e| {
         let shape = match serde_cbor::from_slice::<Value>(bytes) {
             Err(_) => "not one well-formed CBOR data item",
             Ok(Value::Map(_)) => "not a valid frame",
@@ -275,7 +329,7 @@ pub fn decode(bytes: &[u8]) -> Result<Frame, DecodeError> {
         };
         DecodeError::bad_frame(format!("{shape}: {e}"))
     })?;
-    match head.kind.as_str() {
+    match &*head.kind {
         "hello" => serde_cbor::from_slice::<Hello>(bytes)
             .map(Frame::Hello)
             .map_err(|e| DecodeError::new(ErrorCode::BadHello, format!("invalid hello: {e}"))),
@@ -440,7 +494,7 @@ fn decode_response(stem: Stem, args: Vec<Value>) -> Result<Response, DecodeError
 
 /// Encodes a configuration for the state directory.
 pub fn encode_configuration(config: &Configuration) -> Result<Vec<u8>, EncodeError> {
-    to_bytes(config)
+    to_bytes(|out| to_writer(config, out))
 }
 
 /// Decodes a configuration from the state directory.

@@ -67,15 +67,38 @@ impl Encoder<Bytes> for FrameCodec {
     type Error = FrameError;
 
     fn encode(&mut self, item: Bytes, dst: &mut BytesMut) -> Result<(), FrameError> {
-        let len = u32::try_from(item.len()).map_err(|_| FrameError::TooLarge {
-            len: item.len(),
-            max: u32::MAX as usize,
-        })?;
         dst.reserve(HEADER_BYTES + item.len());
-        dst.put_u32(len);
-        dst.extend_from_slice(&item);
-        Ok(())
+        put_frame(dst, |d| {
+            d.extend_from_slice(&item);
+            Ok::<(), FrameError>(())
+        })
     }
+}
+
+/// Appends one frame to `dst` whose payload `write` appends in place (no
+/// intermediate buffer), then fills in its length. On an error, `dst` is
+/// left as it was.
+pub fn put_frame<E: From<FrameError>>(
+    dst: &mut BytesMut,
+    write: impl FnOnce(&mut BytesMut) -> Result<(), E>,
+) -> Result<(), E> {
+    let start = dst.len();
+    dst.put_u32(0);
+    if let Err(e) = write(dst) {
+        dst.truncate(start);
+        return Err(e);
+    }
+    let len = dst.len() - start - HEADER_BYTES;
+    let Ok(len32) = u32::try_from(len) else {
+        dst.truncate(start);
+        return Err(FrameError::TooLarge {
+            len,
+            max: u32::MAX as usize,
+        }
+        .into());
+    };
+    dst[start..start + HEADER_BYTES].copy_from_slice(&len32.to_be_bytes());
+    Ok(())
 }
 
 #[cfg(test)]
@@ -142,6 +165,22 @@ mod tests {
             codec.decode(&mut buf).expect("ok").map(|b| b.len()),
             Some(10)
         );
+    }
+
+    #[test]
+    fn frames_written_in_place_carry_their_length_and_failures_leave_nothing() {
+        let mut buf = BytesMut::from(&b"xy"[..]);
+        put_frame(&mut buf, |d| {
+            d.extend_from_slice(b"hello");
+            Ok::<(), FrameError>(())
+        })
+        .expect("put");
+        let failed = put_frame(&mut buf, |d| {
+            d.extend_from_slice(b"half");
+            Err(FrameError::Io(std::io::Error::other("no")))
+        });
+        assert!(failed.is_err());
+        assert_eq!(&buf[..], b"xy\0\0\0\x05hello");
     }
 
     #[test]

@@ -13,9 +13,13 @@ use crate::api::events::{Request, Response};
 use crate::api::types::Configuration;
 use crate::testing::{wait_until, Probe, Seen};
 
-/// Answers get_nodes at once, set_configuration after `delay`.
+/// Answers get_nodes at once, set_configuration after the next of
+/// `delays` (then after `delay`), marking each result with its call number
+/// in `node`.
 struct Worker {
     delay: Duration,
+    delays: std::collections::VecDeque<Duration>,
+    calls: u32,
 }
 
 impl Actor for Worker {
@@ -35,11 +39,15 @@ impl Handler<GetNodesRequest> for Worker {
 impl Handler<SetConfigurationRequest> for Worker {
     type Result = ResponseFuture<SetConfigurationResponse>;
     fn handle(&mut self, r: SetConfigurationRequest, _: &mut Context<Self>) -> Self::Result {
-        let delay = self.delay;
+        let delay = self.delays.pop_front().unwrap_or(self.delay);
+        self.calls += 1;
+        let call = self.calls;
         Box::pin(async move {
             actix_rt::time::sleep(delay).await;
+            let mut result = ApiResult::ok(r.reqid.clone(), "w");
+            result.node = Some(format!("call {call}"));
             SetConfigurationResponse {
-                result: ApiResult::ok(r.reqid.clone(), "w"),
+                result,
                 reqid: r.reqid,
             }
         })
@@ -70,8 +78,22 @@ const PEER_A: PeerId = PeerId(1);
 const PEER_B: PeerId = PeerId(2);
 
 fn tracker(delay_ms: u64, timeout_ms: u64, max_in_flight: usize) -> Addr<Tracker> {
+    tracker_with(&[], delay_ms, timeout_ms, max_in_flight)
+}
+
+fn tracker_with(
+    delays_ms: &[u64],
+    delay_ms: u64,
+    timeout_ms: u64,
+    max_in_flight: usize,
+) -> Addr<Tracker> {
     let w = Worker {
         delay: Duration::from_millis(delay_ms),
+        delays: delays_ms
+            .iter()
+            .map(|&d| Duration::from_millis(d))
+            .collect(),
+        calls: 0,
     }
     .start();
     Tracker::new(
@@ -206,6 +228,57 @@ async fn deadline_answers_timed_out_and_drops_the_late_result() {
     assert!(r.result.error.contains("timed out"), "{}", r.result.error);
     actix_rt::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(seen.len(), 1, "the late result must not be sent");
+}
+
+#[actix_rt::test]
+async fn each_request_times_out_on_its_own_deadline() {
+    // Requests sent 100 ms apart, each slower than the deadline: each times
+    // out on its own deadline, not on the first one's or the last one's.
+    let t = tracker(10_000, 300, 10);
+    let (a, seen) = Probe::<Outbound>::start();
+    let start = std::time::Instant::now();
+    for id in ["a", "b", "c"] {
+        t.do_send(track(PEER_A, set_config(id), &a));
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut at = Vec::new();
+    for n in 1..=3 {
+        wait_until(|| seen.len() == n, 2_000).await;
+        at.push(start.elapsed().as_millis());
+    }
+    let ids: Vec<_> = responses(&seen).into_iter().map(|r| r.reqid.0).collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+    assert!(responses(&seen)
+        .iter()
+        .all(|r| r.result.error.contains("timed out")));
+    // Deadlines at 300, 400, 500 ms; wait_until polls every few ms.
+    for (i, ms) in at.iter().enumerate() {
+        let due = 300 + 100 * i as u128;
+        assert!(
+            *ms >= due && *ms < due + 90,
+            "answer {i} at {ms} ms: {at:?}"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn a_late_answer_never_goes_to_a_later_request_with_the_same_reqid() {
+    // The first call times out at 400 ms and answers at 1000 ms; by then
+    // the peer has sent the reqid again (at about 800 ms), and that call
+    // answers at about 1150 ms, within its own deadline.
+    let t = tracker_with(&[1_000, 350], 0, 400, 10);
+    let (a, seen) = Probe::<Outbound>::start();
+    t.do_send(track(PEER_A, set_config("r"), &a));
+    wait_until(|| seen.len() == 1, 2_000).await;
+    assert!(responses(&seen)[0].result.error.contains("timed out"));
+    actix_rt::time::sleep(Duration::from_millis(400)).await;
+    t.do_send(track(PEER_A, set_config("r"), &a));
+    wait_until(|| seen.len() == 2, 2_000).await;
+    let second = &responses(&seen)[1];
+    assert!(second.result.success, "{second:?}");
+    assert_eq!(second.result.node.as_deref(), Some("call 2"));
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(seen.len(), 2);
 }
 
 #[actix_rt::test]
