@@ -11,7 +11,7 @@
 //! (`target/release/zeek-mgmt-agent`), started with a settle time of 0 and
 //! a node program that only sleeps.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -256,36 +256,68 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Round trips of `request` bytes answered by `response` bytes through a
-/// plain loopback echo-like server.
-async fn raw_round_trips(request: usize, response: usize, rounds: usize) -> Vec<Duration> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+/// plain loopback echo-like server: a thread with blocking reads and
+/// writes, driven by the same blocking client as the agent's round trips.
+fn raw_round_trips(request: usize, response: usize, rounds: usize) -> Vec<Duration> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let (mut s, _) = listener.accept().await.expect("accept");
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
         s.set_nodelay(true).expect("nodelay");
         let mut inb = vec![0u8; request];
         let out = vec![7u8; response];
-        while s.read_exact(&mut inb).await.is_ok() {
-            if s.write_all(&out).await.is_err() {
+        while s.read_exact(&mut inb).is_ok() {
+            if s.write_all(&out).is_err() {
                 break;
             }
         }
     });
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
     s.set_nodelay(true).expect("nodelay");
     let req = vec![1u8; request];
     let mut inb = vec![0u8; response];
     let mut out = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let t = Instant::now();
-        s.write_all(&req).await.expect("write");
-        s.read_exact(&mut inb).await.expect("read");
+        s.write_all(&req).expect("write");
+        s.read_exact(&mut inb).expect("read");
         out.push(t.elapsed());
     }
+    drop(s);
+    let _ = server.join();
     out.sort();
     out
+}
+
+/// The blocking client of the round-trip figures: hello exchanged,
+/// check-in read and skipped.
+fn blocking_client(addr: SocketAddr) -> std::net::TcpStream {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    s.write_all(&framed(&hello_payload())).expect("hello");
+    for _ in 0..2 {
+        read_blocking_frame(&mut s);
+    }
+    s
+}
+
+fn read_blocking_frame(s: &mut std::net::TcpStream) -> usize {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).expect("frame length");
+    let len = u32::from_be_bytes(len) as usize;
+    let mut buf = vec![0; len];
+    s.read_exact(&mut buf).expect("frame");
+    len + 4
+}
+
+fn hello_payload() -> Vec<u8> {
+    cbor::encode(&Frame::Hello(zeek_mgmt_agent::wire::cbor::Hello {
+        version: 1,
+        endpoint: "bench".into(),
+        role: "client".into(),
+        heartbeat: 0,
+    }))
+    .expect("hello")
 }
 
 /// A client that speaks raw frames, so that what is measured is the agent,
@@ -293,14 +325,7 @@ async fn raw_round_trips(request: usize, response: usize, rounds: usize) -> Vec<
 async fn raw_client(addr: SocketAddr) -> tokio::net::TcpStream {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     s.set_nodelay(true).expect("nodelay");
-    let hello = cbor::encode(&Frame::Hello(zeek_mgmt_agent::wire::cbor::Hello {
-        version: 1,
-        endpoint: "bench".into(),
-        role: "client".into(),
-        heartbeat: 0,
-    }))
-    .expect("hello");
-    s.write_all(&framed(&hello)).await.expect("hello");
+    s.write_all(&framed(&hello_payload())).await.expect("hello");
     for _ in 0..2 {
         read_raw_frame(&mut s).await;
     }
@@ -368,21 +393,28 @@ async fn pipelined(addr: SocketAddr, conns: usize, per_conn: usize) -> f64 {
 }
 
 /// get_nodes round trips (one at a time) against a raw echo of the same
-/// byte counts: the p50 and p99 rows.
+/// byte counts: the p50 and p99 rows. Both use the same plain blocking
+/// client on its own thread, so that neither pays for an async runtime's
+/// hand-over between threads.
 async fn get_nodes_latency(addr: SocketAddr, rounds: usize) -> Vec<Row> {
-    let frame = get_nodes_frame("x");
-    let mut raw_c = raw_client(addr).await;
-    let mut lat = Vec::with_capacity(rounds);
-    let mut resp_len = 0;
-    for _ in 0..rounds {
-        let t = Instant::now();
-        raw_c.write_all(&frame).await.expect("write");
-        resp_len = read_raw_frame(&mut raw_c).await;
-        lat.push(t.elapsed());
-    }
-    drop(raw_c);
-    lat.sort();
-    let raw = raw_round_trips(frame.len(), resp_len, rounds).await;
+    let (lat, raw, resp_len) = tokio::task::spawn_blocking(move || {
+        let frame = get_nodes_frame("x");
+        let mut c = blocking_client(addr);
+        let mut lat = Vec::with_capacity(rounds);
+        let mut resp_len = 0;
+        for _ in 0..rounds {
+            let t = Instant::now();
+            c.write_all(&frame).expect("write");
+            resp_len = read_blocking_frame(&mut c);
+            lat.push(t.elapsed());
+        }
+        drop(c);
+        lat.sort();
+        let raw = raw_round_trips(frame.len(), resp_len, rounds);
+        (lat, raw, resp_len)
+    })
+    .await
+    .expect("round trips");
     let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
     let (r50, r99) = (percentile(&raw, 0.5), percentile(&raw, 0.99));
     vec![

@@ -3,9 +3,8 @@
 //! replacing this file.
 
 use std::borrow::Cow;
-use std::io;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_cbor::Value;
@@ -17,6 +16,10 @@ use crate::api::events::{
 };
 use crate::api::types::{Addr, ApiResult, Configuration, Node, ReqId, State};
 use crate::wire::codec::{self, FrameError};
+
+mod ser;
+
+use ser::Sink;
 
 /// The protocol-level error codes of `PROTOCOL.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,13 +193,8 @@ impl From<FrameError> for EncodeError {
     }
 }
 
-/// Serializes through `IoWrite`, whose writes are generic and so inlined
-/// here (serde_cbor's own `Vec` writer is not, and costs 2.5x the time).
-fn to_writer<T: Serialize>(v: &T, out: impl io::Write) -> Result<(), EncodeError> {
-    v.serialize(&mut serde_cbor::Serializer::new(
-        serde_cbor::ser::IoWrite::new(out),
-    ))
-    .map_err(|e| EncodeError(e.to_string()))
+fn to_writer<T: Serialize>(v: &T, out: &mut impl Sink) -> Result<(), EncodeError> {
+    ser::to_sink(v, out).map_err(|e| EncodeError(e.to_string()))
 }
 
 fn to_bytes(
@@ -211,7 +209,7 @@ fn event<A: Serialize>(
     topic: &str,
     name: &'static str,
     args: A,
-    out: impl io::Write,
+    out: &mut impl Sink,
 ) -> Result<(), EncodeError> {
     to_writer(
         &Out {
@@ -236,15 +234,15 @@ pub fn encode_event(topic: &str, body: &EventBody) -> Result<Vec<u8>, EncodeErro
 
 /// Appends one frame, framed (length prefix and CBOR), to `dst`.
 pub fn put_frame(dst: &mut BytesMut, frame: &Frame) -> Result<(), EncodeError> {
-    codec::put_frame(dst, |d| write_frame(frame, d.writer()))
+    codec::put_frame(dst, |d| write_frame(frame, d))
 }
 
 /// Appends an `event` frame on `topic`, framed, to `dst`.
 pub fn put_event(dst: &mut BytesMut, topic: &str, body: &EventBody) -> Result<(), EncodeError> {
-    codec::put_frame(dst, |d| write_event(topic, body, d.writer()))
+    codec::put_frame(dst, |d| write_event(topic, body, d))
 }
 
-fn write_frame(frame: &Frame, out: impl io::Write) -> Result<(), EncodeError> {
+fn write_frame(frame: &Frame, out: &mut impl Sink) -> Result<(), EncodeError> {
     match frame {
         Frame::Hello(h) => to_writer(
             &HelloOut {
@@ -269,7 +267,7 @@ fn write_frame(frame: &Frame, out: impl io::Write) -> Result<(), EncodeError> {
     }
 }
 
-fn write_event(topic: &str, body: &EventBody, out: impl io::Write) -> Result<(), EncodeError> {
+fn write_event(topic: &str, body: &EventBody, out: &mut impl Sink) -> Result<(), EncodeError> {
     match body {
         EventBody::Request(r) => {
             let name = r.stem().request_name();
