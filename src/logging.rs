@@ -10,11 +10,12 @@
 //! `BufferedStderr`: lines go into a buffer in memory, written out by a
 //! small thread every few milliseconds (and at once for warnings and
 //! errors). Under load the lines of thousands of requests cost a few
-//! `write` calls instead of one each, and no thread is woken per line.
+//! `write` calls instead of one each, no thread is woken per line, and no
+//! thread that logs waits while the buffer is being written out.
 
 use std::cell::Cell;
 use std::fmt::{self, Write as _};
-use std::io::{self, BufWriter, Stderr, Write};
+use std::io::{self, Stderr, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -215,75 +216,105 @@ impl Visit for Fields<'_, '_> {
 /// How often buffered lines are written out.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 
-type Shared = Arc<Mutex<BufWriter<Stderr>>>;
+/// Buffered lines beyond which the writer writes them out itself.
+const HIGH_WATER: usize = 64 * 1024;
+
+/// Lines wait in `lines`; whoever writes them out holds `out` (so that
+/// buffers go out in the order they were taken) and swaps `lines` with its
+/// spare buffer first, so that the agent's threads never wait for a write
+/// to the log, only for that swap.
+struct Shared {
+    lines: Mutex<Vec<u8>>,
+    out: Mutex<(Stderr, Vec<u8>)>,
+}
+
+impl Shared {
+    fn write_out(&self) -> io::Result<()> {
+        let mut out = self
+            .out
+            .lock()
+            .map_err(|_| io::Error::other("log output poisoned"))?;
+        let (stderr, spare) = &mut *out;
+        {
+            let mut lines = self
+                .lines
+                .lock()
+                .map_err(|_| io::Error::other("log buffer poisoned"))?;
+            std::mem::swap(&mut *lines, spare);
+        }
+        let written = stderr.write_all(spare);
+        spare.clear();
+        written
+    }
+}
 
 /// A `MakeWriter` for `tracing_subscriber` that buffers stderr.
 #[derive(Clone)]
 pub struct BufferedStderr {
-    out: Shared,
+    shared: Arc<Shared>,
 }
 
-/// Flushes what is left when dropped, and stops the flushing thread.
+/// Writes out what is left when dropped, and stops the flushing thread.
 pub struct FlushGuard {
-    out: Shared,
+    shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
 }
 
 impl Drop for FlushGuard {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Ok(mut w) = self.out.lock() {
-            let _ = w.flush();
-        }
+        let _ = self.shared.write_out();
     }
 }
 
 impl BufferedStderr {
     /// The writer, and the guard that flushes at the end.
     pub fn start() -> (BufferedStderr, FlushGuard) {
-        let out: Shared = Arc::new(Mutex::new(BufWriter::with_capacity(
-            64 * 1024,
-            io::stderr(),
-        )));
+        let shared = Arc::new(Shared {
+            lines: Mutex::new(Vec::with_capacity(HIGH_WATER)),
+            out: Mutex::new((io::stderr(), Vec::with_capacity(HIGH_WATER))),
+        });
         let stop = Arc::new(AtomicBool::new(false));
-        let (o, s) = (Arc::clone(&out), Arc::clone(&stop));
+        let (sh, st) = (Arc::clone(&shared), Arc::clone(&stop));
         // Without the thread, lines still go out when the buffer fills and
         // at the end; only their promptness would suffer.
         let _ = std::thread::Builder::new()
             .name("log-flusher".into())
             .spawn(move || {
-                while !s.load(Ordering::Relaxed) {
+                while !st.load(Ordering::Relaxed) {
                     std::thread::sleep(FLUSH_INTERVAL);
-                    if let Ok(mut w) = o.lock() {
-                        let _ = w.flush();
-                    }
+                    let _ = sh.write_out();
                 }
             });
         (
             BufferedStderr {
-                out: Arc::clone(&out),
+                shared: Arc::clone(&shared),
             },
-            FlushGuard { out, stop },
+            FlushGuard { shared, stop },
         )
     }
 }
 
-/// One event's writer: appends to the buffer; flushes after a warning or
-/// an error.
+/// One event's writer: appends to the buffer; writes it out after a
+/// warning or an error, or when it has grown large.
 pub struct EventWriter {
-    out: Shared,
+    shared: Arc<Shared>,
     urgent: bool,
 }
 
 impl Write for EventWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut w = self
-            .out
-            .lock()
-            .map_err(|_| io::Error::other("log buffer poisoned"))?;
-        w.write_all(buf)?;
-        if self.urgent {
-            w.flush()?;
+        let full = {
+            let mut lines = self
+                .shared
+                .lines
+                .lock()
+                .map_err(|_| io::Error::other("log buffer poisoned"))?;
+            lines.extend_from_slice(buf);
+            lines.len() >= HIGH_WATER
+        };
+        if self.urgent || full {
+            self.shared.write_out()?;
         }
         Ok(buf.len())
     }
@@ -298,14 +329,14 @@ impl<'a> MakeWriter<'a> for BufferedStderr {
 
     fn make_writer(&'a self) -> EventWriter {
         EventWriter {
-            out: Arc::clone(&self.out),
+            shared: Arc::clone(&self.shared),
             urgent: true,
         }
     }
 
     fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> EventWriter {
         EventWriter {
-            out: Arc::clone(&self.out),
+            shared: Arc::clone(&self.shared),
             urgent: *meta.level() <= Level::WARN,
         }
     }

@@ -60,6 +60,9 @@ struct Slot {
     revival: Option<SpawnHandle>,
     /// Set once this launch counted as running.
     has_run: bool,
+    /// The last background sample, with the pid it was taken of (a
+    /// revived node's new process has none until the next one).
+    sample: Option<(u32, Sample)>,
 }
 
 /// A process of an earlier configuration, being stopped.
@@ -99,7 +102,8 @@ pub struct NodeSupervisor {
     deploy: Option<PendingDeploy>,
     backend: Backend,
     next_proc: u64,
-    samples: HashMap<u32, Sample>,
+    /// The agent's own last sample; the nodes' are in their slots.
+    own_sample: Option<Sample>,
     started_at: Instant,
     welcomed: bool,
     shutting_down: bool,
@@ -131,7 +135,7 @@ impl NodeSupervisor {
             deploy: None,
             backend: Backend::Detecting,
             next_proc: 0,
-            samples: HashMap::new(),
+            own_sample: None,
             started_at: Instant::now(),
             welcomed: false,
             shutting_down: false,
@@ -219,6 +223,7 @@ impl NodeSupervisor {
                     restarts: 0,
                     revival: None,
                     has_run: false,
+                    sample: None,
                 },
             );
         }
@@ -584,7 +589,7 @@ impl NodeSupervisor {
 
     fn statuses(&self) -> Vec<NodeStatus> {
         let me = self.own_pid;
-        let own = self.samples.get(&me);
+        let own = self.own_sample.as_ref();
         let now = Instant::now();
         let uptime = |since: Instant| now.saturating_duration_since(since).as_secs_f64();
         let agent = NodeStatus {
@@ -601,7 +606,10 @@ impl NodeSupervisor {
         };
         let mut out = Vec::with_capacity(self.slots.len() + 1);
         for slot in self.slots.values() {
-            let sample = slot.pid.and_then(|p| self.samples.get(&p));
+            let sample = match (slot.pid, &slot.sample) {
+                (Some(pid), Some((of, s))) if pid == *of => Some(s),
+                _ => None,
+            };
             out.push(NodeStatus {
                 node: slot.node.name.clone(),
                 state: slot.node.state,
@@ -628,7 +636,12 @@ impl NodeSupervisor {
         ctx.spawn(
             process::sample(pids)
                 .into_actor(self)
-                .map(|s, act, _| act.samples = s),
+                .map(|samples, act, _| {
+                    act.own_sample = samples.get(&act.own_pid).copied();
+                    for slot in act.slots.values_mut() {
+                        slot.sample = slot.pid.and_then(|p| samples.get(&p).map(|s| (p, *s)));
+                    }
+                }),
         );
     }
 
