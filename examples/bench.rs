@@ -256,22 +256,21 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Round trips of `request` bytes answered by `response` bytes through a
-/// plain loopback echo-like server: a thread with blocking reads and
-/// writes, driven by the same blocking client as the agent's round trips.
+/// plain loopback echo-like server: this program started again as a
+/// separate process (as the agent is one) with blocking reads and writes,
+/// driven by the same blocking client as the agent's round trips.
 fn raw_round_trips(request: usize, response: usize, rounds: usize) -> Vec<Duration> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().expect("accept");
-        s.set_nodelay(true).expect("nodelay");
-        let mut inb = vec![0u8; request];
-        let out = vec![7u8; response];
-        while s.read_exact(&mut inb).is_ok() {
-            if s.write_all(&out).is_err() {
-                break;
-            }
-        }
-    });
+    let exe = std::env::current_exe().expect("current exe");
+    let mut server = Command::new(exe)
+        .args(["--echo-server", &request.to_string(), &response.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("echo server");
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("echo port");
+    let addr: SocketAddr = line.trim().parse().expect("echo address");
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
     s.set_nodelay(true).expect("nodelay");
     let req = vec![1u8; request];
@@ -284,9 +283,25 @@ fn raw_round_trips(request: usize, response: usize, rounds: usize) -> Vec<Durati
         out.push(t.elapsed());
     }
     drop(s);
-    let _ = server.join();
+    let _ = server.wait();
     out.sort();
     out
+}
+
+/// The echo server's process: answers every `request` bytes with
+/// `response` bytes on one connection, then exits.
+fn echo_server(request: usize, response: usize) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    println!("{}", listener.local_addr().expect("addr"));
+    let (mut s, _) = listener.accept().expect("accept");
+    s.set_nodelay(true).expect("nodelay");
+    let mut inb = vec![0u8; request];
+    let out = vec![7u8; response];
+    while s.read_exact(&mut inb).is_ok() {
+        if s.write_all(&out).is_err() {
+            break;
+        }
+    }
 }
 
 /// The blocking client of the round-trip figures: hello exchanged,
@@ -456,6 +471,11 @@ fn arg_value(flag: &str) -> Option<String> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() {
+    if let Some(request) = arg_value("--echo-server") {
+        let response = std::env::args().nth(3).and_then(|v| v.parse().ok());
+        echo_server(request.parse().expect("request size"), response.expect("response size"));
+        return;
+    }
     let quick = std::env::args().any(|a| a == "--quick");
     let tmp = std::env::temp_dir().join(format!("zeek-mgmt-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).expect("tmp");
