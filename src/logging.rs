@@ -271,8 +271,8 @@ impl BufferedStderr {
     /// The writer, and the guard that flushes at the end.
     pub fn start() -> (BufferedStderr, FlushGuard) {
         let shared = Arc::new(Shared {
-            lines: Mutex::new(Vec::with_capacity(HIGH_WATER)),
-            out: Mutex::new((io::stderr(), Vec::with_capacity(HIGH_WATER))),
+            lines: Mutex::new(Vec::new()),
+            out: Mutex::new((io::stderr(), Vec::new())),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let (sh, st) = (Arc::clone(&shared), Arc::clone(&stop));
