@@ -473,7 +473,10 @@ fn arg_value(flag: &str) -> Option<String> {
 async fn main() {
     if let Some(request) = arg_value("--echo-server") {
         let response = std::env::args().nth(3).and_then(|v| v.parse().ok());
-        echo_server(request.parse().expect("request size"), response.expect("response size"));
+        echo_server(
+            request.parse().expect("request size"),
+            response.expect("response size"),
+        );
         return;
     }
     let quick = std::env::args().any(|a| a == "--quick");

@@ -4,7 +4,8 @@
 //! it, and routes every response back to its peer exactly once — the answer,
 //! or `request timed out` when the deadline passes first (a late answer is
 //! then dropped). Deadlines are kept by one timer for all requests, armed
-//! for the oldest one, not by a timer each. It logs the `rx`/`tx` line of
+//! for the oldest one (answers come at most a hundredth of the timeout
+//! late), not by a timer each. It logs the `rx`/`tx` line of
 //! every request and response.
 
 use std::collections::HashMap;
@@ -83,6 +84,9 @@ fn release_free_memory() {
 
 /// How often an idle tracker hands memory left from a burst back.
 const TRIM_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The shortest wait between two deadline sweeps.
+const MIN_SWEEP: Duration = Duration::from_millis(1);
 
 /// Table capacity above which a mostly empty table is shrunk.
 const SHRINK_ABOVE: usize = 4096;
@@ -217,7 +221,13 @@ impl Tracker {
         }
         match self.in_flight.values().map(|e| e.since).min() {
             Some(oldest) => {
-                let wait = (oldest + timeout).saturating_duration_since(now);
+                // Not sooner than a hundredth of the timeout: each sweep
+                // looks at every request in flight, and deadlines spread
+                // finely over the timeout must not make it run back to back.
+                let wait = (oldest + timeout)
+                    .saturating_duration_since(now)
+                    .max(timeout / 100)
+                    .max(MIN_SWEEP);
                 ctx.run_later(wait, |act, ctx| act.sweep(ctx));
             }
             None => self.sweeping = false,
