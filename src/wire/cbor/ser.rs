@@ -429,61 +429,62 @@ impl<'a, 'b, S: Sink> ser::Serializer for &'b mut Encoder<'a, S> {
     }
 }
 
-impl<S: Sink> ser::SerializeSeq for Compound<'_, S> {
-    type Ok = ();
-    type Error = Error;
+/// The traits of collections whose items are values.
+macro_rules! items {
+    ($($tr:ident::$method:ident),*) => {$(
+        impl<S: Sink> ser::$tr for Compound<'_, S> {
+            type Ok = ();
+            type Error = Error;
 
-    #[inline]
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.item(value)
-    }
+            #[inline]
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+                self.item(value)
+            }
 
-    #[inline]
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
+            #[inline]
+            fn end(self) -> Result<(), Error> {
+                self.close()
+            }
+        }
+    )*};
 }
 
-impl<S: Sink> ser::SerializeTuple for Compound<'_, S> {
-    type Ok = ();
-    type Error = Error;
+items!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
-    #[inline]
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.item(value)
-    }
+/// The traits of records: each field is its name, then its value.
+macro_rules! fields {
+    ($($tr:ident),*) => {$(
+        impl<S: Sink> ser::$tr for Compound<'_, S> {
+            type Ok = ();
+            type Error = Error;
 
-    #[inline]
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
+            #[inline]
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), Error> {
+                Encoder {
+                    out: &mut *self.out,
+                }
+                .text(key);
+                self.item(value)
+            }
+
+            #[inline]
+            fn end(self) -> Result<(), Error> {
+                self.close()
+            }
+        }
+    )*};
 }
 
-impl<S: Sink> ser::SerializeTupleStruct for Compound<'_, S> {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.item(value)
-    }
-
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
-}
-
-impl<S: Sink> ser::SerializeTupleVariant for Compound<'_, S> {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.item(value)
-    }
-
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
-}
+fields!(SerializeStruct, SerializeStructVariant);
 
 impl<S: Sink> ser::SerializeMap for Compound<'_, S> {
     type Ok = ();
@@ -500,50 +501,6 @@ impl<S: Sink> ser::SerializeMap for Compound<'_, S> {
     }
 
     #[inline]
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
-}
-
-impl<S: Sink> ser::SerializeStruct for Compound<'_, S> {
-    type Ok = ();
-    type Error = Error;
-
-    #[inline]
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), Error> {
-        Encoder {
-            out: &mut *self.out,
-        }
-        .text(key);
-        self.item(value)
-    }
-
-    #[inline]
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
-}
-
-impl<S: Sink> ser::SerializeStructVariant for Compound<'_, S> {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), Error> {
-        Encoder {
-            out: &mut *self.out,
-        }
-        .text(key);
-        self.item(value)
-    }
-
     fn end(self) -> Result<(), Error> {
         self.close()
     }
