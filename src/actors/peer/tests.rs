@@ -263,3 +263,58 @@ async fn a_peer_that_stops_reading_is_disconnected() {
     }
     wait_until(|| h.closed.len() == 1, 5_000).await;
 }
+
+/// Yields its script, then ends.
+struct Script(std::collections::VecDeque<Poll<Option<u32>>>);
+
+impl Stream for Script {
+    type Item = u32;
+
+    fn poll_next(mut self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<Option<u32>> {
+        self.0.pop_front().unwrap_or(Poll::Ready(None))
+    }
+}
+
+async fn batches(script: Vec<Poll<Option<u32>>>, max: usize) -> Vec<Vec<u32>> {
+    let mut b = Batches {
+        inner: Script(script.into()),
+        max,
+        ended: false,
+    };
+    let mut out = Vec::new();
+    while let Some(batch) = std::future::poll_fn(|cx| Pin::new(&mut b).poll_next(cx)).await {
+        out.push(batch);
+    }
+    // Once ended, it stays ended.
+    assert!(std::future::poll_fn(|cx| Pin::new(&mut b).poll_next(cx))
+        .await
+        .is_none());
+    out
+}
+
+#[actix_rt::test]
+async fn frames_are_handed_on_in_batches_of_what_is_ready() {
+    let ready = |v| Poll::Ready(Some(v));
+    // What is ready before the stream waits goes together; the end after
+    // items comes after their batch.
+    assert_eq!(
+        batches(
+            vec![
+                ready(1),
+                ready(2),
+                Poll::Pending,
+                ready(3),
+                Poll::Ready(None)
+            ],
+            8
+        )
+        .await,
+        [vec![1, 2], vec![3]]
+    );
+    // At most `max` at a time.
+    assert_eq!(
+        batches((1..=5).map(ready).collect(), 2).await,
+        [vec![1, 2], vec![3, 4], vec![5]]
+    );
+    assert!(batches(vec![], 8).await.is_empty());
+}
