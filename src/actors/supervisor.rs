@@ -104,6 +104,10 @@ pub struct NodeSupervisor {
     next_proc: u64,
     /// The agent's own last sample; the nodes' are in their slots.
     own_sample: Option<Sample>,
+    /// When the last sample came in: uptimes are as of then, so that a
+    /// status table stays the same (and its encoding reusable) between
+    /// samples.
+    sampled_at: Option<Instant>,
     started_at: Instant,
     welcomed: bool,
     shutting_down: bool,
@@ -136,6 +140,7 @@ impl NodeSupervisor {
             backend: Backend::Detecting,
             next_proc: 0,
             own_sample: None,
+            sampled_at: None,
             started_at: Instant::now(),
             welcomed: false,
             shutting_down: false,
@@ -590,8 +595,12 @@ impl NodeSupervisor {
     fn statuses(&self) -> Vec<NodeStatus> {
         let me = self.own_pid;
         let own = self.own_sample.as_ref();
-        let now = Instant::now();
-        let uptime = |since: Instant| now.saturating_duration_since(since).as_secs_f64();
+        // As of the last sample; a process started since has none yet.
+        let uptime = |since: Instant| {
+            self.sampled_at
+                .and_then(|at| at.checked_duration_since(since))
+                .map(|d| d.as_secs_f64())
+        };
         let agent = NodeStatus {
             node: self.cfg.name.clone(),
             state: State::Running,
@@ -602,7 +611,7 @@ impl NodeSupervisor {
             cpu_percent: own.map(|s| s.cpu_percent),
             rss_bytes: own.map(|s| s.rss_bytes),
             restarts: None,
-            uptime_secs: Some(uptime(self.started_at)),
+            uptime_secs: uptime(self.started_at),
         };
         let mut out = Vec::with_capacity(self.slots.len() + 1);
         for slot in self.slots.values() {
@@ -620,7 +629,7 @@ impl NodeSupervisor {
                 cpu_percent: sample.map(|s| s.cpu_percent),
                 rss_bytes: sample.map(|s| s.rss_bytes),
                 restarts: Some(slot.restarts),
-                uptime_secs: slot.started_at.map(uptime),
+                uptime_secs: slot.started_at.and_then(uptime),
             });
         }
         // The slots come sorted by name; only the agent's own entry, first,
@@ -637,6 +646,7 @@ impl NodeSupervisor {
             process::sample(pids)
                 .into_actor(self)
                 .map(|samples, act, _| {
+                    act.sampled_at = Some(Instant::now());
                     act.own_sample = samples.get(&act.own_pid).copied();
                     for slot in act.slots.values_mut() {
                         slot.sample = slot.pid.and_then(|p| samples.get(&p).map(|s| (p, *s)));

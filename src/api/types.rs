@@ -332,7 +332,7 @@ pub struct NodeStatus {
     /// Revivals of this node since its configuration was applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restarts: Option<u64>,
-    /// Seconds since the current process started.
+    /// Seconds the current process had run at the last background sample.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uptime_secs: Option<f64>,
 }

@@ -3,6 +3,7 @@
 //! replacing this file.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use bytes::BytesMut;
 use serde::de::DeserializeOwned;
@@ -14,12 +15,14 @@ use crate::api::events::{
     NotifyChange, NotifyError, NotifyLog, Request, Response, SetConfigurationRequest, Stem,
     EVENT_PREFIX,
 };
-use crate::api::types::{Addr, ApiResult, Configuration, Node, ReqId, State};
+use crate::api::types::{
+    Addr, ApiResult, Configuration, Node, NodeStatus, ReqId, ResultData, State,
+};
 use crate::wire::codec::{self, FrameError};
 
 mod ser;
 
-use ser::Sink;
+use ser::{Sink, Verbatim};
 
 /// The protocol-level error codes of `PROTOCOL.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,7 +196,7 @@ impl From<FrameError> for EncodeError {
     }
 }
 
-fn to_writer<T: Serialize>(v: &T, out: &mut impl Sink) -> Result<(), EncodeError> {
+fn to_writer<T: Serialize + ?Sized>(v: &T, out: &mut impl Sink) -> Result<(), EncodeError> {
     ser::to_sink(v, out).map_err(|e| EncodeError(e.to_string()))
 }
 
@@ -277,9 +280,13 @@ fn write_event(topic: &str, body: &EventBody, out: &mut impl Sink) -> Result<(),
                 _ => event(topic, name, (reqid,), out),
             }
         }
-        EventBody::Response(r) => {
-            event(topic, r.stem.response_name(), (&r.reqid.0, &r.result), out)
-        }
+        EventBody::Response(r) => match &r.result.data {
+            Some(ResultData::NodeStatuses(list)) => with_encoded_list(list, |list| {
+                let result = ResultOut::of(&r.result, Verbatim(list));
+                event(topic, r.stem.response_name(), (&r.reqid.0, &result), out)
+            }),
+            _ => event(topic, r.stem.response_name(), (&r.reqid.0, &r.result), out),
+        },
         EventBody::Notification(n) => match n {
             Notification::AgentHello(h) => {
                 event(topic, n.name(), (&h.instance, &h.host, h.api_version), out)
@@ -299,6 +306,61 @@ fn write_event(topic: &str, body: &EventBody, out: &mut impl Sink) -> Result<(),
             }) => event(topic, n.name(), (instance, msg, node), out),
         },
     }
+}
+
+/// An `ApiResult` whose `data` is already encoded: the same keys, in the
+/// same order, left out under the same conditions.
+#[derive(Serialize)]
+struct ResultOut<'a> {
+    reqid: &'a ReqId,
+    instance: &'a str,
+    success: bool,
+    data: Verbatim<'a>,
+    error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<&'a str>,
+}
+
+impl<'a> ResultOut<'a> {
+    fn of(r: &'a ApiResult, data: Verbatim<'a>) -> Self {
+        ResultOut {
+            reqid: &r.reqid,
+            instance: &r.instance,
+            success: r.success,
+            data,
+            error: &r.error,
+            node: r.node.as_deref(),
+        }
+    }
+}
+
+thread_local! {
+    /// The node list this thread encoded last, and its encoding: a
+    /// controller polling `get_nodes` gets the same table until a node
+    /// changes or the next background sample comes in, and then costs a
+    /// comparison and a copy instead of an encoding.
+    static LAST_LIST: RefCell<Option<(Vec<NodeStatus>, Vec<u8>)>> = const { RefCell::new(None) };
+}
+
+/// Calls `write` with the encoding of `list`, made again only when `list`
+/// differs from the last one.
+fn with_encoded_list(
+    list: &[NodeStatus],
+    write: impl FnOnce(&[u8]) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
+    LAST_LIST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((cached, bytes)) if cached.as_slice() == list => write(bytes),
+            _ => {
+                let mut bytes = Vec::with_capacity(64 * list.len());
+                to_writer(list, &mut bytes)?;
+                let written = write(&bytes);
+                *last = Some((list.to_vec(), bytes));
+                written
+            }
+        }
+    })
 }
 
 /// The keys of an incoming frame that decide what it is; the rest (hello's

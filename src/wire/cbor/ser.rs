@@ -52,7 +52,31 @@ impl ser::Error for Error {
 
 /// Serializes `value` onto the end of `out`.
 pub fn to_sink<T: Serialize + ?Sized, S: Sink>(value: &T, out: &mut S) -> Result<(), Error> {
-    value.serialize(&mut Encoder { out })
+    value.serialize(&mut Encoder {
+        out,
+        verbatim: false,
+    })
+}
+
+/// The name of the newtype that `Verbatim` wraps its bytes in: this
+/// serializer writes them as they are.
+const VERBATIM: &str = "\0zeek_mgmt_agent::cbor::verbatim";
+
+/// Bytes that already are one encoded CBOR data item, written as they are
+/// by this serializer (and as a byte string by any other, which never sees
+/// one: only this module's callers make them).
+pub struct Verbatim<'a>(pub &'a [u8]);
+
+impl Serialize for Verbatim<'_> {
+    fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Bytes<'a>(&'a [u8]);
+        impl Serialize for Bytes<'_> {
+            fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(self.0)
+            }
+        }
+        s.serialize_newtype_struct(VERBATIM, &Bytes(self.0))
+    }
 }
 
 const UINT: u8 = 0;
@@ -66,6 +90,8 @@ const BREAK: u8 = 0xff;
 
 struct Encoder<'a, S: Sink> {
     out: &'a mut S,
+    /// Inside a `Verbatim`: bytes are written as they are.
+    verbatim: bool,
 }
 
 impl<S: Sink> Encoder<'_, S> {
@@ -145,6 +171,7 @@ impl<S: Sink> Compound<'_, S> {
     fn item<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
         value.serialize(&mut Encoder {
             out: &mut *self.out,
+            verbatim: false,
         })
     }
 
@@ -306,7 +333,9 @@ impl<'a, 'b, S: Sink> ser::Serializer for &'b mut Encoder<'a, S> {
     }
 
     fn serialize_bytes(self, v: &[u8]) -> Result<(), Error> {
-        self.head(BYTES, v.len() as u64);
+        if !self.verbatim {
+            self.head(BYTES, v.len() as u64);
+        }
         self.out.put(v);
         Ok(())
     }
@@ -344,9 +373,15 @@ impl<'a, 'b, S: Sink> ser::Serializer for &'b mut Encoder<'a, S> {
 
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
-        _: &'static str,
+        name: &'static str,
         value: &T,
     ) -> Result<(), Error> {
+        if name == VERBATIM {
+            return value.serialize(&mut Encoder {
+                out: &mut *self.out,
+                verbatim: true,
+            });
+        }
         value.serialize(self)
     }
 
@@ -471,6 +506,7 @@ macro_rules! fields {
             ) -> Result<(), Error> {
                 Encoder {
                     out: &mut *self.out,
+                    verbatim: false,
                 }
                 .text(key);
                 self.item(value)

@@ -331,3 +331,77 @@ fn bad_args_with_reqid_become_invalid_requests() {
         }
     }
 }
+
+fn status(name: &str, uptime: Option<f64>) -> NodeStatus {
+    NodeStatus {
+        node: name.into(),
+        state: State::Running,
+        mgmt_role: MgmtRole::None,
+        cluster_role: Role::Worker,
+        pid: Some(7),
+        p: None,
+        cpu_percent: Some(0.5),
+        rss_bytes: Some(4096),
+        restarts: Some(1),
+        uptime_secs: uptime,
+    }
+}
+
+/// The event as the generic path writes it (the result serialized whole).
+fn plain(topic: &str, r: &Response) -> Vec<u8> {
+    to_bytes(|out| event(topic, r.stem.response_name(), (&r.reqid.0, &r.result), out))
+        .expect("encode")
+}
+
+#[test]
+fn node_lists_encoded_once_are_reused_byte_for_byte_and_never_stale() {
+    let list = vec![status("w1", Some(1.5)), status("w2", None)];
+    let mut with_node = ApiResult::failure("r2".into(), "agent-a", "partly");
+    with_node.node = Some("w2".into());
+    let results = [
+        ApiResult::ok("r1".into(), "agent-a"),
+        with_node,
+        ApiResult::ok("r3".into(), ""),
+    ];
+    for base in results {
+        for list in [list.clone(), vec![], list.clone()] {
+            let r = Response {
+                stem: Stem::GetNodes,
+                reqid: base.reqid.clone(),
+                result: ApiResult {
+                    data: Some(ResultData::NodeStatuses(list)),
+                    ..base.clone()
+                },
+            };
+            // A miss, then a hit: both as the generic path.
+            for _ in 0..2 {
+                let bytes = encode_event("t", &EventBody::Response(r.clone())).expect("encode");
+                assert_eq!(bytes, plain("t", &r));
+            }
+        }
+    }
+    // A change in any field is seen: the next answer is not the cached one.
+    let mut changed = list.clone();
+    changed[1].state = State::Crashed;
+    for l in [list, changed] {
+        let r = Response {
+            stem: Stem::GetNodes,
+            reqid: "x".into(),
+            result: ApiResult {
+                data: Some(ResultData::NodeStatuses(l.clone())),
+                ..ApiResult::ok("x".into(), "a")
+            },
+        };
+        let frame = Frame::Event {
+            topic: "t".into(),
+            body: EventBody::Response(r),
+        };
+        match roundtrip(&frame) {
+            Frame::Event {
+                body: EventBody::Response(back),
+                ..
+            } => assert_eq!(back.result.data, Some(ResultData::NodeStatuses(l))),
+            other => panic!("not a response: {other:?}"),
+        }
+    }
+}

@@ -226,3 +226,10 @@ fn appends_to_a_bytes_buffer_as_to_a_vec() {
     assert_eq!(&buf[..4], b"head");
     assert_eq!(&buf[4..], &ours(&v)[..]);
 }
+
+#[test]
+fn verbatim_bytes_are_written_as_they_are() {
+    let inner = ours(&vec![1u8, 2]);
+    let v = (5u8, Verbatim(&inner), "x");
+    assert_eq!(ours(&v), ours(&(5u8, vec![1u8, 2], "x")));
+}
