@@ -197,6 +197,32 @@ async fn deploy(c: &Connection, n: usize, id: &str) -> Duration {
     took
 }
 
+/// Waits until every node's figures are sampled, so that get_nodes answers
+/// with every key, as in a steady state.
+async fn wait_sampled(c: &Connection) {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(20) {
+        let r = c
+            .request(
+                Request::GetNodes(GetNodesRequest {
+                    reqid: c.new_reqid(),
+                }),
+                LONG,
+            )
+            .await
+            .expect("get_nodes");
+        if let Some(ResultData::NodeStatuses(s)) = r.result.data {
+            if s.iter()
+                .all(|n| n.rss_bytes.is_some() && n.uptime_secs.is_some())
+            {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("nodes not sampled within 20 s");
+}
+
 async fn standby(c: &Connection) -> Duration {
     let t = Instant::now();
     let r = c
@@ -517,6 +543,7 @@ async fn main() {
                 .await
                 .expect("connect");
             deploy(&conn, 100, "only").await;
+            wait_sampled(&conn).await;
             c = Some(conn);
         }
         let cpu = main_thread_cpu(pid);
@@ -597,6 +624,7 @@ async fn main() {
         }
         if n == 100 {
             let rounds = if quick { 300 } else { 3000 };
+            wait_sampled(&c).await;
             rows.extend(get_nodes_latency(agent.addr, rounds).await);
 
             // Time from a node's premature exit to its notify_change.
