@@ -6,6 +6,7 @@
 //! cargo run --release --example bench -- --quick     # smaller runs
 //! cargo run --release --example bench -- --only get-nodes [--rounds N]
 //! cargo run --release --example bench -- --only pipelined [--requests N]
+//! cargo run --release --example bench -- --only deploy [--nodes N] [--repeat R]
 //! ```
 //! The agent is the release binary next to this example
 //! (`target/release/zeek-mgmt-agent`), started with a settle time of 0 and
@@ -528,8 +529,8 @@ async fn main() {
     ));
 
     // A single figure, for profiling: `--only get-nodes` (100 nodes,
-    // `--rounds` round trips) or `--only pipelined` (`--requests` on one
-    // connection).
+    // `--rounds` round trips), `--only pipelined` (`--requests` on one
+    // connection) or `--only deploy` (`--nodes`, `--repeat` times).
     if let Some(only) = arg_value("--only") {
         let count = |flag: &str, default: usize| {
             arg_value(flag)
@@ -538,12 +539,14 @@ async fn main() {
         };
         let pid = agent.child.id();
         let mut c = None;
-        if only == "get-nodes" {
+        if only == "get-nodes" || only == "deploy" {
             let conn = Connection::connect(agent.addr, ControllerOptions::default())
                 .await
                 .expect("connect");
-            deploy(&conn, 100, "only").await;
-            wait_sampled(&conn).await;
+            if only == "get-nodes" {
+                deploy(&conn, 100, "only").await;
+                wait_sampled(&conn).await;
+            }
             c = Some(conn);
         }
         let cpu = main_thread_cpu(pid);
@@ -564,13 +567,35 @@ async fn main() {
                 )];
                 (rows, requests)
             }
-            other => panic!("--only takes get-nodes or pipelined, not {other}"),
+            "deploy" => {
+                let (n, repeat) = (count("--nodes", 100), count("--repeat", 5));
+                let mut rows = Vec::new();
+                for i in 0..repeat {
+                    let raw = raw_spawn(&node, &tmp.join("raw"), n);
+                    let conn = c.as_ref().expect("connection");
+                    let ours = deploy(conn, n, &format!("only-{i}")).await;
+                    standby(conn).await;
+                    rows.push(row(
+                        format!("deploy of {n} nodes"),
+                        ms(ours),
+                        format!("{} (raw spawn)", ms(raw)),
+                        ratio(ours, raw),
+                        "<= 1.5x",
+                    ));
+                }
+                (rows, repeat)
+            }
+            other => panic!("--only takes get-nodes, pipelined or deploy, not {other}"),
         };
         // The echo's round trips are not the agent's: count only up to the
         // agent's last answer, which came before the echo started.
         let per = (main_thread_cpu(pid) - cpu) / requests as u32;
         rows.push(row(
-            "agent main thread CPU per request",
+            if only == "deploy" {
+                "agent main thread CPU per deploy and standby"
+            } else {
+                "agent main thread CPU per request"
+            },
             us(per),
             "",
             "",
