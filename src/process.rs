@@ -7,13 +7,17 @@ use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::{mpsc, Mutex, OnceLock};
 
 use tokio::io::unix::AsyncFd;
 use tokio::sync::oneshot;
+
+mod launch;
+
+pub use launch::NodeChild;
 
 /// How to start one node process.
 #[derive(Clone)]
@@ -39,7 +43,7 @@ impl std::fmt::Debug for SpawnSpec {
     }
 }
 
-type SpawnJob = (SpawnSpec, oneshot::Sender<io::Result<Child>>);
+type SpawnJob = (SpawnSpec, oneshot::Sender<io::Result<NodeChild>>);
 
 fn spawner() -> io::Result<&'static Mutex<mpsc::Sender<SpawnJob>>> {
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnJob>>> = OnceLock::new();
@@ -60,7 +64,7 @@ fn spawner() -> io::Result<&'static Mutex<mpsc::Sender<SpawnJob>>> {
     Ok(SPAWNER.get_or_init(|| Mutex::new(tx)))
 }
 
-fn spawn_now(spec: &SpawnSpec) -> io::Result<Child> {
+fn spawn_now(spec: &SpawnSpec) -> io::Result<NodeChild> {
     std::fs::create_dir_all(&spec.cwd)?;
     let open = |name: &str| {
         OpenOptions::new()
@@ -68,43 +72,22 @@ fn spawn_now(spec: &SpawnSpec) -> io::Result<Child> {
             .append(true)
             .open(spec.cwd.join(name))
     };
-    let mut cmd = Command::new(&spec.program);
-    cmd.args(&spec.args)
-        .current_dir(&spec.cwd)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(open("stdout")?)
-        .stderr(open("stderr")?)
-        .process_group(0);
-    // SAFETY: getpid is async-signal-safe.
-    let agent_pid = unsafe { libc::getpid() };
-    let cpu = spec.cpu;
-    // SAFETY: the closure runs between fork and exec and only calls
-    // async-signal-safe functions (prctl, getppid, sched_setaffinity).
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The agent may have died between fork and prctl.
-            if libc::getppid() != agent_pid {
-                return Err(io::Error::other("agent exited during spawn"));
-            }
-            if let Some(cpu) = cpu {
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                libc::CPU_SET(cpu, &mut set);
-                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    cmd.spawn()
+    // Opened in this order, so their numbers ascend (see `launch`).
+    let null = OwnedFd::from(std::fs::File::open("/dev/null")?);
+    let out = OwnedFd::from(open("stdout")?);
+    let err = OwnedFd::from(open("stderr")?);
+    launch::launch(
+        &spec.program,
+        &spec.args,
+        &spec.cwd,
+        &spec.env,
+        [&null, &out, &err],
+        spec.cpu,
+    )
 }
 
 /// Spawns a node process from the long-lived spawner thread.
-pub async fn spawn(spec: SpawnSpec) -> io::Result<Child> {
+pub async fn spawn(spec: SpawnSpec) -> io::Result<NodeChild> {
     let (tx, rx) = oneshot::channel();
     {
         let sender = spawner()?
@@ -119,7 +102,7 @@ pub async fn spawn(spec: SpawnSpec) -> io::Result<Child> {
 }
 
 /// Spawns like `spawn`, with the program named in the error.
-pub async fn spawn_named(spec: SpawnSpec) -> Result<Child, String> {
+pub async fn spawn_named(spec: SpawnSpec) -> Result<NodeChild, String> {
     let program = spec.program.display().to_string();
     spawn(spec)
         .await
@@ -141,7 +124,7 @@ fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
 /// readable), with a waiting thread where pidfds are not available. Before
 /// the child is reaped, whatever is left of its process group is killed, so
 /// no grandchild outlives its node.
-pub async fn wait_exit(mut child: Child) -> io::Result<ExitStatus> {
+pub async fn wait_exit(mut child: NodeChild) -> io::Result<ExitStatus> {
     let pid = child.id();
     let registered = pidfd_open(pid).and_then(|fd| {
         // SAFETY: an `OwnedFd` stays open and always returns the same fd

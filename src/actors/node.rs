@@ -5,7 +5,6 @@
 //! It never restarts anything; the restart policy is the supervisor's.
 
 use std::net::SocketAddr;
-use std::process::Child;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -97,7 +96,7 @@ impl NodeProcess {
         });
     }
 
-    fn on_spawned(&mut self, child: Child, ctx: &mut Context<Self>) {
+    fn on_spawned(&mut self, child: process::NodeChild, ctx: &mut Context<Self>) {
         let pid = child.id();
         self.pid = Some(pid);
         self.tell(NodeEvent::Spawned { pid });
