@@ -24,7 +24,7 @@ use zeek_mgmt_agent::api::events::{
     AgentStandbyRequest, GetNodesRequest, Notification, Request, SetConfigurationRequest,
 };
 use zeek_mgmt_agent::api::types::{
-    Addr, Configuration, Instance, Node, ReqId, ResultData, Role, State,
+    Addr, Configuration, Instance, Node, NodeStatus, ReqId, ResultData, Role, State,
 };
 use zeek_mgmt_agent::controller::{Connection, ControllerOptions};
 use zeek_mgmt_agent::wire::cbor::{self, EventBody, Frame};
@@ -203,25 +203,33 @@ async fn deploy(c: &Connection, n: usize, id: &str) -> Duration {
 async fn wait_sampled(c: &Connection) {
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(20) {
-        let r = c
-            .request(
-                Request::GetNodes(GetNodesRequest {
-                    reqid: c.new_reqid(),
-                }),
-                LONG,
-            )
-            .await
-            .expect("get_nodes");
-        if let Some(ResultData::NodeStatuses(s)) = r.result.data {
-            if s.iter()
-                .all(|n| n.rss_bytes.is_some() && n.uptime_secs.is_some())
-            {
-                return;
-            }
+        let st = node_statuses(c).await;
+        if st
+            .iter()
+            .all(|n| n.rss_bytes.is_some() && n.uptime_secs.is_some())
+        {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("nodes not sampled within 20 s");
+}
+
+/// The agent's get_nodes answer.
+async fn node_statuses(c: &Connection) -> Vec<NodeStatus> {
+    let r = c
+        .request(
+            Request::GetNodes(GetNodesRequest {
+                reqid: c.new_reqid(),
+            }),
+            LONG,
+        )
+        .await
+        .expect("get_nodes");
+    match r.result.data {
+        Some(ResultData::NodeStatuses(s)) => s,
+        _ => Vec::new(),
+    }
 }
 
 async fn standby(c: &Connection) -> Duration {
@@ -653,21 +661,7 @@ async fn main() {
             rows.extend(get_nodes_latency(agent.addr, rounds).await);
 
             // Time from a node's premature exit to its notify_change.
-            let st = match c
-                .request(
-                    Request::GetNodes(GetNodesRequest {
-                        reqid: c.new_reqid(),
-                    }),
-                    LONG,
-                )
-                .await
-                .expect("nodes")
-                .result
-                .data
-            {
-                Some(ResultData::NodeStatuses(s)) => s,
-                _ => Vec::new(),
-            };
+            let st = node_statuses(&c).await;
             let mut gaps = Vec::new();
             for s in st
                 .iter()
