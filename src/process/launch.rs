@@ -89,7 +89,9 @@ const STACK_BYTES: usize = 128 * 1024;
 /// Starts `program` with `args` in `cwd`, with the agent's environment
 /// plus `env`, stdin/stdout/stderr from `stdio`, in a process group of its
 /// own, with the parent-death signal set (SIGKILL when the calling thread
-/// ends), pinned to `cpu` if given.
+/// ends), pinned to `cpu` if given. The program is run by `execve` as it
+/// is: a script needs its `#!` line (`execvp` would hand one without it to
+/// `/bin/sh`).
 pub fn launch(
     program: &Path,
     args: &[String],
