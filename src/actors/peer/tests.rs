@@ -73,11 +73,15 @@ async fn handshake(h: &mut Harness) {
 }
 
 fn hello(version: u64) -> Frame {
+    hello_with_heartbeat(version, 0)
+}
+
+fn hello_with_heartbeat(version: u64, heartbeat: u64) -> Frame {
     Frame::Hello(Hello {
         version,
         endpoint: "ctl".into(),
         role: "controller".into(),
-        heartbeat: 0,
+        heartbeat,
     })
 }
 
@@ -209,16 +213,7 @@ async fn idle_connection_gets_heartbeats() {
 #[actix_rt::test]
 async fn silent_peer_is_dropped_after_three_heartbeats() {
     let mut h = start(Side::Accepted, 0);
-    write(
-        &mut h.io,
-        &Frame::Hello(Hello {
-            version: 1,
-            endpoint: "ctl".into(),
-            role: "controller".into(),
-            heartbeat: 1,
-        }),
-    )
-    .await;
+    write(&mut h.io, &hello_with_heartbeat(1, 1)).await;
     let _ = read(&mut h.io).await;
     let _ = read(&mut h.io).await;
     // Say nothing more: after 3 s (three of the announced heartbeats) the
@@ -229,16 +224,7 @@ async fn silent_peer_is_dropped_after_three_heartbeats() {
 #[actix_rt::test]
 async fn a_huge_announced_heartbeat_does_not_overflow() {
     let mut h = start(Side::Accepted, 20);
-    write(
-        &mut h.io,
-        &Frame::Hello(Hello {
-            version: 1,
-            endpoint: "ctl".into(),
-            role: "controller".into(),
-            heartbeat: u64::MAX,
-        }),
-    )
-    .await;
+    write(&mut h.io, &hello_with_heartbeat(1, u64::MAX)).await;
     let _ = read(&mut h.io).await;
     let _ = read(&mut h.io).await;
     // Several ticks pass with the silence check armed; the peer lives on.
