@@ -8,7 +8,7 @@
 //! late), not by a timer each. It logs the `rx`/`tx` line of
 //! every request and response.
 
-use std::collections::HashMap;
+use std::collections::{hash_map, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
@@ -156,12 +156,15 @@ impl Tracker {
         seq: Option<u64>,
         outcome: Result<Response, MailboxError>,
     ) {
-        let key = (peer, reqid);
-        let entry = match self.in_flight.get(&key) {
-            Some(e) if seq.map_or(true, |s| s == e.seq) => self.in_flight.remove(&key),
-            _ => None,
+        // One lookup on the hot path; a mismatch (a reused reqid) is rare.
+        let (entry, (peer, reqid)) = match self.in_flight.entry((peer, reqid)) {
+            hash_map::Entry::Occupied(o) if seq.map_or(true, |s| s == o.get().seq) => {
+                let (key, entry) = o.remove_entry();
+                (Some(entry), key)
+            }
+            hash_map::Entry::Occupied(o) => (None, o.key().clone()),
+            hash_map::Entry::Vacant(v) => (None, v.into_key()),
         };
-        let (peer, reqid) = key;
         let Some(entry) = entry else {
             tracing::info!(%peer, %reqid, "dropped a response: its request timed out or its peer has gone");
             return;
