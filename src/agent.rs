@@ -50,6 +50,9 @@ impl AgentBuilder {
             }
         }
         let cfg = Arc::new(config);
+        // First of all: a second agent on the same state directory must
+        // touch nothing of the first one's.
+        let lock = crate::state::StateDir::new(cfg.state_dir.clone()).lock()?;
         for dir in [&cfg.cluster_dir, &cfg.state_dir] {
             std::fs::create_dir_all(dir).map_err(|source| Error::Dir {
                 path: dir.clone(),
@@ -85,6 +88,7 @@ impl AgentBuilder {
             local_addr.map(|a| a.port()),
             notifier.clone().recipient(),
         )
+        .holding(lock)
         .start();
         let tracker = Tracker::new(
             TrackerSettings {

@@ -81,7 +81,7 @@ struct Cli {
     /// Time between SIGTERM and SIGKILL when stopping a node [default: 10s]
     #[arg(long, value_parser = parse_secs)]
     stop_grace: Option<f64>,
-    /// First revival delay after a crash; doubles every third attempt [default: 1s]
+    /// Revival delay after the first (the first revival is at once); doubles every third attempt [default: 1s]
     #[arg(long, value_parser = parse_secs)]
     revive_delay: Option<f64>,
     /// Longest revival delay [default: 60s]

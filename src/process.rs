@@ -120,33 +120,37 @@ fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Set (to anything) in the agent's environment, nodes' exits are waited
+/// for by a thread each, as where `pidfd_open` is not available (kernels
+/// before 5.3, container profiles that deny it): for tests of that path.
+pub const NO_PIDFD_ENV: &str = "ZEEK_MGMT_AGENT_NO_PIDFD";
+
+fn pidfd_wanted() -> bool {
+    static WANTED: OnceLock<bool> = OnceLock::new();
+    *WANTED.get_or_init(|| std::env::var_os(NO_PIDFD_ENV).is_none())
+}
+
 /// Waits for the child to exit, driven by the kernel (a pidfd becomes
 /// readable), with a waiting thread where pidfds are not available. Before
 /// the child is reaped, whatever is left of its process group is killed, so
 /// no grandchild outlives its node.
 pub async fn wait_exit(mut child: NodeChild) -> io::Result<ExitStatus> {
     let pid = child.id();
-    let registered = pidfd_open(pid).and_then(|fd| {
-        // SAFETY: an `OwnedFd` stays open and always returns the same fd
-        // for as long as the `AsyncFd` owns it.
-        unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
-            .map_err(|e| io::Error::other(e.to_string()))
-    });
-    match registered {
-        Ok(fd) => {
-            let _ready = fd.readable().await?;
-        }
-        Err(_) => {
-            let (tx, rx) = oneshot::channel();
-            std::thread::spawn(move || {
-                let _ = tx.send(child.wait());
-            });
-            kill_group_leftovers(pid);
-            return rx
-                .await
-                .map_err(|_| io::Error::other("waiter thread ended"))?;
-        }
-    }
+    let registered = if pidfd_wanted() {
+        pidfd_open(pid).and_then(|fd| {
+            // SAFETY: an `OwnedFd` stays open and always returns the same fd
+            // for as long as the `AsyncFd` owns it.
+            unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+                .map_err(|e| io::Error::other(e.to_string()))
+        })
+    } else {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    };
+    let fd = match registered {
+        Ok(fd) => fd,
+        Err(_) => return wait_exit_by_thread(child).await,
+    };
+    let _ready = fd.readable().await?;
     kill_group_leftovers(pid);
     loop {
         if let Some(status) = child.try_wait()? {
@@ -155,6 +159,25 @@ pub async fn wait_exit(mut child: NodeChild) -> io::Result<ExitStatus> {
         // Readable means exited; the status is there at once.
         std::thread::yield_now();
     }
+}
+
+/// `wait_exit` without a pidfd: a thread waits until the child has exited
+/// but leaves it unreaped (so that its pid, the group's id, is not reused),
+/// then kills what is left of its process group, then reaps it.
+pub async fn wait_exit_by_thread(mut child: NodeChild) -> io::Result<ExitStatus> {
+    let (tx, rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("node-waiter".into())
+        .spawn(move || {
+            let pid = child.id();
+            let status = child.wait_unreaped().and_then(|()| {
+                kill_group_leftovers(pid);
+                child.wait()
+            });
+            let _ = tx.send(status);
+        })?;
+    rx.await
+        .map_err(|_| io::Error::other("waiter thread ended"))?
 }
 
 fn kill_group_leftovers(pgid: u32) {
@@ -302,6 +325,48 @@ mod tests {
             .expect("wait");
         assert_eq!(status.code(), Some(3));
         assert_eq!(tail(&dir.path().join("n/stdout"), 20), "out\nout");
+    }
+
+    #[actix_rt::test]
+    async fn without_pidfd_the_exit_is_awaited_and_only_then_the_group_ended() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec = SpawnSpec {
+            program: "/bin/sh".into(),
+            args: vec![
+                "-c".into(),
+                "sleep 30 & echo $! > helper; sleep 0.3; exit 3".into(),
+            ],
+            cwd: dir.path().join("n"),
+            env: vec![],
+            cpu: None,
+        };
+        let child = spawn(spec).await.expect("spawn");
+        let status = wait_exit_by_thread(child).await.expect("wait");
+        // Its own exit, not a kill at launch.
+        assert_eq!(describe_exit(&status), "exited with code 3");
+        let helper: i32 = std::fs::read_to_string(dir.path().join("n/helper"))
+            .expect("helper pid")
+            .trim()
+            .parse()
+            .expect("pid");
+        // The helper left in the node's group was killed with it; it is not
+        // our child, so wait for it to go rather than reap it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{helper}/stat")).unwrap_or_default();
+            let gone = stat.is_empty()
+                || stat
+                    .rsplit_once(") ")
+                    .is_some_and(|(_, r)| r.starts_with('Z'));
+            if gone {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "helper {helper} outlived its node"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     #[actix_rt::test]

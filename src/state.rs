@@ -12,6 +12,8 @@ use crate::wire::cbor;
 
 const CONFIG_FILE: &str = "configuration.cbor";
 const PIDS_FILE: &str = "nodes.pids";
+/// Locked (`flock`) by the agent that uses the directory, holding its pid.
+pub const LOCK_FILE: &str = "agent.lock";
 
 /// A persisted-state failure.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +22,22 @@ pub enum StateError {
     Write { path: PathBuf, source: io::Error },
     #[error("cannot encode the configuration: {0}")]
     Encode(String),
+}
+
+/// Why the state directory cannot be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("state directory {} is in use by another agent{}; one agent per state directory", dir.display(), holder.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Held { dir: PathBuf, holder: Option<u32> },
+    #[error("cannot lock state directory {}: {source}", dir.display())]
+    Io { dir: PathBuf, source: io::Error },
+}
+
+/// The state directory held by this agent: an advisory lock on its lock
+/// file, released when this is dropped (or the process ends, however).
+#[derive(Debug)]
+pub struct StateLock {
+    _file: fs::File,
 }
 
 /// The state directory.
@@ -55,6 +73,42 @@ impl StateDir {
 
     pub fn path(&self) -> &Path {
         &self.dir
+    }
+
+    /// Takes the directory for this process (creating it if need be), or
+    /// says which process holds it. Nothing else in it is touched.
+    pub fn lock(&self) -> Result<StateLock, LockError> {
+        use std::os::fd::AsRawFd;
+        let io_err = |source| LockError::Io {
+            dir: self.dir.clone(),
+            source,
+        };
+        fs::create_dir_all(&self.dir).map_err(io_err)?;
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.dir.join(LOCK_FILE))
+            .map_err(io_err)?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(io_err(e));
+            }
+            let holder = fs::read_to_string(self.dir.join(LOCK_FILE))
+                .ok()
+                .and_then(|t| t.trim().parse().ok());
+            return Err(LockError::Held {
+                dir: self.dir.clone(),
+                holder,
+            });
+        }
+        // Ours now: say who holds it.
+        file.set_len(0).map_err(io_err)?;
+        writeln!(file, "{}", std::process::id()).map_err(io_err)?;
+        Ok(StateLock { _file: file })
     }
 
     /// Writes through a temporary file and a rename; `durable` also
@@ -115,18 +169,26 @@ impl StateDir {
         };
         match cbor::decode_configuration(&bytes) {
             Ok(c) => Loaded::Config(c),
-            Err(error) => {
-                let stamp = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                let kept_as = self.dir.join(format!("{CONFIG_FILE}.bad-{stamp}"));
-                let kept_as = match fs::rename(&path, &kept_as) {
-                    Ok(()) => kept_as,
-                    Err(_) => path,
-                };
-                Loaded::Corrupt { error, kept_as }
-            }
+            Err(error) => Loaded::Corrupt {
+                error,
+                kept_as: self.keep_config_aside(),
+            },
+        }
+    }
+
+    /// Moves the persisted configuration aside (`configuration.cbor.bad-<unix
+    /// time>`), so that it is neither loaded again nor lost; returns where it
+    /// is now.
+    pub fn keep_config_aside(&self) -> PathBuf {
+        let path = self.dir.join(CONFIG_FILE);
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let kept_as = self.dir.join(format!("{CONFIG_FILE}.bad-{stamp}"));
+        match fs::rename(&path, &kept_as) {
+            Ok(()) => kept_as,
+            Err(_) => path,
         }
     }
 
@@ -166,17 +228,70 @@ fn is_recorded_node(r: &PidRecord) -> bool {
     let Ok(cmdline) = fs::read(format!("/proc/{}/cmdline", r.pid)) else {
         return false;
     };
-    if !cmdline
+    cmdline
         .split(|&b| b == 0)
         .take(2)
         .any(|arg| arg == r.program.as_bytes())
-    {
-        return false;
-    }
-    let marker = format!("CLUSTER_NODE={}", r.node);
-    fs::read(format!("/proc/{}/environ", r.pid))
+        && names_node(r.pid, &r.node)
+}
+
+/// Whether the environment of `pid` holds `CLUSTER_NODE=<node>`, as every
+/// process a node starts inherits it.
+fn names_node(pid: i32, node: &str) -> bool {
+    let marker = format!("CLUSTER_NODE={node}");
+    fs::read(format!("/proc/{pid}/environ"))
         .map(|env| env.split(|&b| b == 0).any(|kv| kv == marker.as_bytes()))
         .unwrap_or(false)
+}
+
+/// The process group of `pid`, from `/proc/PID/stat`.
+fn process_group(pid: i32) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid pgrp ...": comm may hold anything but ") ".
+    let (_, rest) = stat.rsplit_once(") ")?;
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// Whether `pid` is what is left of the recorded node: the node process
+/// itself, or a process in its process group (a helper it started, left
+/// behind when the node died with the agent) whose environment names the
+/// node.
+fn is_leftover(pid: i32, r: &PidRecord) -> bool {
+    if pid == r.pid {
+        is_recorded_node(r)
+    } else {
+        process_group(pid) == Some(r.pid) && names_node(pid, &r.node)
+    }
+}
+
+/// Every live process that is left of the recorded nodes, with the record
+/// it belongs to (its `pid` set to that process's).
+fn find_leftovers(records: &[PidRecord]) -> Vec<PidRecord> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = i32::try_from(std::process::id()).unwrap_or(0);
+    let mut found = Vec::new();
+    for pid in entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid > 1 && pid != me)
+    {
+        let Some(group) = process_group(pid) else {
+            continue;
+        };
+        if let Some(r) = records
+            .iter()
+            .find(|r| r.pid == group && is_leftover(pid, r))
+        {
+            found.push(PidRecord {
+                pid,
+                node: r.node.clone(),
+                program: r.program.clone(),
+            });
+        }
+    }
+    found
 }
 
 fn alive(pid: i32) -> bool {
@@ -184,33 +299,32 @@ fn alive(pid: i32) -> bool {
     unsafe { libc::kill(pid, 0) == 0 }
 }
 
-/// Ends node processes left from an earlier run: SIGTERM to each one's
-/// process group, SIGKILL to those still alive after `grace`. Blocking: run
-/// it off the actor threads. Returns the records of the processes ended.
+/// Ends what is left of node processes from an earlier run, the processes
+/// they started included: SIGTERM to each, SIGKILL to those still alive
+/// after `grace`. Blocking: run it off the actor threads. Returns one record
+/// per process ended.
 pub fn end_leftovers(records: &[PidRecord], grace: Duration) -> Vec<PidRecord> {
-    let found: Vec<PidRecord> = records
-        .iter()
-        .filter(|r| is_recorded_node(r))
-        .cloned()
-        .collect();
-    for r in &found {
-        // SAFETY: plain signal delivery to a process group we verified above.
+    let found = find_leftovers(records);
+    let still_there = |f: &PidRecord| {
+        alive(f.pid)
+            && records
+                .iter()
+                .any(|r| r.node == f.node && is_leftover(f.pid, r))
+    };
+    for f in &found {
+        // SAFETY: plain signal delivery to a process verified above.
         unsafe {
-            libc::kill(-r.pid, libc::SIGTERM);
-            libc::kill(r.pid, libc::SIGTERM);
+            libc::kill(f.pid, libc::SIGTERM);
         }
     }
     let deadline = Instant::now() + grace;
-    while found.iter().any(|r| alive(r.pid) && is_recorded_node(r)) && Instant::now() < deadline {
+    while found.iter().any(still_there) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    for r in &found {
-        if is_recorded_node(r) {
-            // SAFETY: as above.
-            unsafe {
-                libc::kill(-r.pid, libc::SIGKILL);
-                libc::kill(r.pid, libc::SIGKILL);
-            }
+    for f in found.iter().filter(|f| still_there(f)) {
+        // SAFETY: as above, verified again just now.
+        unsafe {
+            libc::kill(f.pid, libc::SIGKILL);
         }
     }
     found
@@ -250,6 +364,28 @@ mod tests {
             other => panic!("expected corrupt, got {other:?}"),
         }
         assert!(matches!(state.load_config(), Loaded::None));
+    }
+
+    #[test]
+    fn the_directory_is_held_by_one_lock_at_a_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path().join("s"));
+        let held = state.lock().expect("first");
+        match state.lock() {
+            Err(LockError::Held { holder, .. }) => assert_eq!(holder, Some(std::process::id())),
+            other => panic!("expected held, got {other:?}"),
+        }
+        let msg = state.lock().expect_err("held").to_string();
+        assert!(
+            msg.contains(&dir.path().join("s").display().to_string()),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
+        drop(held);
+        state.lock().expect("free again");
     }
 
     #[test]

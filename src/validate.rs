@@ -158,6 +158,21 @@ pub fn validate(config: &Configuration, host: &HostFacts) -> Result<(), Vec<Stri
         }
     }
 
+    // A Zeek cluster has one manager: two would each be told they lead it.
+    let managers: Vec<String> = config
+        .nodes
+        .iter()
+        .filter(|n| n.role == Role::Manager)
+        .map(|n| format!("{:?}", n.name))
+        .collect();
+    if managers.len() > 1 {
+        problems.insert(format!(
+            "the configuration has {} managers ({}); a cluster has at most one",
+            managers.len(),
+            managers.join(", ")
+        ));
+    }
+
     if problems.is_empty() {
         Ok(())
     } else {
@@ -296,5 +311,28 @@ mod tests {
             nodes: vec![w],
         };
         assert_eq!(validate(&c, &host()), Ok(()));
+    }
+
+    #[test]
+    fn a_second_manager_is_refused_among_the_other_problems() {
+        let mut m1 = Node::new("manager", "a", Role::Manager);
+        m1.p = Some(Port::tcp(27760));
+        let mut m2 = Node::new("manager-2", "b", Role::Manager);
+        m2.p = Some(Port::tcp(27760));
+        let mut m3 = Node::new("manager-3", "b", Role::Manager);
+        m3.p = Some(Port::tcp(27761));
+        let c = Configuration {
+            id: "x".into(),
+            instances: vec![inst("a"), inst("b")],
+            nodes: vec![m1, m2, m3, Node::new("norole", "a", Role::None)],
+        };
+        let problems = validate(&c, &host()).expect_err("two managers");
+        assert_eq!(
+            problems,
+            vec![
+                "node \"norole\" has no cluster role (NONE)".to_owned(),
+                "the configuration has 3 managers (\"manager\", \"manager-2\", \"manager-3\"); a cluster has at most one".to_owned(),
+            ]
+        );
     }
 }

@@ -25,7 +25,7 @@ use crate::api::types::{
 use crate::config::{ClusterBackend, Config};
 use crate::layout;
 use crate::process::{self, Sample, SpawnSpec};
-use crate::state::{self, Loaded, PidRecord, StateDir};
+use crate::state::{self, Loaded, PidRecord, StateDir, StateLock};
 use crate::validate::{self, HostFacts};
 
 /// The file Zeek loads from a node's working directory.
@@ -114,6 +114,8 @@ pub struct NodeSupervisor {
     pids_dirty: bool,
     cpus: usize,
     own_pid: u32,
+    /// The state directory's lock, held for the supervisor's life.
+    _lock: Option<StateLock>,
 }
 
 impl NodeSupervisor {
@@ -147,7 +149,15 @@ impl NodeSupervisor {
             pids_dirty: false,
             cpus,
             own_pid: std::process::id(),
+            _lock: None,
         }
+    }
+
+    /// Holds the state directory's lock for as long as this supervisor
+    /// lives (the agent's life).
+    pub fn holding(mut self, lock: StateLock) -> Self {
+        self._lock = Some(lock);
+        self
     }
 
     fn name(&self) -> &str {
@@ -658,7 +668,19 @@ impl NodeSupervisor {
     /// First start: end leftovers of an earlier run, find the backend, then
     /// launch whatever configuration is installed by then.
     fn prepare(&mut self, ctx: &mut Context<Self>) {
-        match self.state.load_config() {
+        // A configuration persisted by an earlier run (or another version)
+        // is checked like one that arrives: an invalid one is kept aside.
+        let loaded = match self.state.load_config() {
+            Loaded::Config(c) => match validate::validate(&c, &self.host_facts()) {
+                Ok(()) => Loaded::Config(c),
+                Err(problems) => Loaded::Corrupt {
+                    error: format!("invalid here: {}", problems.join("; ")),
+                    kept_as: self.state.keep_config_aside(),
+                },
+            },
+            other => other,
+        };
+        match loaded {
             Loaded::None => {}
             Loaded::Config(c) => {
                 tracing::info!(id = %c.id, "bringing back the persisted configuration");
@@ -731,10 +753,14 @@ fn pending_for(
     }
 }
 
-/// The delay before revival number `attempt` (1-based): the base delay,
-/// doubled every third attempt (1, 1, 2, 2, 2, 4, …), capped.
+/// The delay before revival number `attempt` (1-based): none for the first
+/// (as Zeek's Supervisor restarts a first crash at once), then the base
+/// delay, doubled every third attempt (0, 1, 1, 2, 2, 2, 4, …), capped.
 pub fn revival_delay(attempt: u32, base: Duration, cap: Duration) -> Duration {
-    let doublings = (attempt / 3).min(30);
+    let Some(later) = attempt.checked_sub(2) else {
+        return Duration::ZERO;
+    };
+    let doublings = ((later + 1) / 3).min(30);
     base.saturating_mul(1 << doublings).min(cap)
 }
 

@@ -46,6 +46,26 @@ impl NodeChild {
         }
     }
 
+    /// Waits until the process has exited, leaving it a zombie: its pid
+    /// stays taken until `wait` reaps it.
+    pub fn wait_unreaped(&mut self) -> io::Result<()> {
+        let id = libc::id_t::try_from(self.pid).map_err(|_| io::Error::other("bad pid"))?;
+        loop {
+            // SAFETY: an all-zero siginfo_t is valid; waitid fills it.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            // SAFETY: plain syscall on our own child, writing to a local.
+            let r =
+                unsafe { libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT) };
+            if r == 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
     fn waitpid(&mut self, flags: c_int) -> io::Result<Option<ExitStatus>> {
         let mut status: c_int = 0;
         loop {
@@ -83,6 +103,9 @@ struct Plan {
     error: c_int,
 }
 
+/// CPUs a `cpu_set_t` can name; libc's `CPU_SET` does not check its index.
+const CPU_SET_CAPACITY: usize = 8 * std::mem::size_of::<libc::cpu_set_t>();
+
 /// The child's stack: it only makes system calls.
 const STACK_BYTES: usize = 128 * 1024;
 
@@ -100,6 +123,12 @@ pub fn launch(
     stdio: [&OwnedFd; 3],
     cpu: Option<usize>,
 ) -> io::Result<NodeChild> {
+    if let Some(cpu) = cpu.filter(|&c| c >= CPU_SET_CAPACITY) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("CPU {cpu} is beyond the {CPU_SET_CAPACITY} CPUs a CPU set can name"),
+        ));
+    }
     let env = environment(env);
     let program = resolve(program, &env)?;
     let program = c_string(program.as_os_str())?;

@@ -300,7 +300,8 @@ async fn missing_node_program_fails_that_node_only() {
 
 #[tokio::test]
 async fn crash_loop_follows_the_revival_policy_then_fails() {
-    // Revival delays of 0.2 s doubling every third attempt: 0.2, 0.2, 0.4, 0.4.
+    // The first revival at once, then 0.2 s doubling every third attempt:
+    // 0, 0.2, 0.2, 0.4.
     let agent = Agent::start(&["--revive-delay", "0.2", "--max-revivals", "4"]);
     let mut c = agent.connect().await;
     let mut cfg = cluster("loop", &[("w", Role::Worker, None)]);
@@ -336,7 +337,7 @@ async fn crash_loop_follows_the_revival_policy_then_fails() {
     }
     assert!(!rx.await.expect("response").result.success);
     assert_eq!(crashed_at.len(), 5, "the launch and four revivals crashed");
-    let expected = [200, 200, 400, 400];
+    let expected = [0, 200, 200, 400];
     assert_eq!(gaps.len(), expected.len());
     // Measured where the notifications arrive, so allow a little jitter
     // between the two: a quarter of the delay.
@@ -347,8 +348,8 @@ async fn crash_loop_follows_the_revival_policy_then_fails() {
         );
     }
     assert!(
-        gaps[2] > gaps[0] * 3 / 2,
-        "the delay doubles at the third attempt: {gaps:?}"
+        gaps[3] > gaps[1] * 3 / 2,
+        "the delay doubles at the fourth attempt: {gaps:?}"
     );
     // The error follows the change to FAILED.
     let n = c
@@ -456,4 +457,49 @@ async fn a_relative_program_path_means_the_agents_directory() {
     let c = agent.connect().await;
     let r = set_config(&c, cluster("rel", &[("w", Role::Worker, None)])).await;
     assert!(r.result.success, "{:?}", r.result);
+}
+
+#[tokio::test]
+async fn without_pidfd_nodes_run_and_are_revived() {
+    // As on a kernel or container without pidfd_open: a thread per node
+    // waits for its exit.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let agent = Agent::start_in(
+        tmp.path(),
+        &[],
+        &[(zeek_mgmt_agent::process::NO_PIDFD_ENV, "1")],
+    );
+    let mut c = agent.connect().await;
+    let r = set_config(&c, small_cluster("no-pidfd")).await;
+    assert!(r.result.success, "{:?}", r.result);
+    let nodes = wait_nodes(&c, "all running", all_running).await;
+    // Still the first processes, never killed and revived.
+    assert!(
+        nodes.iter().all(|n| n.restarts.unwrap_or(0) == 0),
+        "{nodes:#?}"
+    );
+    for node in ["manager", "proxy-1", "worker-1", "worker-2"] {
+        let pid = node_pid(&nodes, node);
+        assert!(alive(pid), "{node} is alive");
+        let launches = std::fs::read_to_string(agent.node_dir(node).join("pids"))
+            .expect("pids")
+            .lines()
+            .count();
+        assert_eq!(launches, 1, "{node} was launched once");
+    }
+    let pid = node_pid(&nodes, "worker-1");
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    c.wait_notification(LONG, |n| {
+        matches!(n, Notification::Change(ch) if ch.new == State::Crashed && ch.node.name == "worker-1")
+    })
+    .await
+    .expect("CRASHED");
+    c.wait_notification(LONG, |n| {
+        matches!(n, Notification::Change(ch) if ch.new == State::Running && ch.node.name == "worker-1")
+    })
+    .await
+    .expect("revived");
+    assert!(wait_gone(pid, SECOND), "the killed process was reaped");
 }

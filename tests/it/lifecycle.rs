@@ -144,6 +144,91 @@ async fn sigkill_then_restart_brings_the_same_nodes_back_once() {
 }
 
 #[tokio::test]
+async fn a_second_agent_on_the_same_state_directory_touches_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let first = Agent::start_in(tmp.path(), &[], &[]);
+    let c = first.connect().await;
+    assert!(set_config(&c, small_cluster("held")).await.result.success);
+    let before = wait_nodes(&c, "all running", all_running).await;
+    // Let the pids file be written.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pids_file = tmp.path().join("state/nodes.pids");
+    let recorded = std::fs::read_to_string(&pids_file).expect("pids file");
+    assert_eq!(recorded.lines().count(), 4, "{recorded}");
+
+    let (status, stderr) = Agent::run_to_exit(tmp.path(), &[]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let state_dir = tmp.path().join("state").display().to_string();
+    assert!(stderr.contains(&state_dir), "names the directory: {stderr}");
+    assert!(
+        stderr.contains(&format!("pid {}", first.pid())),
+        "names the holder: {stderr}"
+    );
+    assert!(!stderr.contains("ended leftover"), "{stderr}");
+
+    // The first agent's nodes and files are as they were.
+    assert_eq!(std::fs::read_to_string(&pids_file).expect("pids"), recorded);
+    let after = get_nodes(&c).await;
+    let view = |s: &[zeek_mgmt_agent::api::types::NodeStatus]| {
+        s.iter()
+            .map(|n| (n.node.clone(), n.pid, n.state, n.restarts))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(view(&before), view(&after));
+    for n in before.iter().filter(|n| n.node != AGENT) {
+        assert!(alive(n.pid.expect("pid") as i32), "{} alive", n.node);
+    }
+    assert!(!first.log().contains("ended leftover"));
+}
+
+#[tokio::test]
+async fn helpers_of_nodes_left_by_a_killed_agent_are_ended_at_restart() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut agent = Agent::start_in(tmp.path(), &[], &[]);
+    let c = agent.connect().await;
+    let mut config = cluster("helpers", &[("w", Role::Worker, None)]);
+    config.nodes[0]
+        .env
+        .insert("STANDIN_HELPER".into(), "1".into());
+    assert!(set_config(&c, config).await.result.success);
+    let nodes = wait_nodes(&c, "running", all_running).await;
+    let node = node_pid(&nodes, "w");
+    let helper_file = agent.node_dir("w").join("helper");
+    let deadline = std::time::Instant::now() + LONG;
+    let helper: i32 = loop {
+        if let Some(p) = std::fs::read_to_string(&helper_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            break p;
+        }
+        assert!(std::time::Instant::now() < deadline, "no helper started");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Let the pids file be written, then kill the agent outright.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(c);
+    agent.signal_and_wait(libc::SIGKILL);
+    drop(agent);
+    assert!(
+        wait_gone(node, Duration::from_secs(5)),
+        "the node died with the agent"
+    );
+    assert!(
+        alive(helper),
+        "the helper outlives the node (parent-death signal reaches only the node)"
+    );
+
+    let agent = Agent::start_in(tmp.path(), &[], &[]);
+    assert!(
+        wait_gone(helper, LONG),
+        "helper {helper} of the earlier run was not ended:\n{}",
+        agent.log()
+    );
+    agent.wait_log(&format!("ended leftover process {helper} of node w"), 1);
+}
+
+#[tokio::test]
 async fn leftovers_of_an_earlier_run_are_ended() {
     // A node process the agent did not start, recorded as if it had.
     let tmp = tempfile::tempdir().expect("tmp");
@@ -204,6 +289,43 @@ async fn corrupt_persisted_configuration_is_kept_aside() {
         .collect();
     assert_eq!(kept.len(), 1);
     agent.wait_log("persisted configuration is unusable", 1);
+}
+
+#[tokio::test]
+async fn an_invalid_persisted_configuration_is_not_installed() {
+    // Written by an earlier run on a host with more CPUs, say: a CPU beyond
+    // any CPU set, and two managers.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut config = cluster(
+        "from-elsewhere",
+        &[
+            ("manager", Role::Manager, Some(27760)),
+            ("manager-2", Role::Manager, Some(27761)),
+            ("worker-1", Role::Worker, None),
+        ],
+    );
+    config.nodes[2].cpu_affinity = Some(5000);
+    zeek_mgmt_agent::state::StateDir::new(tmp.path().join("state"))
+        .save_config(&config)
+        .expect("persist");
+    let agent = Agent::start_in(tmp.path(), &[], &[]);
+    let c = agent.connect().await;
+    let log = agent.wait_log("persisted configuration is unusable", 1);
+    assert!(log.contains("cpu_affinity 5000"), "{log}");
+    assert!(log.contains("2 managers"), "{log}");
+    let nodes = get_nodes(&c).await;
+    assert_eq!(nodes.len(), 1, "runs with no configuration: {nodes:?}");
+    assert!(!agent.node_dir("worker-1").exists(), "nothing was launched");
+    let kept = std::fs::read_dir(tmp.path().join("state"))
+        .expect("ls")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("configuration.cbor.bad-")
+        })
+        .count();
+    assert_eq!(kept, 1, "kept aside, not lost");
 }
 
 #[tokio::test]

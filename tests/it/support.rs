@@ -117,6 +117,37 @@ impl Agent {
         }
     }
 
+    /// Runs an agent in `dir` that is expected to exit on its own (within
+    /// 20 s): its exit status and what it wrote to stderr.
+    pub fn run_to_exit(dir: &Path, extra: &[&str]) -> (ExitStatus, String) {
+        let mut args = base_args(dir);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_zeek-mgmt-agent"))
+            .args(&args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start agent");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the agent did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut stderr = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+        }
+        (status, stderr)
+    }
+
     /// Starts an agent in connect mode (not listening) that dials the
     /// controller on 127.0.0.1:`port` and redials every 0.1 s.
     pub fn start_dialling(port: u16, extra: &[&str]) -> Agent {

@@ -263,12 +263,13 @@ async fn crash_loop_is_revived_with_backoff_then_given_up() {
 }
 
 #[test]
-fn revival_delays_double_every_third_attempt() {
+fn the_first_revival_is_at_once_then_delays_double_every_third_attempt() {
     let s = Duration::from_secs(1);
-    let got: Vec<u64> = (1..=10)
+    let got: Vec<u64> = (1..=11)
         .map(|a| revival_delay(a, s, Duration::from_secs(60)).as_secs())
         .collect();
-    assert_eq!(got, [1, 1, 2, 2, 2, 4, 4, 4, 8, 8]);
+    assert_eq!(got, [0, 1, 1, 2, 2, 2, 4, 4, 4, 8, 8]);
+    assert_eq!(revival_delay(1, s, Duration::from_secs(60)), Duration::ZERO);
     assert_eq!(
         revival_delay(40, s, Duration::from_secs(60)),
         Duration::from_secs(60)

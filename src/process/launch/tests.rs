@@ -163,3 +163,16 @@ fn failures_are_reported_with_their_cause() {
         io::ErrorKind::InvalidInput
     );
 }
+
+#[test]
+fn a_cpu_beyond_the_cpu_set_is_refused_before_the_clone() {
+    // libc's CPU_SET does not check its index: the child must never see one
+    // beyond the set.
+    for cpu in [libc::CPU_SETSIZE as usize, 1024, 5000, usize::MAX] {
+        let err = start("sh", &["-c", "true"], &[], Some(cpu))
+            .map(|_| ())
+            .expect_err("must fail");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{cpu}: {err}");
+        assert!(err.to_string().contains(&cpu.to_string()), "{err}");
+    }
+}
