@@ -41,6 +41,7 @@ impl AgentBuilder {
     /// Starts the actors. Must be called from within a running actix system.
     pub fn start(self) -> Result<AgentHandle, Error> {
         let mut config = self.config;
+        config.check()?;
         // Nodes run in their own directories: a relative program path like
         // `./zeek` must mean the agent's directory, not the node's. A bare
         // name (`zeek`) stays a PATH lookup.
@@ -53,11 +54,14 @@ impl AgentBuilder {
         // First of all: a second agent on the same state directory must
         // touch nothing of the first one's.
         let lock = crate::state::StateDir::new(cfg.state_dir.clone()).lock()?;
-        for dir in [&cfg.cluster_dir, &cfg.state_dir] {
-            std::fs::create_dir_all(dir).map_err(|source| Error::Dir {
-                path: dir.clone(),
-                source,
-            })?;
+        // Found now, not at the first deploy: both directories are written.
+        for dir in [&cfg.state_dir, &cfg.cluster_dir] {
+            std::fs::create_dir_all(dir)
+                .and_then(|()| check_writable(dir))
+                .map_err(|source| Error::Dir {
+                    path: dir.clone(),
+                    source,
+                })?;
         }
         let connect_mode = cfg.controller_addr.is_some();
         let listen = self
@@ -149,6 +153,16 @@ impl AgentBuilder {
             stoppers,
         })
     }
+}
+
+/// Creates and removes a file in `dir`: it can be written.
+fn check_writable(dir: &std::path::Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".write-check-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)?;
+    std::fs::remove_file(&probe)
 }
 
 /// A running agent.

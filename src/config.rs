@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::api::types::Port;
 use crate::wire::codec::DEFAULT_MAX_FRAME_BYTES;
 
 /// Default listen port of an agent.
@@ -146,42 +147,163 @@ pub fn default_name() -> String {
     }
 }
 
-/// A partial configuration: the `--config` file, or the flags and
-/// environment. Durations are seconds (fractions allowed).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Every setting, declared once: as a flag (`--listen-port`), as a key of
+/// the `--config` TOML file (`listen_port`), and for some as an environment
+/// variable (see [`ENV_VARS`]). A field left `None` keeps what lies below it.
+/// The doc comments are `--help`'s text.
+#[derive(Debug, Clone, Default, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
-pub struct Overrides {
+pub struct Settings {
+    /// Agent name: topic, hello and every result's instance [env: ZEEK_AGENT_NAME] [default: agent-<hostname>]
+    #[arg(long)]
     pub name: Option<String>,
+    /// Address to accept controllers and clients on [env: ZEEK_AGENT_ADDR] [default: 127.0.0.1]
+    #[arg(long)]
     pub listen_addr: Option<IpAddr>,
+    /// Port to listen on, `2151` or `2151/tcp`; 0 picks a free one [env: ZEEK_AGENT_PORT] [default: 2151]
+    #[arg(long, value_parser = parse_port)]
+    #[serde(default, deserialize_with = "de::port")]
     pub listen_port: Option<u16>,
+    /// Controller to dial (connect mode); without it the agent only listens [env: ZEEK_CONTROLLER_ADDR]
+    #[arg(long)]
     pub controller_addr: Option<String>,
+    /// Controller port, `2150` or `2150/tcp` [env: ZEEK_CONTROLLER_PORT] [default: 2150]
+    #[arg(long, value_parser = parse_port)]
+    #[serde(default, deserialize_with = "de::port")]
     pub controller_port: Option<u16>,
-    pub listen_in_connect_mode: Option<bool>,
+    /// In connect mode, do not listen as well (`--no-listen=false` undoes a file's `true`)
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub no_listen: Option<bool>,
+    /// Directory holding one working directory per node [default: ./cluster]
+    #[arg(long)]
     pub cluster_dir: Option<PathBuf>,
+    /// Directory for the persisted configuration and node pids; one agent at a time [default: ./state]
+    #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// The Zeek program nodes run [env: ZEEK_BINARY] [default: zeek on PATH]
+    #[arg(long)]
     pub zeek_binary: Option<PathBuf>,
+    /// Cluster backend script: auto asks `zeek --version` (ZeroMQ from 8.1 on) [default: auto]
+    #[arg(long, value_enum)]
     pub cluster_backend: Option<ClusterBackend>,
-    pub version_timeout: Option<f64>,
-    pub request_timeout: Option<f64>,
-    pub heartbeat: Option<f64>,
-    pub handshake_timeout: Option<f64>,
+    /// How long `zeek --version` may take (more than 0) [default: 5s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "de::duration")]
+    pub version_timeout: Option<Duration>,
+    /// Answer `request timed out` after this long (more than 0) [default: 10s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "de::duration")]
+    pub request_timeout: Option<Duration>,
+    /// Heartbeat interval announced to peers; 0 turns heartbeats off [default: 5s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "de::duration")]
+    pub heartbeat: Option<Duration>,
+    /// Drop a connection that has not sent its hello by then (more than 0) [default: 10s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "de::duration")]
+    pub handshake_timeout: Option<Duration>,
+    /// Largest frame accepted, in bytes [default: 16777216]
+    #[arg(long)]
     pub max_frame_bytes: Option<usize>,
+    /// Peers connected at once; more wait to be accepted [default: 64]
+    #[arg(long)]
     pub max_peers: Option<usize>,
+    /// Requests in flight per peer; more are answered `overloaded` [default: 1024]
+    #[arg(long)]
     pub max_in_flight: Option<usize>,
+    /// Notifications kept while no peer is connected; 0 keeps none [default: 1000]
+    #[arg(long)]
     pub notification_backlog: Option<usize>,
-    pub settle_time: Option<f64>,
+    /// A node counts as running once alive this long; 0 turns the wait off [default: 250ms]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "de::duration")]
+    pub settle_time: Option<Duration>,
+    /// A node that binds its port counts as running only once the port
+    /// accepts, and role groups wait for each other
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub port_checks: Option<bool>,
-    pub stop_grace: Option<f64>,
-    pub revive_delay: Option<f64>,
-    pub revive_max_delay: Option<f64>,
-    pub revive_reset_after: Option<f64>,
+    /// Time between SIGTERM and SIGKILL when stopping a node (more than 0) [default: 10s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "de::duration")]
+    pub stop_grace: Option<Duration>,
+    /// Delay of the second revival in a row (the first is at once); doubles every third attempt (more than 0) [default: 1s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "de::duration")]
+    pub revive_delay: Option<Duration>,
+    /// Longest revival delay (more than 0) [default: 60s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "de::duration")]
+    pub revive_max_delay: Option<Duration>,
+    /// A run this long resets the revival delay (more than 0) [default: 30s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "de::duration")]
+    pub revive_reset_after: Option<Duration>,
+    /// Failed revivals in a row before a node is given up as FAILED; 0 gives up at the first crash [default: 10]
+    #[arg(long)]
     pub max_revivals: Option<u32>,
-    pub sample_interval: Option<f64>,
-    pub reconnect_interval: Option<f64>,
+    /// Interval of the background cpu/memory sampling (more than 0) [default: 2s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "de::duration")]
+    pub sample_interval: Option<Duration>,
+    /// Delay between dials of the controller (more than 0) [default: 1s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "de::duration")]
+    pub reconnect_interval: Option<Duration>,
+    /// Disconnect a peer that leaves more than this many bytes unread [default: 67108864]
+    #[arg(long)]
     pub max_outbound_bytes: Option<usize>,
+    /// TLS certificate (PEM); with --tls-key the agent speaks only TLS 1.3
+    #[arg(long, value_name = "PEM")]
     pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM)
+    #[arg(long, value_name = "PEM")]
     pub tls_key: Option<PathBuf>,
+    /// CA (PEM): require and verify client certificates (mutual TLS); in
+    /// connect mode, verify the controller against it
+    #[arg(long, value_name = "PEM")]
     pub tls_ca: Option<PathBuf>,
+}
+
+/// The environment variables, each with the flag it stands for. They beat
+/// the `--config` file; flags beat them.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("ZEEK_AGENT_NAME", "--name"),
+    ("ZEEK_AGENT_ADDR", "--listen-addr"),
+    ("ZEEK_AGENT_PORT", "--listen-port"),
+    ("ZEEK_CONTROLLER_ADDR", "--controller-addr"),
+    ("ZEEK_CONTROLLER_PORT", "--controller-port"),
+    ("ZEEK_BINARY", "--zeek-binary"),
+];
+
+/// The environment's settings as flags (`ZEEK_AGENT_PORT=2151` becomes
+/// `--listen-port 2151`), to be parsed before the command line's own so that
+/// flags beat them. Each value is checked here, so that an invalid one is
+/// named by its variable, not by the flag.
+pub fn env_args(
+    lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<Vec<std::ffi::OsString>, ConfigError> {
+    #[derive(clap::Parser)]
+    #[command(no_binary_name = true)]
+    struct One {
+        #[command(flatten)]
+        _settings: Settings,
+    }
+    let mut args = Vec::new();
+    for (var, flag) in ENV_VARS {
+        let Some(value) = lookup(var) else { continue };
+        let pair = [std::ffi::OsString::from(flag), value.clone()];
+        if let Err(e) = <One as clap::Parser>::try_parse_from(&pair) {
+            let reason = std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| e.kind().to_string());
+            return Err(ConfigError::Env {
+                var,
+                message: format!("invalid value {value:?}: {reason}"),
+            });
+        }
+        args.extend(pair);
+    }
+    Ok(args)
 }
 
 /// A setting that cannot be used.
@@ -194,24 +316,87 @@ pub enum ConfigError {
     },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("{key}: {value} is not a duration in seconds (0 or more)")]
-    Duration { key: &'static str, value: f64 },
-    #[error("{key} must be at least 1")]
-    Zero { key: &'static str },
+    #[error("{var}: {message}")]
+    Env { var: &'static str, message: String },
+    #[error("{key} (--{}) must be more than 0{hint}", key.replace('_', "-"))]
+    Zero {
+        key: &'static str,
+        hint: &'static str,
+    },
 }
 
-/// Seconds as a `Duration`, refusing negative, NaN and absurd values.
-pub fn secs(key: &'static str, value: f64) -> Result<Duration, ConfigError> {
-    if value.is_finite() && (0.0..=1.0e9).contains(&value) {
-        Ok(Duration::from_secs_f64(value))
-    } else {
-        Err(ConfigError::Duration { key, value })
+/// A duration: a number with a unit (`500ms`, `1.5s`, `2m`, `1h`) or a
+/// bare number of seconds (`10`, `0.25`). The one syntax of every duration
+/// in flags, environment, the TOML file and the client.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => f64::NAN,
+    };
+    match number.parse::<f64>().map(|n| n * scale) {
+        Ok(secs) if secs.is_finite() && (0.0..=1.0e9).contains(&secs) => {
+            Ok(Duration::from_secs_f64(secs))
+        }
+        _ => Err(format!(
+            "{text:?} is not a duration (for example 500ms, 1.5s, 2m, or 10 for seconds)"
+        )),
     }
 }
 
-impl Overrides {
-    /// Reads a TOML file whose keys are the settings' names.
-    pub fn from_file(path: &std::path::Path) -> Result<Overrides, ConfigError> {
+/// A port, `2151` or `2151/tcp`.
+pub fn parse_port(text: &str) -> Result<u16, String> {
+    text.trim().parse::<Port>().map(|p| p.number)
+}
+
+/// TOML forms: a duration is a number of seconds or a string in the flags'
+/// syntax; a port is a number or a string in the flags' syntax.
+mod de {
+    use std::time::Duration;
+
+    use serde::{de::Error, Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrText {
+        Int(i64),
+        Float(f64),
+        Text(String),
+    }
+
+    impl NumberOrText {
+        fn text(self) -> String {
+            match self {
+                NumberOrText::Int(i) => i.to_string(),
+                NumberOrText::Float(f) => f.to_string(),
+                NumberOrText::Text(t) => t,
+            }
+        }
+    }
+
+    pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = NumberOrText::deserialize(d)?.text();
+        super::parse_duration(&text)
+            .map(Some)
+            .map_err(D::Error::custom)
+    }
+
+    pub fn port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+        let text = NumberOrText::deserialize(d)?.text();
+        super::parse_port(&text).map(Some).map_err(D::Error::custom)
+    }
+}
+
+impl Settings {
+    /// Reads a TOML file whose keys are the flags' names, with underscores.
+    pub fn from_file(path: &std::path::Path) -> Result<Settings, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
@@ -223,38 +408,43 @@ impl Overrides {
     }
 
     /// Lays these settings over `config`.
-    pub fn apply(self, config: &mut Config) -> Result<(), ConfigError> {
+    pub fn apply(self, config: &mut Config) {
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field { config.$field = v; } )* };
-        }
-        macro_rules! set_secs {
-            ($($field:ident),*) => {
-                $( if let Some(v) = self.$field { config.$field = secs(stringify!($field), v)?; } )*
-            };
-        }
-        macro_rules! set_nonzero {
-            ($($field:ident),*) => {
-                $( if let Some(v) = self.$field {
-                    if v == 0 { return Err(ConfigError::Zero { key: stringify!($field) }); }
-                    config.$field = v;
-                } )*
-            };
         }
         set!(
             name,
             listen_addr,
             listen_port,
             controller_port,
-            listen_in_connect_mode,
             cluster_dir,
             state_dir,
             zeek_binary,
             cluster_backend,
+            version_timeout,
+            request_timeout,
+            heartbeat,
+            handshake_timeout,
+            max_frame_bytes,
+            max_peers,
+            max_in_flight,
+            notification_backlog,
+            settle_time,
             port_checks,
-            max_revivals
+            stop_grace,
+            revive_delay,
+            revive_max_delay,
+            revive_reset_after,
+            max_revivals,
+            sample_interval,
+            reconnect_interval,
+            max_outbound_bytes
         );
-        if let Some(c) = self.controller_addr {
-            config.controller_addr = Some(c);
+        if let Some(no_listen) = self.no_listen {
+            config.listen_in_connect_mode = !no_listen;
+        }
+        if let Some(addr) = self.controller_addr {
+            config.controller_addr = Some(addr);
         }
         for (from, to) in [
             (self.tls_cert, &mut config.tls_cert),
@@ -265,27 +455,40 @@ impl Overrides {
                 *to = from;
             }
         }
-        set_secs!(
-            version_timeout,
-            request_timeout,
-            heartbeat,
-            handshake_timeout,
-            settle_time,
-            stop_grace,
-            revive_delay,
-            revive_max_delay,
-            revive_reset_after,
-            sample_interval,
-            reconnect_interval
-        );
-        set_nonzero!(
-            max_frame_bytes,
-            max_peers,
-            max_in_flight,
-            max_outbound_bytes
-        );
-        if let Some(v) = self.notification_backlog {
-            config.notification_backlog = v;
+    }
+}
+
+impl Config {
+    /// Refuses values the agent cannot run with: a period or timeout of 0
+    /// (a sampling interval of 0 would spin), a limit of 0. Settings where
+    /// 0 means "off" (`heartbeat`, `settle_time`) and counts where 0 is a
+    /// choice (`max_revivals`, `notification_backlog`) are not checked.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let periods = [
+            ("version_timeout", self.version_timeout),
+            ("request_timeout", self.request_timeout),
+            ("handshake_timeout", self.handshake_timeout),
+            ("stop_grace", self.stop_grace),
+            ("revive_delay", self.revive_delay),
+            ("revive_max_delay", self.revive_max_delay),
+            ("revive_reset_after", self.revive_reset_after),
+            ("sample_interval", self.sample_interval),
+            ("reconnect_interval", self.reconnect_interval),
+        ];
+        if let Some((key, _)) = periods.iter().find(|(_, d)| d.is_zero()) {
+            return Err(ConfigError::Zero {
+                key,
+                hint: "; only heartbeat and settle_time take 0, to mean off",
+            });
+        }
+        let limits = [
+            ("max_frame_bytes", self.max_frame_bytes),
+            ("max_peers", self.max_peers),
+            ("max_in_flight", self.max_in_flight),
+            ("max_outbound_bytes", self.max_outbound_bytes),
+        ];
+        if let Some((key, _)) = limits.iter().find(|(_, n)| *n == 0) {
+            return Err(ConfigError::Zero { key, hint: "" });
         }
         Ok(())
     }
@@ -309,24 +512,28 @@ mod tests {
         assert!(c.name.starts_with("agent"));
     }
 
+    /// The settings' keys, from their `Debug` form.
+    fn keys() -> Vec<String> {
+        let all = format!("{:?}", Settings::default());
+        all.trim_start_matches("Settings { ")
+            .trim_end_matches(" }")
+            .split(", ")
+            .filter_map(|kv| kv.split(':').next())
+            .map(str::to_owned)
+            .collect()
+    }
+
     #[test]
     fn the_example_file_names_every_setting_with_its_default() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/zeek-mgmt-agent.toml");
         let text = std::fs::read_to_string(path).expect("example file");
         let mut c = Config::default();
-        Overrides::from_file(std::path::Path::new(path))
+        Settings::from_file(std::path::Path::new(path))
             .expect("parses")
-            .apply(&mut c)
-            .expect("applies");
+            .apply(&mut c);
         assert_eq!(format!("{c:?}"), format!("{:?}", Config::default()));
         // Every key of the file form appears, set or commented out.
-        let keys = format!("{:?}", Overrides::default());
-        let keys = keys
-            .trim_start_matches("Overrides { ")
-            .trim_end_matches(" }")
-            .split(", ")
-            .filter_map(|kv| kv.split(':').next());
-        for key in keys {
+        for key in keys() {
             assert!(
                 text.lines()
                     .any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} ="))),
@@ -336,24 +543,113 @@ mod tests {
     }
 
     #[test]
-    fn file_overrides_apply_and_typos_are_refused() {
-        let o: Overrides =
-            toml::from_str("name = \"a1\"\nlisten_port = 9\nsettle_time = 0.5\n").expect("toml");
+    fn the_readme_table_lists_every_setting() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+        let text = std::fs::read_to_string(path).expect("README");
+        for key in keys() {
+            let flag = format!("`--{}`", key.replace('_', "-"));
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with('|') && l.contains(&flag)),
+                "{flag} is missing from the README's table"
+            );
+        }
+        for (var, _) in ENV_VARS {
+            assert!(text.contains(&format!("`{var}`")), "{var} is missing");
+        }
+    }
+
+    #[test]
+    fn one_duration_syntax() {
+        let ok = |t: &str| parse_duration(t).expect(t);
+        assert_eq!(ok("500ms"), Duration::from_millis(500));
+        assert_eq!(ok("1.5s"), Duration::from_millis(1500));
+        assert_eq!(ok("2m"), Duration::from_secs(120));
+        assert_eq!(ok("1h"), Duration::from_secs(3600));
+        assert_eq!(ok("10"), Duration::from_secs(10));
+        assert_eq!(ok("0.25"), Duration::from_millis(250));
+        assert_eq!(ok(" 30s "), Duration::from_secs(30));
+        assert_eq!(ok("0"), Duration::ZERO);
+        for bad in [
+            "",
+            "s",
+            "-1",
+            "1.5x",
+            "ten",
+            "1e3",
+            "NaN",
+            "inf",
+            "1s2",
+            "99999999999",
+        ] {
+            let e = parse_duration(bad).expect_err(bad);
+            assert!(e.contains("500ms, 1.5s, 2m"), "{e}");
+        }
+    }
+
+    #[test]
+    fn file_keys_are_the_flags_names_in_the_flags_syntax() {
+        let o: Settings = toml::from_str(
+            "name = \"a1\"\nlisten_port = \"9/tcp\"\nsettle_time = \"500ms\"\nstop_grace = \"30s\"\nrequest_timeout = 3\nheartbeat = 1.5\nno_listen = true\n",
+        )
+        .expect("toml");
         let mut c = Config::default();
-        o.apply(&mut c).expect("apply");
+        o.apply(&mut c);
         assert_eq!(c.name, "a1");
         assert_eq!(c.listen_port, 9);
         assert_eq!(c.settle_time, Duration::from_millis(500));
-        assert!(toml::from_str::<Overrides>("listen_prot = 1").is_err());
-        let bad = Overrides {
-            request_timeout: Some(-1.0),
-            ..Overrides::default()
+        assert_eq!(c.stop_grace, Duration::from_secs(30));
+        assert_eq!(c.request_timeout, Duration::from_secs(3));
+        assert_eq!(c.heartbeat, Duration::from_millis(1500));
+        assert!(!c.listen_in_connect_mode);
+        for bad in [
+            "listen_prot = 1",
+            "listen_in_connect_mode = true",
+            "stop_grace = \"30 seconds\"",
+            "stop_grace = -1",
+            "listen_port = \"http\"",
+        ] {
+            assert!(toml::from_str::<Settings>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn zero_is_refused_for_every_period_but_the_ones_where_it_means_off() {
+        let mut c = Config {
+            heartbeat: Duration::ZERO,
+            settle_time: Duration::ZERO,
+            max_revivals: 0,
+            notification_backlog: 0,
+            ..Config::default()
         };
-        assert!(bad.apply(&mut Config::default()).is_err());
-        let zero = Overrides {
-            max_peers: Some(0),
-            ..Overrides::default()
+        c.check().expect("0 means off or none here");
+        c.sample_interval = Duration::ZERO;
+        let e = c.check().expect_err("zero interval").to_string();
+        assert!(
+            e.starts_with("sample_interval (--sample-interval) must be more than 0"),
+            "{e}"
+        );
+        for key in [
+            "stop_grace",
+            "request_timeout",
+            "reconnect_interval",
+            "revive_reset_after",
+        ] {
+            let mut c = Config::default();
+            let mut s: Settings = toml::from_str(&format!("{key} = 0")).expect("toml");
+            s.name = None;
+            s.apply(&mut c);
+            let e = c.check().expect_err(key).to_string();
+            assert!(e.starts_with(key), "{e}");
+        }
+        let c = Config {
+            max_peers: 0,
+            ..Config::default()
         };
-        assert!(zero.apply(&mut Config::default()).is_err());
+        assert!(c
+            .check()
+            .expect_err("no peers")
+            .to_string()
+            .contains("max_peers"));
     }
 }

@@ -21,7 +21,9 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot create directory {path}: {source}")]
+    #[error(
+        "directory {path} cannot be used (it must be a directory the agent can write): {source}"
+    )]
     Dir {
         path: PathBuf,
         source: std::io::Error,

@@ -29,7 +29,7 @@ pub enum StateError {
 pub enum LockError {
     #[error("state directory {} is in use by another agent{}; one agent per state directory", dir.display(), holder.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     Held { dir: PathBuf, holder: Option<u32> },
-    #[error("cannot lock state directory {}: {source}", dir.display())]
+    #[error("state directory {} cannot be used (it must be a directory the agent can write): {source}", dir.display())]
     Io { dir: PathBuf, source: io::Error },
 }
 

@@ -21,9 +21,10 @@ struct Cli {
     /// comma-separated list in ZEEK_MGMT_AGENTS, else 127.0.0.1:2151]
     #[arg(long = "agent", value_name = "HOST:PORT", global = true)]
     agents: Vec<String>,
-    /// Seconds to wait for each answer (longer than the agent's own request timeout)
-    #[arg(long, default_value_t = 20.0, global = true)]
-    timeout: f64,
+    /// How long to wait for each answer, longer than the agent's own
+    /// request timeout: 500ms, 1.5s, 2m, or a bare number of seconds
+    #[arg(long, default_value = "20s", value_parser = parse_timeout, value_name = "DURATION", global = true)]
+    timeout: Duration,
     /// CA (PEM) to verify agents against: speak TLS 1.3
     #[arg(long, value_name = "PEM", global = true)]
     tls_ca: Option<PathBuf>,
@@ -56,6 +57,14 @@ enum Command {
     /// Print every notification of every agent as one JSON object per line,
     /// reconnecting when an agent goes away, until interrupted
     Monitor,
+}
+
+/// A duration in the agent's syntax, more than 0.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    match zeek_mgmt_agent::config::parse_duration(text)? {
+        d if d.is_zero() => Err("must be more than 0".to_owned()),
+        d => Ok(d),
+    }
 }
 
 fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
@@ -94,12 +103,6 @@ fn main() -> ExitCode {
     if agents.is_empty() {
         agents.push(DEFAULT_AGENT.to_owned());
     }
-    if !(cli.timeout.is_finite() && cli.timeout > 0.0 && cli.timeout < 1e6) {
-        return usage_error(format!(
-            "--timeout {} is not a number of seconds",
-            cli.timeout
-        ));
-    }
     let tls = match (&cli.tls_ca, &cli.tls_cert, &cli.tls_key) {
         (None, None, None) => None,
         (Some(ca), cert, key) => {
@@ -115,7 +118,7 @@ fn main() -> ExitCode {
     };
     let opts = ClientOptions {
         agents,
-        timeout: Duration::from_secs_f64(cli.timeout),
+        timeout: cli.timeout,
         tls,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()

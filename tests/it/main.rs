@@ -8,5 +8,6 @@ mod lifecycle;
 mod load;
 mod props;
 mod protocol;
+mod settings;
 mod support;
 mod tls;
