@@ -99,6 +99,14 @@ pub fn node_args(node: &Node, backend: Option<&str>) -> Vec<String> {
     args
 }
 
+/// Whether `node` will bind its port `p`: with Broker (Zeek before 8.1,
+/// where `backend` is none, or the Broker script) every node that has a
+/// port listens on it; with ZeroMQ only the manager does (its log
+/// endpoint), and a proxy's or worker's `p` is never bound.
+pub fn binds_port(node: &Node, backend: Option<&str>) -> bool {
+    node.p.is_some() && (backend != Some(ZEROMQ_BACKEND) || node.role == Role::Manager)
+}
+
 /// Picks the backend from the output of `zeek --version`
 /// (`<program> version 8.2.2`): ZeroMQ from 8.1 on, none before or when the
 /// output is not a Zeek version.
@@ -224,5 +232,28 @@ mod tests {
         assert_eq!(backend_for_version("zeek version 7.2.1"), None);
         assert_eq!(backend_for_version("bash: no such file"), None);
         assert_eq!(backend_for_version(""), None);
+    }
+
+    #[test]
+    fn only_nodes_that_listen_bind_their_port() {
+        let with_port = |role| {
+            let mut n = Node::new("n", "a", role);
+            n.p = Some(crate::api::types::Port::tcp(27760));
+            n
+        };
+        for role in [Role::Manager, Role::Logger, Role::Proxy, Role::Worker] {
+            for backend in [None, Some(BROKER_BACKEND)] {
+                assert!(
+                    binds_port(&with_port(role), backend),
+                    "{role:?} {backend:?}"
+                );
+            }
+            assert_eq!(
+                binds_port(&with_port(role), Some(ZEROMQ_BACKEND)),
+                role == Role::Manager,
+                "{role:?}"
+            );
+            assert!(!binds_port(&Node::new("n", "a", role), None));
+        }
     }
 }

@@ -306,7 +306,10 @@ impl NodeSupervisor {
             }
             if self.cfg.port_checks
                 && waiting
-                && self.slots.get(&name).is_some_and(|s| s.node.p.is_some())
+                && self
+                    .slots
+                    .get(&name)
+                    .is_some_and(|s| layout::binds_port(&s.node, backend))
             {
                 blocking_rank = Some(rank);
             }
@@ -344,7 +347,9 @@ impl NodeSupervisor {
         let timing = NodeTiming {
             settle: self.cfg.settle_time,
             port_check: match (self.cfg.port_checks, node.p, host) {
-                (true, Some(p), Some(h)) => Some(SocketAddr::new(h, p.number)),
+                (true, Some(p), Some(h)) if layout::binds_port(&node, backend) => {
+                    Some(SocketAddr::new(h, p.number))
+                }
                 _ => None,
             },
             stop_grace: self.cfg.stop_grace,

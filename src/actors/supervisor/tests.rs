@@ -312,3 +312,35 @@ async fn welcome_is_answered_and_remembered() {
     assert!(r.result.success);
     assert_eq!(r.reqid.0, "w");
 }
+
+#[actix_rt::test]
+async fn with_zeromq_port_checks_wait_only_for_the_manager() {
+    // The manager's log endpoint listens (here: the test does); the proxy's
+    // port is never bound with ZeroMQ, so it must not be waited for.
+    let dir = tempfile::tempdir().expect("tmp");
+    let manager_port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let unbound = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let proxy_port = unbound.local_addr().expect("addr").port();
+    drop(unbound);
+    let mut c = cluster(
+        "zmq",
+        &[
+            ("manager", Role::Manager),
+            ("proxy-1", Role::Proxy),
+            ("worker-1", Role::Worker),
+        ],
+    );
+    c.nodes[0].p = Some(Port::tcp(manager_port.local_addr().expect("addr").port()));
+    c.nodes[1].p = Some(Port::tcp(proxy_port));
+    let (s, _) = start(Config {
+        port_checks: true,
+        cluster_backend: ClusterBackend::Zeromq,
+        ..config(dir.path())
+    });
+    let r = tokio::time::timeout(Duration::from_secs(20), deploy(&s, c))
+        .await
+        .expect("the deploy does not wait for the proxy's port");
+    assert!(r.success, "{r:?}");
+    let st = statuses(&s).await;
+    assert!(st.iter().all(|n| n.state == State::Running), "{st:?}");
+}
