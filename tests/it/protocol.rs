@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use serde_cbor::Value;
 use zeek_mgmt_agent::api::events::{
-    AgentStandbyRequest, AgentWelcomeRequest, GetNodesRequest, Notification, Request,
-    SetConfigurationRequest, Stem,
+    AgentStandbyRequest, AgentWelcomeRequest, GetNodesRequest, Notification, Request, Stem,
 };
 use zeek_mgmt_agent::api::types::{MgmtRole, Port, Role, State};
 use zeek_mgmt_agent::controller::{framed, ClientError, Connection, ControllerOptions, Incoming};
@@ -258,58 +257,50 @@ async fn raw_first_reply(mut s: tokio::net::TcpStream, frame: Vec<u8>) -> (Error
 
 #[tokio::test]
 async fn request_level_errors_duplicate_overloaded_timeout() {
-    // A settle time longer than the request timeout keeps a
-    // set_configuration in flight, then times it out.
+    // Work is held in flight by means the test controls, never by timing:
+    // a node that ignores SIGTERM, with a stop grace far beyond the test,
+    // holds every agent_standby until the test kills the node.
     let agent = Agent::start(&[
-        "--settle-time",
-        "3",
+        "--stop-grace",
+        "600",
         "--request-timeout",
-        "1",
+        "600",
         "--max-in-flight",
-        "3",
+        "2",
     ]);
     let c = agent.connect().await;
-    let cfg = cluster("slow", &[("w", Role::Worker, None)]);
-    let first = c
-        .start_request(Request::SetConfiguration(SetConfigurationRequest {
-            reqid: "dup".into(),
-            config: cfg.clone(),
+    let mut cfg = cluster("held", &[("w", Role::Worker, None)]);
+    cfg.nodes[0]
+        .env
+        .insert("STANDIN_IGNORE_TERM".into(), "1".into());
+    assert!(set_config(&c, cfg).await.result.success);
+    let node = node_pid(&wait_nodes(&c, "running", all_running).await, "w");
+    let standby = |reqid: &str| {
+        c.start_request(Request::AgentStandby(AgentStandbyRequest {
+            reqid: reqid.into(),
         }))
-        .expect("send");
-    // The same reqid again while the first is in flight.
+        .expect("send")
+    };
+    let first = standby("s1");
+    // The client keeps one waiter per reqid: the duplicate's waiter takes
+    // the place of the first "s2"'s, whose answer is awaited again below.
+    drop(standby("s2"));
+    // The same reqid again while it is in flight.
     let dup = c
         .request(
-            Request::SetConfiguration(SetConfigurationRequest {
-                reqid: "dup".into(),
-                config: cfg,
-            }),
+            Request::AgentStandby(AgentStandbyRequest { reqid: "s2".into() }),
             LONG,
         )
-        .await;
-    // Both responses carry reqid "dup": the client hands the first one that
-    // arrives to whichever waiter registered last, so look at both.
-    let second = tokio::time::timeout(LONG, first).await.expect("in time");
-    let results: Vec<_> = [dup.ok(), second.ok()].into_iter().flatten().collect();
+        .await
+        .expect("dup answered");
+    assert!(!dup.result.success);
     assert!(
-        results
-            .iter()
-            .any(|r| !r.result.success && r.result.error.contains("already in flight")),
-        "{results:?}"
+        dup.result.error.contains("already in flight"),
+        "{:?}",
+        dup.result
     );
-
-    // Three in flight (max 3): the fourth is overloaded.
-    let a = c
-        .start_request(Request::SetConfiguration(SetConfigurationRequest {
-            reqid: "a".into(),
-            config: cluster("slow2", &[("w", Role::Worker, None)]),
-        }))
-        .expect("a");
-    let b = c
-        .start_request(Request::SetConfiguration(SetConfigurationRequest {
-            reqid: "b".into(),
-            config: cluster("slow3", &[("w", Role::Worker, None)]),
-        }))
-        .expect("b");
+    let second = c.expect_response("s2".into());
+    // Two in flight (max 2): a third request is overloaded.
     let over = c
         .request(
             Request::GetNodes(GetNodesRequest { reqid: "c".into() }),
@@ -319,29 +310,36 @@ async fn request_level_errors_duplicate_overloaded_timeout() {
         .expect("c");
     assert!(!over.result.success);
     assert_eq!(over.result.error, "overloaded");
+    // Released: both standbys finish, each answered once.
+    unsafe {
+        libc::kill(node, libc::SIGKILL);
+    }
+    for rx in [first, second] {
+        let r = tokio::time::timeout(LONG, rx)
+            .await
+            .expect("in time")
+            .expect("response");
+        assert!(r.result.success, "{:?}", r.result);
+    }
 
-    // "a" is superseded by "b" (or times out first); "b" times out.
-    let r = tokio::time::timeout(LONG, a)
-        .await
-        .expect("in time")
-        .expect("response");
-    assert!(!r.result.success);
-    assert!(
-        r.result.error.contains("superseded") || r.result.error.contains("timed out"),
-        "{}",
-        r.result.error
-    );
-    let r = tokio::time::timeout(LONG, b)
-        .await
-        .expect("in time")
-        .expect("response");
+    // A deploy held by a port check that the test satisfies only after the
+    // request has timed out: the timeout answers, the late result is dropped.
+    let agent = Agent::start(&["--port-checks", "--request-timeout", "0.5"]);
+    let c = agent.connect().await;
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = free.local_addr().expect("addr").port();
+    drop(free);
+    let r = set_config(
+        &c,
+        cluster("slow", &[("manager", Role::Manager, Some(port))]),
+    )
+    .await;
     assert!(!r.result.success);
     assert!(r.result.error.contains("timed out"), "{}", r.result.error);
-    // A late result is dropped, never sent twice: wait past the settle time
-    // and check that nothing else arrives for "a" or "b".
-    tokio::time::sleep(Duration::from_millis(3500)).await;
-    let r = get_nodes(&c).await;
-    assert_eq!(r.len(), 2);
+    let _manager_port = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
+    wait_nodes(&c, "the manager counted as running", all_running).await;
+    assert_eq!(get_nodes(&c).await.len(), 2);
+    assert_eq!(c.unmatched_responses(), 0, "the late result was sent");
 }
 
 #[tokio::test]
