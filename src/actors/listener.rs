@@ -1,6 +1,9 @@
 //! `Listener`: accepts TCP connections on the listen address and starts one
-//! `Peer` per connection, up to the limit of peers at once (a connection
-//! beyond it is closed at once, and logged).
+//! `Peer` per connection, up to the limit of peers at once. At the limit it
+//! stops accepting until a peer has gone: a newcomer waits in the kernel's
+//! backlog instead of being accepted and closed, so a connection whose
+//! client has already left (but whose actor has not run yet) can delay a
+//! newcomer but never turn it away.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,24 +11,28 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::actors::peer::{Disconnect, Peer, PeerClosed, PeerId, PeerLinks, PeerSettings, Side};
 
-/// A connection the accept loop took; handled by the listener itself.
+/// A connection the accept loop took, with its place among the peers;
+/// handled by the listener itself.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Accepted(TcpStream);
+struct Accepted(TcpStream, OwnedSemaphorePermit);
 
 pub struct Listener {
     listener: Option<TcpListener>,
     settings: Arc<PeerSettings>,
     links: PeerLinks,
     max_peers: usize,
-    peers: HashMap<PeerId, Addr<Peer>>,
+    /// Each peer (or TLS handshake under way) holds one of `max_peers`
+    /// permits until it has gone; the accept loop takes one before it
+    /// accepts.
+    places: Arc<Semaphore>,
+    peers: HashMap<PeerId, (Addr<Peer>, OwnedSemaphorePermit)>,
     tls: Option<TlsAcceptor>,
-    /// TLS handshakes under way; they count against `max_peers`.
-    handshaking: usize,
 }
 
 /// Sent on agent shutdown: stop accepting and close every peer.
@@ -45,9 +52,9 @@ impl Listener {
             settings,
             links,
             max_peers,
+            places: Arc::new(Semaphore::new(max_peers.min(Semaphore::MAX_PERMITS))),
             peers: HashMap::new(),
             tls: None,
-            handshaking: 0,
         }
     }
 
@@ -62,6 +69,7 @@ impl Listener {
         io: T,
         remote: std::net::SocketAddr,
         local: std::net::SocketAddr,
+        place: OwnedSemaphorePermit,
         ctx: &mut Context<Self>,
     ) where
         T: AsyncRead + AsyncWrite + Unpin + 'static,
@@ -78,7 +86,7 @@ impl Listener {
             Arc::clone(&self.settings),
             links,
         );
-        self.peers.insert(id, peer);
+        self.peers.insert(id, (peer, place));
     }
 }
 
@@ -90,11 +98,26 @@ impl Actor for Listener {
             return;
         };
         let me = ctx.address();
+        let places = Arc::clone(&self.places);
+        let max_peers = self.max_peers;
         ctx.spawn(
             async move {
                 loop {
+                    let place = match Arc::clone(&places).try_acquire_owned() {
+                        Ok(p) => p,
+                        Err(_) => {
+                            tracing::warn!(
+                                limit = max_peers,
+                                "peer limit reached: new connections wait until a peer leaves"
+                            );
+                            match Arc::clone(&places).acquire_owned().await {
+                                Ok(p) => p,
+                                Err(_) => return,
+                            }
+                        }
+                    };
                     match listener.accept().await {
-                        Ok((stream, _)) => me.do_send(Accepted(stream)),
+                        Ok((stream, _)) => me.do_send(Accepted(stream, place)),
                         Err(e) => {
                             // Out of file descriptors and the like: back off
                             // instead of spinning.
@@ -112,30 +135,26 @@ impl Actor for Listener {
 impl Handler<Accepted> for Listener {
     type Result = ();
 
-    fn handle(&mut self, Accepted(stream): Accepted, ctx: &mut Context<Self>) {
+    fn handle(&mut self, Accepted(stream, place): Accepted, ctx: &mut Context<Self>) {
         let (Ok(remote), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
             return;
         };
-        if self.peers.len() + self.handshaking >= self.max_peers {
-            tracing::warn!(%remote, limit = self.max_peers, "too many peers; connection refused");
-            return;
-        }
         let _ = stream.set_nodelay(true);
         let Some(acceptor) = self.tls.clone() else {
-            self.start_peer(stream, remote, local, ctx);
+            self.start_peer(stream, remote, local, place, ctx);
             return;
         };
-        self.handshaking += 1;
         let handshake =
             tokio::time::timeout(self.settings.handshake_timeout, acceptor.accept(stream));
-        ctx.spawn(handshake.into_actor(self).map(move |res, act, ctx| {
-            act.handshaking -= 1;
-            match res {
-                Ok(Ok(tls)) => act.start_peer(tls, remote, local, ctx),
-                Ok(Err(e)) => tracing::warn!(%remote, "TLS handshake refused: {e}"),
-                Err(_) => tracing::warn!(%remote, "TLS handshake timed out"),
-            }
-        }));
+        ctx.spawn(
+            handshake
+                .into_actor(self)
+                .map(move |res, act, ctx| match res {
+                    Ok(Ok(tls)) => act.start_peer(tls, remote, local, place, ctx),
+                    Ok(Err(e)) => tracing::warn!(%remote, "TLS handshake refused: {e}"),
+                    Err(_) => tracing::warn!(%remote, "TLS handshake timed out"),
+                }),
+        );
     }
 }
 
@@ -151,7 +170,7 @@ impl Handler<StopListening> for Listener {
     type Result = ();
 
     fn handle(&mut self, _: StopListening, ctx: &mut Context<Self>) {
-        for peer in self.peers.values() {
+        for (peer, _) in self.peers.values() {
             peer.do_send(Disconnect);
         }
         ctx.stop();
@@ -168,7 +187,7 @@ mod tests {
     use crate::testing::wait_until;
 
     #[actix_rt::test]
-    async fn refuses_connections_beyond_the_peer_limit_and_frees_slots() {
+    async fn beyond_the_peer_limit_newcomers_wait_instead_of_being_closed() {
         let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = tcp.local_addr().expect("addr");
         let (links, closed) = crate::actors::peer::fixtures::links();
@@ -176,24 +195,25 @@ mod tests {
         let listener = Listener::new(tcp, settings, links, 1).start();
 
         let first = tokio::net::TcpStream::connect(addr).await.expect("first");
-        // Give the listener time to count the first peer.
-        actix_rt::time::sleep(Duration::from_millis(100)).await;
+        // The second waits in the backlog: it is not closed.
         let mut second = tokio::net::TcpStream::connect(addr).await.expect("second");
         let mut buf = [0u8; 1];
-        let n = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buf))
-            .await
-            .expect("closed in time");
-        assert!(
-            matches!(n, Ok(0) | Err(_)),
-            "the second peer must be closed"
-        );
+        let waiting = tokio::time::timeout(Duration::from_millis(300), second.read(&mut buf)).await;
+        assert!(waiting.is_err(), "the second peer must not be closed");
 
+        // Once the first has gone, the second becomes a peer.
         drop(first);
         wait_until(|| closed.len() == 1, 5_000).await;
-        let mut third = tokio::net::TcpStream::connect(addr).await.expect("third");
         let still_open =
-            tokio::time::timeout(Duration::from_millis(300), third.read(&mut buf)).await;
-        assert!(still_open.is_err(), "a freed slot takes a new peer");
+            tokio::time::timeout(Duration::from_millis(300), second.read(&mut buf)).await;
+        assert!(
+            still_open.is_err(),
+            "the freed place takes the waiting peer"
+        );
+        // A third waits for the second.
+        let mut third = tokio::net::TcpStream::connect(addr).await.expect("third");
+        drop(second);
+        wait_until(|| closed.len() == 2, 5_000).await;
 
         listener.do_send(StopListening);
         let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))

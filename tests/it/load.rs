@@ -175,3 +175,116 @@ async fn connection_churn_leaves_nothing_behind() {
     );
     assert_idle((rss, fd), (idle_rss, idle_fds));
 }
+
+/// One thread spinning per CPU until dropped, as Zeek workers keep a
+/// sensor's CPUs busy.
+struct BusyCpus(
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    Vec<std::thread::JoinHandle<()>>,
+);
+
+impl BusyCpus {
+    fn start() -> BusyCpus {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = (0..n)
+            .map(|_| {
+                let stop = std::sync::Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        BusyCpus(stop, threads)
+    }
+}
+
+impl Drop for BusyCpus {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.1.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What a health check does: connect, hello, one request, close without
+/// waiting for anything.
+fn health_check(addr: std::net::SocketAddr, i: usize) -> std::io::Result<()> {
+    use std::io::Write;
+    use zeek_mgmt_agent::wire::cbor::{self, EventBody, Frame, Hello};
+    let frame = |f: &Frame| zeek_mgmt_agent::controller::framed(&cbor::encode(f).expect("encode"));
+    let mut bytes = frame(&Frame::Hello(Hello {
+        version: 1,
+        endpoint: format!("health-{i}"),
+        role: "client".into(),
+        heartbeat: 0,
+    }));
+    bytes.extend(frame(&Frame::Event {
+        topic: format!("zeek/management/agent/{AGENT}"),
+        body: EventBody::Request(Request::GetNodes(GetNodesRequest {
+            reqid: ReqId(format!("health-{i}")),
+        })),
+    }));
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.write_all(&bytes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequential_health_check_is_never_refused_on_a_busy_host() {
+    // The client runs ahead of a CPU-starved agent: connections it already
+    // closed, whose actors have not run yet, must never turn a newcomer away
+    // (with the default peer limit of 64).
+    let agent = Agent::start(&[]);
+    let (idle_rss, idle_fds) = idle_level(&agent).await;
+    let addr = agent.addr.expect("addr");
+    let watcher = agent.connect().await;
+    let busy = BusyCpus::start();
+    let started = Instant::now();
+    let checks = tokio::task::spawn_blocking(move || {
+        let mut refused = Vec::new();
+        for i in 0..CYCLES {
+            if let Err(e) = health_check(addr, i) {
+                refused.push(format!("cycle {i}: {e}"));
+            }
+        }
+        refused
+    });
+    // A long-lived peer is answered all the while.
+    let mut served = 0;
+    while !checks.is_finished() {
+        assert_eq!(get_nodes(&watcher).await.len(), 1);
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let failed = checks.await.expect("checks");
+    assert!(failed.is_empty(), "{failed:?}");
+    // Every connection became a peer and its request was read.
+    let deadline = Instant::now() + LONG;
+    let mut received = 0;
+    while received < CYCLES && Instant::now() < deadline {
+        received = agent
+            .log()
+            .lines()
+            .filter(|l| l.contains("rx get_nodes_request") && l.contains("reqid=health-"))
+            .count();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed = started.elapsed();
+    drop(busy);
+    let refused = agent.log().matches("refused").count();
+    assert_eq!(
+        received, CYCLES,
+        "requests of {CYCLES} health checks received ({refused} log lines say refused)"
+    );
+    assert!(served > 0);
+    drop(watcher);
+    let (rss, fd) = back_to_idle(agent.pid(), idle_rss, idle_fds).await;
+    println!(
+        "{CYCLES} health checks with every CPU busy: all accepted in {elapsed:?}, {served} get_nodes \
+         served meanwhile; fds idle {idle_fds}, after {fd}; rss idle {idle_rss} KiB, after {rss} KiB"
+    );
+    assert_idle((rss, fd), (idle_rss, idle_fds));
+}
