@@ -23,6 +23,22 @@ use crate::controller::{ClientError, Connection, ControllerOptions, Incoming};
 /// Default agent address.
 pub const DEFAULT_AGENT: &str = "127.0.0.1:2151";
 
+/// Checks that an agent address is `HOST:PORT` (`[v6]:PORT` for an IPv6
+/// address), before anything is dialled.
+pub fn check_agent_address(addr: &str) -> Result<(), String> {
+    let expected = || {
+        format!(
+            "agent address {addr:?}: expected HOST:PORT, for example 127.0.0.1:2151 or [::1]:2151"
+        )
+    };
+    let (host, port) = addr.rsplit_once(':').ok_or_else(expected)?;
+    let bare_v6 = host.contains(':') && !(host.starts_with('[') && host.ends_with(']'));
+    if host.is_empty() || bare_v6 || port.parse::<u16>().is_err() {
+        return Err(expected());
+    }
+    Ok(())
+}
+
 /// How the client reaches its agents.
 #[derive(Clone)]
 pub struct ClientOptions {
@@ -487,5 +503,26 @@ pub async fn monitor(opts: &ClientOptions) {
     while let Some(line) = rx.recv().await {
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_agent_address;
+
+    #[test]
+    fn agent_addresses_are_host_and_port() {
+        for ok in [
+            "127.0.0.1:2151",
+            "[::1]:2151",
+            "sensor-1.example:2151",
+            "h:0",
+        ] {
+            assert_eq!(check_agent_address(ok), Ok(()), "{ok}");
+        }
+        for bad in ["localhost", "::1", "[::1]", "h:", "h:65536", ":1", "h:x"] {
+            let e = check_agent_address(bad).expect_err(bad);
+            assert!(e.contains("expected HOST:PORT"), "{e}");
+        }
     }
 }

@@ -32,7 +32,12 @@ pub enum ClientError {
     Closed,
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    #[error("no hello within {0:?}: the address does not speak the zeek-mgmt-agent protocol")]
+    NoHello(Duration),
 }
+
+/// How long the other side may take to send its hello.
+pub const DEFAULT_HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How this side introduces itself.
 #[derive(Debug, Clone)]
@@ -51,6 +56,9 @@ pub struct ControllerOptions {
     pub server_name: Option<String>,
     /// For `accept`: speak TLS to an agent dialling in.
     pub tls_server: Option<Arc<rustls::ServerConfig>>,
+    /// Give up on an agent that has not sent its hello by then (a server
+    /// that speaks another protocol never does).
+    pub hello_timeout: Duration,
 }
 
 impl Default for ControllerOptions {
@@ -63,6 +71,7 @@ impl Default for ControllerOptions {
             tls: None,
             server_name: None,
             tls_server: None,
+            hello_timeout: DEFAULT_HELLO_TIMEOUT,
         }
     }
 }
@@ -210,7 +219,9 @@ impl Connection {
             w.write_all(&ours).await?;
             w.flush().await?;
         }
-        let first = r.next().await?;
+        let first = tokio::time::timeout(opts.hello_timeout, r.next())
+            .await
+            .map_err(|_| ClientError::NoHello(opts.hello_timeout))??;
         let agent = match cbor::decode(&first) {
             Ok(Frame::Hello(h)) => h,
             Ok(Frame::Error { code, message }) => {

@@ -103,6 +103,12 @@ fn main() -> ExitCode {
     if agents.is_empty() {
         agents.push(DEFAULT_AGENT.to_owned());
     }
+    if let Some(e) = agents
+        .iter()
+        .find_map(|a| client::check_agent_address(a).err())
+    {
+        return usage_error(e);
+    }
     let tls = match (&cli.tls_ca, &cli.tls_cert, &cli.tls_key) {
         (None, None, None) => None,
         (Some(ca), cert, key) => {

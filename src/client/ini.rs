@@ -400,11 +400,23 @@ pub fn parse_json(text: &str, file: &str) -> Result<ClusterFile, FileError> {
 
 /// Parses by extension: `.json` as JSON, anything else as INI.
 pub fn parse(text: &str, file: &str) -> Result<ClusterFile, FileError> {
-    if file.ends_with(".json") {
+    let parsed = if file.ends_with(".json") {
         parse_json(text, file)
     } else {
         parse_ini(text, file)
+    }?;
+    if parsed.nodes.is_empty() {
+        // Deploying it would change nothing anywhere: an empty file is a
+        // mistake (a wrong path, a truncated file), not a request.
+        return Err(FileError {
+            file: file.to_owned(),
+            line: None,
+            section: None,
+            key: None,
+            message: "the cluster file has no nodes, so there is nothing to deploy (to stop every node, use `standby`)".to_owned(),
+        });
     }
+    Ok(parsed)
 }
 
 #[cfg(test)]

@@ -283,3 +283,52 @@ fn monitor_reports_a_killed_node_and_reconnects() {
     assert!(err.contains("went away; reconnecting"), "{err}");
     drop(again);
 }
+
+#[test]
+fn mistakes_get_a_clear_word_at_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // An empty cluster file deploys nothing: refused, naming the file.
+    for (name, text) in [
+        ("empty.ini", ""),
+        ("comments.ini", "# nothing\n\n"),
+        (
+            "empty.json",
+            "{\"id\": \"x\", \"instances\": [], \"nodes\": []}",
+        ),
+    ] {
+        let f = dir.path().join(name);
+        std::fs::write(&f, text).expect("write");
+        let f = f.to_str().expect("utf-8");
+        let out = run(&["--agent", "127.0.0.1:9", "deploy", f]);
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(f) && err.contains("no nodes"), "{name}: {err}");
+        assert!(out.stdout.is_empty(), "nothing dialled: {name}");
+    }
+    // A host without a port.
+    for bad in ["localhost", "127.0.0.1", "::1", "host:http", ":2151"] {
+        let out = run(&["--agent", bad, "get-nodes"]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("expected HOST:PORT"), "{bad}: {err}");
+        assert!(!err.contains("invalid socket address"), "{err}");
+    }
+    // A server that never sends a hello: given up after the hello deadline,
+    // not the (here long) answer timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("addr").to_string();
+    let holder = std::thread::spawn(move || {
+        let conn = silent.accept().map(|(s, _)| s);
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        drop(conn);
+    });
+    let out = run(&["--agent", &addr, "--timeout", "120", "get-nodes"]);
+    assert_eq!(out.status.code(), Some(2));
+    let j = json(&out);
+    let error = j["errors"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("does not speak the zeek-mgmt-agent protocol"),
+        "{j}"
+    );
+    drop(holder);
+}
