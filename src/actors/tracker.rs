@@ -158,7 +158,7 @@ impl Tracker {
     ) {
         // One lookup on the hot path; a mismatch (a reused reqid) is rare.
         let (entry, (peer, reqid)) = match self.in_flight.entry((peer, reqid)) {
-            hash_map::Entry::Occupied(o) if seq.map_or(true, |s| s == o.get().seq) => {
+            hash_map::Entry::Occupied(o) if seq.is_none_or(|s| s == o.get().seq) => {
                 let (key, entry) = o.remove_entry();
                 (Some(entry), key)
             }

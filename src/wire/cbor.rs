@@ -24,7 +24,7 @@ mod ser;
 
 use ser::{Sink, Verbatim};
 
-/// The protocol-level error codes of `PROTOCOL.md`.
+/// The protocol-level error codes of `docs/protocol.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     BadFrame,

@@ -3,6 +3,7 @@
 
 mod client;
 mod deploy;
+mod docs;
 mod edges;
 mod lifecycle;
 mod load;

@@ -167,3 +167,24 @@ fn the_client_takes_the_same_durations() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("--timeout"));
     }
 }
+
+#[test]
+fn the_quick_start_leaves_the_checkout_clean() {
+    // `cargo run` in the checkout writes the default directories there.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ignore = std::fs::read_to_string(root.join(".gitignore")).expect(".gitignore");
+    let defaults = zeek_mgmt_agent::Config::default();
+    for dir in [&defaults.cluster_dir, &defaults.state_dir] {
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("a plain name");
+        assert!(
+            ignore
+                .lines()
+                .any(|l| l.trim() == format!("/{name}/") || l.trim() == format!("/{name}")),
+            "{} is not ignored by git",
+            dir.display()
+        );
+    }
+}

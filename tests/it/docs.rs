@@ -1,0 +1,101 @@
+//! The repository documents its own wire protocol: `docs/protocol.md` names
+//! everything the agent can put on the wire.
+
+use zeek_mgmt_agent::api::events::Stem;
+use zeek_mgmt_agent::api::types::{MgmtRole, NodeStatus, Role, State};
+use zeek_mgmt_agent::wire::cbor::ErrorCode;
+
+fn protocol_doc() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/protocol.md");
+    std::fs::read_to_string(path).expect("docs/protocol.md")
+}
+
+#[test]
+fn the_protocol_document_names_everything_on_the_wire() {
+    let doc = protocol_doc();
+    let codes = [
+        ErrorCode::BadFrame,
+        ErrorCode::BadHello,
+        ErrorCode::VersionMismatch,
+        ErrorCode::TooLarge,
+        ErrorCode::UnknownTopic,
+        ErrorCode::UnknownEvent,
+        ErrorCode::BadArgs,
+    ];
+    for code in codes {
+        assert!(
+            doc.contains(&format!("| `{}` |", code.as_str())),
+            "error code {} is not in the table",
+            code.as_str()
+        );
+    }
+    for stem in Stem::ALL {
+        for name in [stem.request_name(), stem.response_name()] {
+            let short = name.rsplit("::").next().unwrap_or(name);
+            assert!(doc.contains(&format!("`{short}`")), "{short}");
+        }
+    }
+    for n in [
+        "notify_agent_hello",
+        "notify_change",
+        "notify_error",
+        "notify_log",
+    ] {
+        assert!(doc.contains(&format!("`{n}`")), "{n}");
+    }
+    // Every key a NodeStatus can carry, extensions included.
+    let full = NodeStatus {
+        node: "n".into(),
+        state: State::Running,
+        mgmt_role: MgmtRole::Agent,
+        cluster_role: Role::Worker,
+        pid: Some(1),
+        p: None,
+        cpu_percent: Some(0.0),
+        rss_bytes: Some(0),
+        restarts: Some(0),
+        uptime_secs: Some(0.0),
+    };
+    let value = serde_json::to_value(&full).expect("json");
+    for key in value.as_object().expect("a record").keys() {
+        assert!(doc.contains(&format!("`{key}`")), "NodeStatus key {key}");
+    }
+    // The request-level errors, as the agent writes them.
+    for text in [
+        "overloaded",
+        "request timed out after S s",
+        "is already in flight from this\n  peer",
+        "agent is shutting down",
+        "was superseded by",
+        "invalid configuration: PROBLEM; PROBLEM",
+        "cannot persist the\n  configuration, nothing changed",
+        "more than one manager",
+    ] {
+        assert!(doc.contains(text), "{text:?}");
+    }
+}
+
+#[test]
+fn the_repository_cites_no_document_it_does_not_hold() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md"), root.join("actors.md")];
+    for dir in ["src", "docs", "examples", "contrib"] {
+        let mut stack = vec![root.join(dir)];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).expect("dir").flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    files.push(p);
+                }
+            }
+        }
+    }
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        for outside in ["PROTOCOL.md", "BEHAVIOUR.md", "shared docs"] {
+            assert!(!text.contains(outside), "{} cites {outside}", f.display());
+        }
+    }
+}
