@@ -49,18 +49,19 @@ impl ErrorCode {
         }
     }
 
+    /// Every code.
+    pub const ALL: [ErrorCode; 7] = [
+        ErrorCode::BadFrame,
+        ErrorCode::BadHello,
+        ErrorCode::VersionMismatch,
+        ErrorCode::TooLarge,
+        ErrorCode::UnknownTopic,
+        ErrorCode::UnknownEvent,
+        ErrorCode::BadArgs,
+    ];
+
     fn parse(s: &str) -> Option<Self> {
-        [
-            ErrorCode::BadFrame,
-            ErrorCode::BadHello,
-            ErrorCode::VersionMismatch,
-            ErrorCode::TooLarge,
-            ErrorCode::UnknownTopic,
-            ErrorCode::UnknownEvent,
-            ErrorCode::BadArgs,
-        ]
-        .into_iter()
-        .find(|c| c.as_str() == s)
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
     }
 
     /// Only these three end the connection.

@@ -270,6 +270,19 @@ async fn leftovers_of_an_earlier_run_are_ended() {
 
 use std::os::unix::process::CommandExt as _;
 
+/// Persisted configurations kept aside in the state directory under `dir`.
+fn kept_aside(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("state"))
+        .expect("ls")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("configuration.cbor.bad-")
+        })
+        .count()
+}
+
 #[tokio::test]
 async fn corrupt_persisted_configuration_is_kept_aside() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -278,16 +291,7 @@ async fn corrupt_persisted_configuration_is_kept_aside() {
     let agent = Agent::start_in(tmp.path(), &[], &[]);
     let c = agent.connect().await;
     assert_eq!(get_nodes(&c).await.len(), 1, "runs with no configuration");
-    let kept: Vec<_> = std::fs::read_dir(tmp.path().join("state"))
-        .expect("ls")
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("configuration.cbor.bad-")
-        })
-        .collect();
-    assert_eq!(kept.len(), 1);
+    assert_eq!(kept_aside(tmp.path()), 1);
     agent.wait_log("persisted configuration is unusable", 1);
 }
 
@@ -316,16 +320,7 @@ async fn an_invalid_persisted_configuration_is_not_installed() {
     let nodes = get_nodes(&c).await;
     assert_eq!(nodes.len(), 1, "runs with no configuration: {nodes:?}");
     assert!(!agent.node_dir("worker-1").exists(), "nothing was launched");
-    let kept = std::fs::read_dir(tmp.path().join("state"))
-        .expect("ls")
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("configuration.cbor.bad-")
-        })
-        .count();
-    assert_eq!(kept, 1, "kept aside, not lost");
+    assert_eq!(kept_aside(tmp.path()), 1, "kept aside, not lost");
 }
 
 #[tokio::test]
