@@ -12,8 +12,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use actix::prelude::*;
+use zeek_mgmt_agent::actors::messages::Outbound;
 use zeek_mgmt_agent::api::events::{
-    AgentStandbyRequest, GetNodesRequest, Notification, Outbound, Request, SetConfigurationRequest,
+    AgentStandbyRequest, GetNodesRequest, Notification, Request, SetConfigurationRequest,
 };
 use zeek_mgmt_agent::api::types::{
     Addr as ZeekAddr, Configuration, Instance, Node, ResultData, Role,

@@ -2,6 +2,7 @@
 
 pub mod connector;
 pub mod listener;
+pub mod messages;
 pub mod node;
 pub mod notifier;
 pub mod peer;

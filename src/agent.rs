@@ -7,12 +7,13 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::actors::connector::Connector;
-use crate::actors::listener::{Listener, StopListening};
-use crate::actors::notifier::{Notifier, PeerReady};
-use crate::actors::peer::{PeerClosed, PeerId, PeerLinks, PeerSettings};
+use crate::actors::listener::Listener;
+use crate::actors::messages::{Outbound, PeerClosed, PeerId, PeerReady, StopPeering, Track};
+use crate::actors::notifier::Notifier;
+use crate::actors::peer::{PeerLinks, PeerSettings};
 use crate::actors::supervisor::{NodeSupervisor, Shutdown};
-use crate::actors::tracker::{Track, Tracker, TrackerSettings, Workers};
-use crate::api::events::{Outbound, Request};
+use crate::actors::tracker::{Tracker, TrackerSettings, Workers};
+use crate::api::events::Request;
 use crate::config::Config;
 use crate::error::Error;
 
@@ -121,7 +122,7 @@ impl AgentBuilder {
             notifier: notifier.clone().recipient(),
             on_close: vec![tracker.clone().recipient(), notifier.clone().recipient()],
         };
-        let mut stoppers: Vec<Recipient<StopListening>> = Vec::new();
+        let mut stoppers: Vec<Recipient<StopPeering>> = Vec::new();
         if let Some(l) = listener {
             tracing::info!(addr = ?local_addr, name = %cfg.name, tls = tls.acceptor.is_some(), "listening");
             let l = Listener::new(l, Arc::clone(&settings), links.clone(), cfg.max_peers)
@@ -173,7 +174,7 @@ pub struct AgentHandle {
     tracker: Addr<Tracker>,
     notifier: Addr<Notifier>,
     supervisor: Addr<NodeSupervisor>,
-    stoppers: Vec<Recipient<StopListening>>,
+    stoppers: Vec<Recipient<StopPeering>>,
 }
 
 impl AgentHandle {
@@ -224,7 +225,7 @@ impl AgentHandle {
         tracing::info!("shutting down: stopping every node");
         let _ = self.supervisor.send(Shutdown).await;
         for s in &self.stoppers {
-            let _ = s.send(StopListening).await;
+            let _ = s.send(StopPeering).await;
         }
         tracing::info!("every node stopped");
     }

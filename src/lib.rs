@@ -33,7 +33,8 @@
 //! ```no_run
 //! use actix::prelude::*;
 //! use zeek_mgmt_agent::{AgentBuilder, Config};
-//! use zeek_mgmt_agent::api::events::{GetNodesRequest, Outbound, Request};
+//! use zeek_mgmt_agent::actors::messages::Outbound;
+//! use zeek_mgmt_agent::api::events::{GetNodesRequest, Request};
 //!
 //! struct Printer;
 //! impl Actor for Printer { type Context = Context<Self>; }

@@ -10,8 +10,8 @@ use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::actors::listener::StopListening;
-use crate::actors::peer::{Disconnect, Peer, PeerClosed, PeerId, PeerLinks, PeerSettings, Side};
+use crate::actors::messages::{Disconnect, PeerClosed, PeerId, StopPeering};
+use crate::actors::peer::{Peer, PeerLinks, PeerSettings, Side};
 
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -141,10 +141,10 @@ impl Handler<PeerClosed> for Connector {
     }
 }
 
-impl Handler<StopListening> for Connector {
+impl Handler<StopPeering> for Connector {
     type Result = ();
 
-    fn handle(&mut self, _: StopListening, ctx: &mut Context<Self>) {
+    fn handle(&mut self, _: StopPeering, ctx: &mut Context<Self>) {
         if let Some(peer) = self.current.take() {
             peer.do_send(Disconnect);
         }
@@ -185,6 +185,6 @@ mod tests {
         drop(first);
         let mut second = accept(&controller).await;
         assert!(second.read_u32().await.expect("hello again") > 0);
-        connector.do_send(StopListening);
+        connector.do_send(StopPeering);
     }
 }

@@ -14,7 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use crate::actors::peer::{Disconnect, Peer, PeerClosed, PeerId, PeerLinks, PeerSettings, Side};
+use crate::actors::messages::{Disconnect, PeerClosed, PeerId, StopPeering};
+use crate::actors::peer::{Peer, PeerLinks, PeerSettings, Side};
 
 /// A connection the accept loop took, with its place among the peers;
 /// handled by the listener itself.
@@ -34,11 +35,6 @@ pub struct Listener {
     peers: HashMap<PeerId, (Addr<Peer>, OwnedSemaphorePermit)>,
     tls: Option<TlsAcceptor>,
 }
-
-/// Sent on agent shutdown: stop accepting and close every peer.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct StopListening;
 
 impl Listener {
     pub fn new(
@@ -166,10 +162,10 @@ impl Handler<PeerClosed> for Listener {
     }
 }
 
-impl Handler<StopListening> for Listener {
+impl Handler<StopPeering> for Listener {
     type Result = ();
 
-    fn handle(&mut self, _: StopListening, ctx: &mut Context<Self>) {
+    fn handle(&mut self, _: StopPeering, ctx: &mut Context<Self>) {
         for (peer, _) in self.peers.values() {
             peer.do_send(Disconnect);
         }
@@ -215,7 +211,7 @@ mod tests {
         drop(second);
         wait_until(|| closed.len() == 2, 5_000).await;
 
-        listener.do_send(StopListening);
+        listener.do_send(StopPeering);
         let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
             .await
             .expect("closed on stop");

@@ -9,20 +9,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use actix::prelude::*;
 
-use crate::actors::peer::{PeerClosed, PeerId};
-use crate::api::events::{Notification, NotifyLog, Outbound};
-
-/// Sent by a peer once its hello exchange (and `notify_agent_hello`) is
-/// done: from now on it receives notifications.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct PeerReady {
-    pub peer: PeerId,
-    pub outbound: Recipient<Outbound>,
-    /// A controller (or an embedding application): it takes the backlog,
-    /// and while one is connected nothing is kept.
-    pub takes_backlog: bool,
-}
+use crate::actors::messages::{Outbound, PeerClosed, PeerId, PeerReady};
+use crate::api::events::{Notification, NotifyLog};
 
 struct Ready {
     outbound: Recipient<Outbound>,

@@ -6,11 +6,9 @@
 //! the tracker as `Outbound` messages.
 
 use std::cell::Cell;
-use std::fmt;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
@@ -22,43 +20,11 @@ use futures_core::Stream;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Encoder, FramedRead};
 
-use crate::actors::notifier::PeerReady;
-use crate::actors::tracker::Track;
-use crate::api::events::{Notification, NotifyAgentHello, Outbound, API_VERSION};
+use crate::actors::messages::{Disconnect, Outbound, PeerClosed, PeerId, PeerReady, Track};
+use crate::api::events::{Notification, NotifyAgentHello, API_VERSION};
 use crate::api::types::Addr as ZeekAddr;
 use crate::wire::cbor::{self, ErrorCode, EventBody, Frame, Hello};
 use crate::wire::codec::{FrameCodec, FrameError};
-
-/// Identifies a peer (a connection, or an embedding application's channel).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PeerId(pub u64);
-
-impl PeerId {
-    /// A process-wide unique id.
-    pub fn next() -> PeerId {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        PeerId(NEXT.fetch_add(1, Ordering::Relaxed))
-    }
-}
-
-impl fmt::Display for PeerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-/// Sent by a `Peer` when it stops, to the tracker, the notifier and its
-/// listener or connector, each of which forgets the peer.
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "()")]
-pub struct PeerClosed {
-    pub peer: PeerId,
-}
-
-/// Sent by a listener or connector that shuts down: close the connection.
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "()")]
-pub struct Disconnect;
 
 /// Who opened the connection; that side sends `hello` first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,22 +15,12 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::actors::peer::{PeerClosed, PeerId};
+use crate::actors::messages::{Outbound, PeerClosed, PeerId, Track};
 use crate::api::events::{
-    AgentStandbyRequest, AgentWelcomeRequest, GetNodesRequest, Outbound, Request, Response,
+    AgentStandbyRequest, AgentWelcomeRequest, GetNodesRequest, Request, Response,
     SetConfigurationRequest, Stem,
 };
 use crate::api::types::{ApiResult, ReqId};
-
-/// Sent by a peer (or an embedding application) for every decoded request.
-/// The response goes to `reply_to`, once.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct Track {
-    pub peer: PeerId,
-    pub reply_to: Recipient<Outbound>,
-    pub request: Request,
-}
 
 /// Where the tracker sends each kind of request.
 #[derive(Clone)]

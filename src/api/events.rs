@@ -238,16 +238,6 @@ impl Notification {
     }
 }
 
-/// What an agent sends to a peer: a response or a notification. Sent by the
-/// tracker and the notifier to the peer actor (or, when embedded, to any
-/// recipient of the host system).
-#[derive(Debug, Clone, PartialEq, Message)]
-#[rtype(result = "()")]
-pub enum Outbound {
-    Response(Response),
-    Notification(Notification),
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
