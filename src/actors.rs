@@ -6,5 +6,6 @@ pub mod messages;
 pub mod node;
 pub mod notifier;
 pub mod peer;
+pub mod state_writer;
 pub mod supervisor;
 pub mod tracker;

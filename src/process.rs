@@ -29,6 +29,103 @@ pub struct SpawnSpec {
     pub env: Vec<(String, String)>,
     /// Pin the process to this CPU.
     pub cpu: Option<usize>,
+    /// A file to put into the working directory first (the cluster layout).
+    pub file: Option<NodeFile>,
+}
+
+/// A file every node of a configuration gets in its working directory: a
+/// hard link to one shared copy (1000 nodes would otherwise write 1000
+/// copies of a large file), or a copy of its own where links are not
+/// possible. The shared copy's name holds a hash of its contents, so that a
+/// link never points at another configuration's copy; it is written by the
+/// first launch that needs it (on the spawner thread, like every node's
+/// files), and the copies of earlier contents are removed then.
+#[derive(Clone, Debug)]
+pub struct NodeFile {
+    /// Its name in the working directory, `cluster-layout.zeek`.
+    name: &'static str,
+    /// The shared copy: `<dir>/<stem>-<hash>.<ext>`.
+    shared: PathBuf,
+    contents: std::sync::Arc<str>,
+}
+
+impl NodeFile {
+    /// The file `name` with `contents`, its shared copy kept in `dir`.
+    pub fn new(name: &'static str, dir: &Path, contents: std::sync::Arc<str>) -> NodeFile {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        contents.hash(&mut h);
+        let (stem, ext) = name.rsplit_once('.').unwrap_or((name, ""));
+        NodeFile {
+            name,
+            shared: dir.join(format!("{stem}-{:016x}.{ext}", h.finish())),
+            contents,
+        }
+    }
+
+    /// The shared copy's path.
+    pub fn shared(&self) -> &Path {
+        &self.shared
+    }
+
+    fn place(&self, dir: &Path) -> io::Result<()> {
+        let target = dir.join(self.name);
+        match std::fs::remove_file(&target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        if !self.shared.exists() {
+            self.write_shared();
+        }
+        if std::fs::hard_link(&self.shared, &target).is_ok() {
+            return Ok(());
+        }
+        std::fs::write(&target, self.contents.as_bytes())
+    }
+
+    /// Writes the shared copy (atomically) and removes those of earlier
+    /// contents; on failure each node gets a copy of its own.
+    fn write_shared(&self) {
+        let (Some(dir), Some(file)) = (self.shared.parent(), self.shared.file_name()) else {
+            return;
+        };
+        let tmp = dir.join(format!(".{}.tmp", file.to_string_lossy()));
+        let written = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&tmp, self.contents.as_bytes()))
+            .and_then(|()| std::fs::rename(&tmp, &self.shared));
+        if let Err(e) = written {
+            tracing::warn!("cannot write {}: {e}", self.shared.display());
+            return;
+        }
+        let (stem, _) = self.name.rsplit_once('.').unwrap_or((self.name, ""));
+        let prefix = format!("{stem}-");
+        for old in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let n = old.file_name();
+            let n = n.to_string_lossy();
+            if n.starts_with(&prefix) && old.path() != self.shared {
+                let _ = std::fs::remove_file(old.path());
+            }
+        }
+    }
+}
+
+/// Why a node process could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("cannot prepare {}: {source}", dir.display())]
+    Prepare { dir: PathBuf, source: io::Error },
+    #[error("cannot run {}: {source}", program.display())]
+    Run { program: PathBuf, source: io::Error },
+}
+
+impl SpawnError {
+    /// The kind of the underlying I/O error.
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            SpawnError::Prepare { source, .. } | SpawnError::Run { source, .. } => source.kind(),
+        }
+    }
 }
 
 impl std::fmt::Debug for SpawnSpec {
@@ -43,7 +140,7 @@ impl std::fmt::Debug for SpawnSpec {
     }
 }
 
-type SpawnJob = (SpawnSpec, oneshot::Sender<io::Result<NodeChild>>);
+type SpawnJob = (SpawnSpec, oneshot::Sender<Result<NodeChild, SpawnError>>);
 
 fn spawner() -> io::Result<&'static Mutex<mpsc::Sender<SpawnJob>>> {
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnJob>>> = OnceLock::new();
@@ -64,8 +161,22 @@ fn spawner() -> io::Result<&'static Mutex<mpsc::Sender<SpawnJob>>> {
     Ok(SPAWNER.get_or_init(|| Mutex::new(tx)))
 }
 
-fn spawn_now(spec: &SpawnSpec) -> io::Result<NodeChild> {
-    std::fs::create_dir_all(&spec.cwd)?;
+fn spawn_now(spec: &SpawnSpec) -> Result<NodeChild, SpawnError> {
+    let prepared = std::fs::create_dir_all(&spec.cwd)
+        .and_then(|()| spec.file.as_ref().map_or(Ok(()), |f| f.place(&spec.cwd)));
+    if let Err(source) = prepared {
+        return Err(SpawnError::Prepare {
+            dir: spec.cwd.clone(),
+            source,
+        });
+    }
+    launch_in_place(spec).map_err(|source| SpawnError::Run {
+        program: spec.program.clone(),
+        source,
+    })
+}
+
+fn launch_in_place(spec: &SpawnSpec) -> io::Result<NodeChild> {
     let open = |name: &str| {
         OpenOptions::new()
             .create(true)
@@ -86,27 +197,28 @@ fn spawn_now(spec: &SpawnSpec) -> io::Result<NodeChild> {
     )
 }
 
-/// Spawns a node process from the long-lived spawner thread.
-pub async fn spawn(spec: SpawnSpec) -> io::Result<NodeChild> {
+/// Spawns a node process from the long-lived spawner thread (which also
+/// prepares its working directory: no blocking file work on the actors'
+/// threads).
+pub async fn spawn(spec: SpawnSpec) -> Result<NodeChild, SpawnError> {
+    let program = spec.program.clone();
+    let gone = |what: &str| SpawnError::Run {
+        program: program.clone(),
+        source: io::Error::other(what.to_owned()),
+    };
     let (tx, rx) = oneshot::channel();
     {
-        let sender = spawner()?
-            .lock()
-            .map_err(|_| io::Error::other("spawner lock poisoned"))?;
+        let spawner = spawner().map_err(|source| SpawnError::Run {
+            program: program.clone(),
+            source,
+        })?;
+        let sender = spawner.lock().map_err(|_| gone("spawner lock poisoned"))?;
         sender
             .send((spec, tx))
-            .map_err(|_| io::Error::other("spawner thread has ended"))?;
+            .map_err(|_| gone("spawner thread has ended"))?;
     }
     rx.await
-        .map_err(|_| io::Error::other("spawner thread dropped the request"))?
-}
-
-/// Spawns like `spawn`, with the program named in the error.
-pub async fn spawn_named(spec: SpawnSpec) -> Result<NodeChild, String> {
-    let program = spec.program.display().to_string();
-    spawn(spec)
-        .await
-        .map_err(|e| format!("cannot run {program}: {e}"))
+        .map_err(|_| gone("spawner thread dropped the request"))?
 }
 
 fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
@@ -314,6 +426,7 @@ mod tests {
             cwd: dir.path().join("n"),
             env: vec![],
             cpu: Some(0),
+            file: None,
         };
         let child = spawn(spec.clone()).await.expect("spawn");
         let status = wait_exit(child).await.expect("wait");
@@ -339,6 +452,7 @@ mod tests {
             cwd: dir.path().join("n"),
             env: vec![],
             cpu: None,
+            file: None,
         };
         let child = spawn(spec).await.expect("spawn");
         let status = wait_exit_by_thread(child).await.expect("wait");
@@ -378,6 +492,7 @@ mod tests {
             cwd: dir.path().to_owned(),
             env: vec![],
             cpu: None,
+            file: None,
         })
         .await
         .expect_err("must fail");

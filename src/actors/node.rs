@@ -167,13 +167,15 @@ impl Actor for NodeProcess {
         };
         tracing::debug!(node = %self.node, ?spec, "spawning");
         ctx.spawn(
-            process::spawn_named(spec)
+            process::spawn(spec)
                 .into_actor(self)
                 .map(|res, act, ctx| match res {
                     Ok(child) => act.on_spawned(child, ctx),
                     Err(error) => {
                         act.exited = true;
-                        act.tell(NodeEvent::SpawnFailed { error });
+                        act.tell(NodeEvent::SpawnFailed {
+                            error: error.to_string(),
+                        });
                         ctx.stop();
                     }
                 }),
@@ -205,6 +207,7 @@ mod tests {
             cwd: dir.to_owned(),
             env: vec![],
             cpu: None,
+            file: None,
         }
     }
 

@@ -1,0 +1,295 @@
+//! The supervisor carrying out its decisions on node processes: install a
+//! configuration, drain the old processes, launch in order, record each
+//! launch's outcome for the pending deployment, handle exits and revivals.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use super::launch_order::launch_now;
+use super::revival::{after_exit, exit_message, AfterExit, RevivalPolicy};
+use super::slots::{self, Slot};
+use super::{Backend, Draining, NodeSupervisor};
+use crate::actors::node::{NodeEvent, NodeProcess, NodeReport, NodeTiming, ProcId, StopNode};
+use crate::api::types::{Configuration, State};
+use crate::layout;
+use crate::process::{self, NodeFile, SpawnSpec};
+
+/// The file Zeek loads from a node's working directory.
+const LAYOUT_FILE: &str = "cluster-layout.zeek";
+/// Lines of a failed node's stderr quoted in its result.
+const STDERR_TAIL_LINES: usize = 20;
+
+impl NodeSupervisor {
+    /// Replaces the running configuration: stops every current process and
+    /// creates PENDING slots for the new local nodes (launched once the old
+    /// ones have exited).
+    pub(super) fn install(&mut self, config: Configuration, ctx: &mut Context<Self>) {
+        self.drain_all(ctx);
+        self.layout = Some(NodeFile::new(
+            LAYOUT_FILE,
+            &self.cfg.state_dir,
+            Arc::from(layout::cluster_layout(&config)),
+        ));
+        for node in config.nodes.iter().filter(|n| n.instance == self.cfg.name) {
+            self.slots
+                .insert(node.name.clone(), Slot::pending(node.clone()));
+        }
+        self.config = Some(config);
+    }
+
+    /// Stops every process of the current slots and forgets the slots.
+    pub(super) fn drain_all(&mut self, ctx: &mut Context<Self>) {
+        for (_, slot) in std::mem::take(&mut self.slots) {
+            if let Some(h) = slot.revival {
+                ctx.cancel_future(h);
+            }
+            match slot.proc {
+                Some((id, addr)) => {
+                    addr.do_send(StopNode);
+                    self.draining.insert(id, Draining { node: slot.node });
+                }
+                None => {
+                    let mut node = slot.node;
+                    let old = node.state;
+                    node.state = State::Stopped;
+                    self.notify_change(&node, old);
+                }
+            }
+        }
+        self.mark_pids_dirty(ctx);
+    }
+
+    /// A receiver answered once every draining process has exited.
+    pub(super) fn when_drained(&mut self, ctx: &mut Context<Self>) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.after_drain.push(tx);
+        self.on_drained(ctx);
+        rx
+    }
+
+    fn on_drained(&mut self, ctx: &mut Context<Self>) {
+        if !self.draining.is_empty() {
+            return;
+        }
+        for tx in std::mem::take(&mut self.after_drain) {
+            let _ = tx.send(());
+        }
+        self.launch_ready(ctx);
+    }
+
+    pub(super) fn supersede_deploy(&mut self, by: &str) {
+        if let Some(d) = self.deploy.take() {
+            d.supersede(&self.cfg.name, by);
+        }
+    }
+
+    pub(super) fn finish_deploy_if_complete(&mut self) {
+        if !self.deploy.as_ref().is_some_and(|d| d.is_complete()) {
+            return;
+        }
+        if let Some(d) = self.deploy.take() {
+            self.notify_log("", d.summary());
+            d.respond(&self.cfg.name);
+        }
+    }
+
+    fn record(&mut self, name: &str, outcome: Result<(), String>) {
+        if let Some(d) = &mut self.deploy {
+            d.record(name, outcome);
+        }
+        self.finish_deploy_if_complete();
+    }
+
+    /// Launches what `launch_order` says launches now (nothing while old
+    /// processes drain, the backend is unknown, or the agent shuts down).
+    pub(super) fn launch_ready(&mut self, ctx: &mut Context<Self>) {
+        if self.shutting_down || !self.draining.is_empty() {
+            return;
+        }
+        let Backend::Known(backend) = self.backend else {
+            return;
+        };
+        let now: Vec<String> = launch_now(
+            &slots::candidates(&self.slots, backend),
+            self.cfg.port_checks,
+        )
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        for name in now {
+            self.launch(&name, backend, ctx);
+        }
+    }
+
+    fn launch(&mut self, name: &str, backend: Option<&'static str>, ctx: &mut Context<Self>) {
+        let Some(slot) = self.slots.get(name) else {
+            return;
+        };
+        let node = &slot.node;
+        let host = self
+            .config
+            .as_ref()
+            .and_then(|c| c.instances.iter().find(|i| i.name == node.instance))
+            .map(|i| i.host.0);
+        let mut env: Vec<(String, String)> = node
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        env.push(("CLUSTER_NODE".to_owned(), node.name.clone()));
+        let spec = SpawnSpec {
+            program: self.cfg.zeek_binary.clone(),
+            args: layout::node_args(node, backend),
+            cwd: self.cfg.cluster_dir.join(name),
+            env,
+            cpu: node.cpu_affinity.and_then(|c| usize::try_from(c).ok()),
+            file: self.layout.clone(),
+        };
+        let timing = NodeTiming {
+            settle: self.cfg.settle_time,
+            port_check: match (self.cfg.port_checks, node.p, host) {
+                (true, Some(p), Some(h)) if layout::binds_port(node, backend) => {
+                    Some(SocketAddr::new(h, p.number))
+                }
+                _ => None,
+            },
+            stop_grace: self.cfg.stop_grace,
+        };
+        self.next_proc += 1;
+        let id = ProcId(self.next_proc);
+        let addr =
+            NodeProcess::new(name.to_owned(), id, spec, timing, ctx.address().recipient()).start();
+        if let Some(slot) = self.slots.get_mut(name) {
+            slot.proc = Some((id, addr));
+            slot.pid = None;
+            slot.started_at = None;
+            slot.has_run = false;
+        }
+        self.set_state(name, State::Pending);
+    }
+
+    fn launch_failed(&mut self, name: &str, error: String) {
+        if let Some(slot) = self.slots.get_mut(name) {
+            slot.proc = None;
+            slot.pid = None;
+        }
+        self.set_state(name, State::Failed);
+        self.notify_error(name, format!("node {name} failed to launch: {error}"));
+        self.record(name, Err(error));
+    }
+
+    /// A fact from a node process: decided on by the process's id, so that
+    /// a report of an older process never disturbs a newer one.
+    pub(super) fn on_report(&mut self, report: NodeReport, ctx: &mut Context<Self>) {
+        let NodeReport {
+            node,
+            proc_id,
+            event,
+        } = report;
+        let current = self.slots.get(&node).is_some_and(|s| s.runs(proc_id));
+        match event {
+            NodeEvent::Spawned { pid } => {
+                if let Some(slot) = self.slots.get_mut(&node).filter(|_| current) {
+                    slot.pid = Some(pid);
+                    slot.started_at = Some(Instant::now());
+                    self.mark_pids_dirty(ctx);
+                }
+            }
+            NodeEvent::SpawnFailed { error } => {
+                if self.draining.remove(&proc_id).is_some() {
+                    self.on_drained(ctx);
+                } else if current {
+                    self.launch_failed(&node, error);
+                }
+            }
+            NodeEvent::Running => {
+                if !current {
+                    return;
+                }
+                let revived = self.slots.get_mut(&node).map(|s| {
+                    s.has_run = true;
+                    s.restarts > 0
+                });
+                self.set_state(&node, State::Running);
+                if revived == Some(true) {
+                    self.notify_log(&node, format!("node {node} revived"));
+                }
+                self.record(&node, Ok(()));
+                if self.cfg.port_checks {
+                    self.launch_ready(ctx);
+                }
+            }
+            NodeEvent::Exited { status, .. } => self.on_exit(&node, proc_id, status, ctx),
+        }
+    }
+
+    fn on_exit(&mut self, name: &str, id: ProcId, status: String, ctx: &mut Context<Self>) {
+        if let Some(d) = self.draining.remove(&id) {
+            let mut node = d.node;
+            let old = node.state;
+            node.state = State::Stopped;
+            tracing::info!(node = %node.name, "stopped: {status}");
+            self.notify_change(&node, old);
+            self.mark_pids_dirty(ctx);
+            self.on_drained(ctx);
+            return;
+        }
+        let Some(slot) = self.slots.get_mut(name).filter(|s| s.runs(id)) else {
+            return;
+        };
+        let ran = slot.started_at.map(|t| t.elapsed()).unwrap_or_default();
+        let was_running = slot.has_run;
+        let attempts = slot.attempts;
+        slot.proc = None;
+        slot.pid = None;
+        slot.started_at = None;
+        self.mark_pids_dirty(ctx);
+        let tail = process::tail(
+            &self.cfg.cluster_dir.join(name).join("stderr"),
+            STDERR_TAIL_LINES,
+        );
+        let msg = exit_message(name, &status, was_running, &tail);
+        self.set_state(name, State::Crashed);
+        self.notify_error(name, msg.clone());
+        self.record(name, Err(msg));
+        let policy = RevivalPolicy::of(&self.cfg);
+        match after_exit(&policy, attempts, ran, self.shutting_down) {
+            AfterExit::Leave => {}
+            AfterExit::GiveUp { after } => {
+                self.set_state(name, State::Failed);
+                self.notify_error(
+                    name,
+                    format!("node {name} given up after {after} failed revivals in a row"),
+                );
+            }
+            AfterExit::Revive { attempt, delay } => {
+                let Some(slot) = self.slots.get_mut(name) else {
+                    return;
+                };
+                slot.attempts = attempt;
+                let owned = name.to_owned();
+                slot.revival = Some(ctx.run_later(delay, move |act, ctx| act.revive(&owned, ctx)));
+                tracing::info!(node = name, attempt, ?delay, "revival scheduled");
+            }
+        }
+    }
+
+    fn revive(&mut self, name: &str, ctx: &mut Context<Self>) {
+        let Backend::Known(backend) = self.backend else {
+            return;
+        };
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        slot.revival = None;
+        if slot.proc.is_some() || slot.node.state != State::Crashed || self.shutting_down {
+            return;
+        }
+        slot.restarts += 1;
+        self.launch(name, backend, ctx);
+    }
+}
