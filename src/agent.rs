@@ -101,12 +101,7 @@ impl AgentBuilder {
                 request_timeout: cfg.request_timeout,
                 max_in_flight: cfg.max_in_flight,
             },
-            Workers {
-                set_configuration: supervisor.clone().recipient(),
-                get_nodes: supervisor.clone().recipient(),
-                agent_welcome: supervisor.clone().recipient(),
-                agent_standby: supervisor.clone().recipient(),
-            },
+            Workers::all(&supervisor),
         )
         .start();
 

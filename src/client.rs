@@ -13,10 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
-use crate::api::events::{
-    AgentStandbyRequest, AgentWelcomeRequest, GetNodesRequest, Notification, Request,
-    SetConfigurationRequest, Stem,
-};
+use crate::api::events::{Notification, Request, SetConfigurationRequest, Stem};
 use crate::api::types::{ApiResult, MgmtRole, NodeStatus, ResultData, Role};
 use crate::controller::{ClientError, Connection, ControllerOptions, Incoming};
 
@@ -100,12 +97,8 @@ async fn connect(addr: &str, opts: &ClientOptions) -> Result<Connection, String>
 
 async fn ask(c: &Connection, stem: Stem, opts: &ClientOptions) -> Result<ApiResult, String> {
     let reqid = c.new_reqid();
-    let req = match stem {
-        Stem::GetNodes => Request::GetNodes(GetNodesRequest { reqid }),
-        Stem::AgentWelcome => Request::AgentWelcome(AgentWelcomeRequest { reqid }),
-        Stem::AgentStandby => Request::AgentStandby(AgentStandbyRequest { reqid }),
-        Stem::SetConfiguration => return Err("set_configuration needs a configuration".into()),
-    };
+    let req = Request::without_args(stem, reqid)
+        .ok_or_else(|| format!("{} needs arguments", stem.request_name()))?;
     c.request(req, opts.timeout)
         .await
         .map(|r| r.result)

@@ -16,20 +16,48 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::actors::messages::{Outbound, PeerClosed, PeerId, Track};
-use crate::api::events::{
-    AgentStandbyRequest, AgentWelcomeRequest, GetNodesRequest, Request, Response,
-    SetConfigurationRequest, Stem,
-};
+use crate::api::events::{self, with_requests, Request, Response, Stem};
 use crate::api::types::{ApiResult, ReqId};
 
-/// Where the tracker sends each kind of request.
-#[derive(Clone)]
-pub struct Workers {
-    pub set_configuration: Recipient<SetConfigurationRequest>,
-    pub get_nodes: Recipient<GetNodesRequest>,
-    pub agent_welcome: Recipient<AgentWelcomeRequest>,
-    pub agent_standby: Recipient<AgentStandbyRequest>,
+macro_rules! declare_workers {
+    ($(
+        $(#[$doc:meta])*
+        $stem:ident($snake:ident) $req:ident { $($field:ident: $ty:ty = $what:literal $($record:ident)?),* } -> $resp:ident;
+    )*) => {
+        /// Where the tracker sends each kind of request: one recipient per
+        /// request of the API (named by its stem).
+        #[derive(Clone)]
+        pub struct Workers {
+            $(pub $snake: Recipient<events::$req>,)*
+        }
+
+        impl Workers {
+            /// One actor that does the work of every request.
+            pub fn all<A>(addr: &Addr<A>) -> Workers
+            where
+                A: Actor<Context = Context<A>> $(+ Handler<events::$req>)*,
+            {
+                Workers {
+                    $($snake: addr.clone().recipient(),)*
+                }
+            }
+
+            /// Sends a request to its worker; `None` for an invalid one,
+            /// which the tracker answers itself.
+            fn dispatch(&self, request: Request) -> Option<Work> {
+                Some(match request {
+                    $(Request::$stem(r) => {
+                        let f = self.$snake.send(r);
+                        Box::pin(async move { f.await.map(Response::from) })
+                    })*
+                    Request::Invalid { .. } => return None,
+                })
+            }
+        }
+    };
 }
+
+with_requests!(declare_workers);
 
 /// The tracker's limits.
 #[derive(Debug, Clone)]
@@ -111,29 +139,6 @@ impl Tracker {
             reqid,
             result,
         }));
-    }
-
-    fn dispatch(&self, request: Request) -> Option<Work> {
-        let w = &self.workers;
-        Some(match request {
-            Request::SetConfiguration(r) => {
-                let f = w.set_configuration.send(r);
-                Box::pin(async move { f.await.map(Response::from) })
-            }
-            Request::GetNodes(r) => {
-                let f = w.get_nodes.send(r);
-                Box::pin(async move { f.await.map(Response::from) })
-            }
-            Request::AgentWelcome(r) => {
-                let f = w.agent_welcome.send(r);
-                Box::pin(async move { f.await.map(Response::from) })
-            }
-            Request::AgentStandby(r) => {
-                let f = w.agent_standby.send(r);
-                Box::pin(async move { f.await.map(Response::from) })
-            }
-            Request::Invalid { .. } => return None,
-        })
     }
 
     /// Answers the request `(peer, reqid)`, if it is still in flight (and,
@@ -274,7 +279,7 @@ impl Handler<Track> for Tracker {
             self.answer_now(peer, &reply_to, stem, reqid, error);
             return;
         }
-        let Some(work) = self.dispatch(request) else {
+        let Some(work) = self.workers.dispatch(request) else {
             return;
         };
         let seq = self.next_seq;

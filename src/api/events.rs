@@ -15,161 +15,143 @@ pub const EVENT_PREFIX: &str = "Management::Agent::API::";
 /// The API version this agent speaks.
 pub const API_VERSION: u64 = 1;
 
-/// The request/response pairs of the API, by the stem of their names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Stem {
-    SetConfiguration,
-    GetNodes,
-    AgentWelcome,
-    AgentStandby,
-}
-
-impl Stem {
-    pub const ALL: [Stem; 4] = [
-        Stem::SetConfiguration,
-        Stem::GetNodes,
-        Stem::AgentWelcome,
-        Stem::AgentStandby,
-    ];
-
-    /// The bare stem, as in `get_nodes`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stem::SetConfiguration => "set_configuration",
-            Stem::GetNodes => "get_nodes",
-            Stem::AgentWelcome => "agent_welcome",
-            Stem::AgentStandby => "agent_standby",
+/// Every request of the API, declared once: its stem (the event names are
+/// `<stem>_request` and `<stem>_response`), its message, the arguments after
+/// the reqid (with what an invalid one is called in the error, and `record`
+/// for a Zeek record, which must arrive as a map), and its response. Each layer that handles requests generically expands this list
+/// with a macro of its own: the types below, the tracker's workers and
+/// dispatch, the CBOR decoder and encoder. Adding a request is a line here
+/// plus the handler of the actor that does the work.
+macro_rules! with_requests {
+    ($m:ident) => {
+        $m! {
+            /// `set_configuration_request(reqid, config)`; handled by the node
+            /// supervisor, which answers once every local node runs or has
+            /// failed. The response's `data` holds one result per local node.
+            SetConfiguration(set_configuration) SetConfigurationRequest {
+                config: Configuration = "configuration" record
+            } -> SetConfigurationResponse;
+            /// `get_nodes_request(reqid)`; handled by the node supervisor. The
+            /// response's `data` holds one `NodeStatus` per node plus the agent.
+            GetNodes(get_nodes) GetNodesRequest {} -> GetNodesResponse;
+            /// `agent_welcome_request(reqid)`; handled by the node supervisor,
+            /// which records that a controller welcomed this agent.
+            AgentWelcome(agent_welcome) AgentWelcomeRequest {} -> AgentWelcomeResponse;
+            /// `agent_standby_request(reqid)`; handled by the node supervisor,
+            /// which stops every node and clears the configuration first.
+            AgentStandby(agent_standby) AgentStandbyRequest {} -> AgentStandbyResponse;
         }
-    }
-
-    /// The fully qualified name of the request event.
-    pub fn request_name(self) -> &'static str {
-        match self {
-            Stem::SetConfiguration => "Management::Agent::API::set_configuration_request",
-            Stem::GetNodes => "Management::Agent::API::get_nodes_request",
-            Stem::AgentWelcome => "Management::Agent::API::agent_welcome_request",
-            Stem::AgentStandby => "Management::Agent::API::agent_standby_request",
-        }
-    }
-
-    /// The fully qualified name of the response event.
-    pub fn response_name(self) -> &'static str {
-        match self {
-            Stem::SetConfiguration => "Management::Agent::API::set_configuration_response",
-            Stem::GetNodes => "Management::Agent::API::get_nodes_response",
-            Stem::AgentWelcome => "Management::Agent::API::agent_welcome_response",
-            Stem::AgentStandby => "Management::Agent::API::agent_standby_response",
-        }
-    }
+    };
 }
+pub(crate) use with_requests;
 
-/// `set_configuration_request(reqid, config)`; handled by the node
-/// supervisor, which answers once every local node runs or has failed.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "SetConfigurationResponse")]
-pub struct SetConfigurationRequest {
-    pub reqid: ReqId,
-    pub config: Configuration,
-}
-
-/// `get_nodes_request(reqid)`; handled by the node supervisor.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "GetNodesResponse")]
-pub struct GetNodesRequest {
-    pub reqid: ReqId,
-}
-
-/// `agent_welcome_request(reqid)`; handled by the node supervisor, which
-/// records that a controller welcomed this agent.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "AgentWelcomeResponse")]
-pub struct AgentWelcomeRequest {
-    pub reqid: ReqId,
-}
-
-/// `agent_standby_request(reqid)`; handled by the node supervisor, which
-/// stops every node and clears the configuration before answering.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "AgentStandbyResponse")]
-pub struct AgentStandbyRequest {
-    pub reqid: ReqId,
-}
-
-macro_rules! response {
-    ($(#[$doc:meta])* $name:ident, $stem:expr) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq)]
-        pub struct $name {
-            pub reqid: ReqId,
-            pub result: ApiResult,
+macro_rules! declare_requests {
+    ($(
+        $(#[$doc:meta])*
+        $stem:ident($snake:ident) $req:ident { $($field:ident: $ty:ty = $what:literal $($record:ident)?),* } -> $resp:ident;
+    )*) => {
+        /// The request/response pairs of the API, by the stem of their names.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Stem {
+            $($stem,)*
         }
 
-        impl From<$name> for Response {
-            fn from(r: $name) -> Response {
-                Response { stem: $stem, reqid: r.reqid, result: r.result }
+        impl Stem {
+            pub const ALL: [Stem; [$(stringify!($stem)),*].len()] = [$(Stem::$stem,)*];
+
+            /// The bare stem, as in `get_nodes`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Stem::$stem => stringify!($snake),)*
+                }
+            }
+
+            /// The fully qualified name of the request event.
+            pub fn request_name(self) -> &'static str {
+                match self {
+                    $(Stem::$stem => concat!("Management::Agent::API::", stringify!($snake), "_request"),)*
+                }
+            }
+
+            /// The fully qualified name of the response event.
+            pub fn response_name(self) -> &'static str {
+                match self {
+                    $(Stem::$stem => concat!("Management::Agent::API::", stringify!($snake), "_response"),)*
+                }
+            }
+        }
+
+        $(
+            $(#[$doc])*
+            #[derive(Debug, Clone)]
+            pub struct $req {
+                pub reqid: ReqId,
+                $(pub $field: $ty,)*
+            }
+
+            /// Its response is its answer, so the compiler pairs them.
+            impl Message for $req {
+                type Result = $resp;
+            }
+
+            #[doc = concat!("`", stringify!($snake), "_response(reqid, result)`.")]
+            #[derive(Debug, Clone, PartialEq)]
+            pub struct $resp {
+                pub reqid: ReqId,
+                pub result: ApiResult,
+            }
+
+            impl From<$resp> for Response {
+                fn from(r: $resp) -> Response {
+                    Response { stem: Stem::$stem, reqid: r.reqid, result: r.result }
+                }
+            }
+        )*
+
+        /// A decoded request, as a peer hands it to the request tracker.
+        #[derive(Debug, Clone)]
+        pub enum Request {
+            $($stem($req),)*
+            /// A request whose reqid could be read but whose other args could not:
+            /// the tracker answers it with its response event and `error`.
+            Invalid {
+                stem: Stem,
+                reqid: ReqId,
+                error: String,
+            },
+        }
+
+        impl Request {
+            pub fn stem(&self) -> Stem {
+                match self {
+                    $(Request::$stem(_) => Stem::$stem,)*
+                    Request::Invalid { stem, .. } => *stem,
+                }
+            }
+
+            pub fn reqid(&self) -> &ReqId {
+                match self {
+                    $(Request::$stem(r) => &r.reqid,)*
+                    Request::Invalid { reqid, .. } => reqid,
+                }
+            }
+
+            /// The request of `stem` for a request that takes no argument
+            /// but its reqid; `None` for one that takes more.
+            #[allow(unreachable_code)]
+            pub fn without_args(stem: Stem, reqid: ReqId) -> Option<Request> {
+                Some(match stem {
+                    $(Stem::$stem => Request::$stem($req {
+                        reqid,
+                        $($field: return None,)*
+                    }),)*
+                })
             }
         }
     };
 }
 
-response!(
-    /// `set_configuration_response(reqid, result)`: `data` holds one result per local node.
-    SetConfigurationResponse,
-    Stem::SetConfiguration
-);
-response!(
-    /// `get_nodes_response(reqid, result)`: `data` holds one `NodeStatus` per node plus the agent.
-    GetNodesResponse,
-    Stem::GetNodes
-);
-response!(
-    /// `agent_welcome_response(reqid, result)`.
-    AgentWelcomeResponse,
-    Stem::AgentWelcome
-);
-response!(
-    /// `agent_standby_response(reqid, result)`.
-    AgentStandbyResponse,
-    Stem::AgentStandby
-);
-
-/// A decoded request, as a peer hands it to the request tracker.
-#[derive(Debug, Clone)]
-pub enum Request {
-    SetConfiguration(SetConfigurationRequest),
-    GetNodes(GetNodesRequest),
-    AgentWelcome(AgentWelcomeRequest),
-    AgentStandby(AgentStandbyRequest),
-    /// A request whose reqid could be read but whose other args could not:
-    /// the tracker answers it with its response event and `error`.
-    Invalid {
-        stem: Stem,
-        reqid: ReqId,
-        error: String,
-    },
-}
-
-impl Request {
-    pub fn stem(&self) -> Stem {
-        match self {
-            Request::SetConfiguration(_) => Stem::SetConfiguration,
-            Request::GetNodes(_) => Stem::GetNodes,
-            Request::AgentWelcome(_) => Stem::AgentWelcome,
-            Request::AgentStandby(_) => Stem::AgentStandby,
-            Request::Invalid { stem, .. } => *stem,
-        }
-    }
-
-    pub fn reqid(&self) -> &ReqId {
-        match self {
-            Request::SetConfiguration(r) => &r.reqid,
-            Request::GetNodes(r) => &r.reqid,
-            Request::AgentWelcome(r) => &r.reqid,
-            Request::AgentStandby(r) => &r.reqid,
-            Request::Invalid { reqid, .. } => reqid,
-        }
-    }
-}
+with_requests!(declare_requests);
 
 /// Any response event, as the tracker routes it back to a peer.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,9 +11,8 @@ use serde::Serialize;
 use serde_cbor::Value;
 
 use crate::api::events::{
-    AgentStandbyRequest, AgentWelcomeRequest, GetNodesRequest, Notification, NotifyAgentHello,
-    NotifyChange, NotifyError, NotifyLog, Request, Response, SetConfigurationRequest, Stem,
-    EVENT_PREFIX,
+    self, with_requests, Notification, NotifyAgentHello, NotifyChange, NotifyError, NotifyLog,
+    Request, Response, Stem, EVENT_PREFIX,
 };
 use crate::api::types::{
     Addr, ApiResult, Configuration, Node, NodeStatus, ReqId, ResultData, State,
@@ -273,14 +272,7 @@ fn write_frame(frame: &Frame, out: &mut impl Sink) -> Result<(), EncodeError> {
 
 fn write_event(topic: &str, body: &EventBody, out: &mut impl Sink) -> Result<(), EncodeError> {
     match body {
-        EventBody::Request(r) => {
-            let name = r.stem().request_name();
-            let reqid = r.reqid().0.as_str();
-            match r {
-                Request::SetConfiguration(r) => event(topic, name, (reqid, &r.config), out),
-                _ => event(topic, name, (reqid,), out),
-            }
-        }
+        EventBody::Request(r) => write_request(topic, r, out),
         EventBody::Response(r) => match &r.result.data {
             Some(ResultData::NodeStatuses(list)) => with_encoded_list(list, |list| {
                 let result = ResultOut::of(&r.result, Verbatim(list));
@@ -492,56 +484,75 @@ fn arg<T: DeserializeOwned>(name: &str, index: usize, v: Value) -> Result<T, Dec
     from_value(v).map_err(|e| bad_args(name, format!("argument {}: {e}", index + 1)))
 }
 
-fn decode_request(stem: Stem, args: Vec<Value>) -> Result<Request, DecodeError> {
-    let name = stem.request_name();
-    let mut it = args.into_iter();
-    let reqid = match it.next() {
-        Some(Value::Text(t)) => ReqId(t),
-        Some(_) => return Err(bad_args(name, "argument 1 (reqid) is not text")),
-        None => return Err(bad_args(name, "missing argument 1 (reqid)")),
-    };
-    let rest: Vec<Value> = it.collect();
-    let expected = if stem == Stem::SetConfiguration { 1 } else { 0 };
-    if rest.len() != expected {
-        return Ok(Request::Invalid {
-            stem,
-            reqid,
-            error: format!(
-                "invalid arguments: expected {} arguments, got {}",
-                expected + 1,
-                rest.len() + 1
-            ),
-        });
-    }
-    Ok(match stem {
-        Stem::SetConfiguration => {
-            let Some(config) = rest.into_iter().next() else {
-                // Unreachable: `rest.len() == 1` was checked above.
-                return Err(bad_args(name, "missing argument 2 (config)"));
+macro_rules! declare_request_codec {
+    ($(
+        $(#[$doc:meta])*
+        $stem:ident($snake:ident) $req:ident { $($field:ident: $ty:ty = $what:literal $($record:ident)?),* } -> $resp:ident;
+    )*) => {
+        /// A request's arguments: a text reqid (without one there is nothing
+        /// to answer: `bad-args`), then the request's own, each decoded as
+        /// its type; a request whose other arguments do not fit becomes
+        /// `Request::Invalid`, answered with its response event.
+        fn decode_request(stem: Stem, args: Vec<Value>) -> Result<Request, DecodeError> {
+            let name = stem.request_name();
+            let got = args.len();
+            let mut it = args.into_iter();
+            let reqid = match it.next() {
+                Some(Value::Text(t)) => ReqId(t),
+                Some(_) => return Err(bad_args(name, "argument 1 (reqid) is not text")),
+                None => return Err(bad_args(name, "missing argument 1 (reqid)")),
             };
-            if !matches!(config, Value::Map(_)) {
-                return Ok(Request::Invalid {
-                    stem,
-                    reqid,
-                    error:
-                        "invalid configuration: argument 2 must be a Configuration record (a map)"
-                            .to_owned(),
-                });
-            }
-            match from_value::<Configuration>(config) {
-                Ok(config) => Request::SetConfiguration(SetConfigurationRequest { reqid, config }),
-                Err(e) => Request::Invalid {
-                    stem,
-                    reqid,
-                    error: format!("invalid configuration: {e}"),
-                },
+            let invalid = |error: String| Request::Invalid { stem, reqid: reqid.clone(), error };
+            Ok(match stem {
+                $(Stem::$stem => {
+                    let expected = 1 $(+ { let _ = stringify!($field); 1 })*;
+                    if got != expected {
+                        return Ok(invalid(format!(
+                            "invalid arguments: expected {expected} arguments, got {got}"
+                        )));
+                    }
+                    #[allow(unused_mut)] // a request without arguments of its own
+                    let mut position = 1;
+                    $(
+                        position += 1;
+                        let Some(value) = it.next() else {
+                            return Ok(invalid(format!("invalid {}: missing argument {position}", $what)));
+                        };
+                        // serde would take a record from an array too.
+                        let record = !stringify!($($record)?).is_empty();
+                        if record && !matches!(value, Value::Map(_)) {
+                            return Ok(invalid(format!(
+                                "invalid {}: argument {position} must be a {} record (a map)",
+                                $what,
+                                stringify!($ty)
+                            )));
+                        }
+                        let $field = match from_value::<$ty>(value) {
+                            Ok(v) => v,
+                            Err(e) => return Ok(invalid(format!("invalid {}: {e}", $what))),
+                        };
+                    )*
+                    let _ = position;
+                    Request::$stem(events::$req { reqid, $($field,)* })
+                })*
+            })
+        }
+
+        /// A request event: the reqid, then the request's own arguments.
+        // A request without arguments of its own leaves its binding unused.
+        #[allow(unused_variables)]
+        fn write_request(topic: &str, r: &Request, out: &mut impl Sink) -> Result<(), EncodeError> {
+            let name = r.stem().request_name();
+            let reqid = r.reqid().0.as_str();
+            match r {
+                $(Request::$stem(r) => event(topic, name, (reqid, $(&r.$field,)*), out),)*
+                Request::Invalid { .. } => event(topic, name, (reqid,), out),
             }
         }
-        Stem::GetNodes => Request::GetNodes(GetNodesRequest { reqid }),
-        Stem::AgentWelcome => Request::AgentWelcome(AgentWelcomeRequest { reqid }),
-        Stem::AgentStandby => Request::AgentStandby(AgentStandbyRequest { reqid }),
-    })
+    };
 }
+
+with_requests!(declare_request_codec);
 
 fn decode_response(stem: Stem, args: Vec<Value>) -> Result<Response, DecodeError> {
     let name = stem.response_name();

@@ -7,7 +7,8 @@ use actix::{Actor, Addr, Context, Handler, MessageResult, Recipient, ResponseFut
 
 use super::*;
 use crate::api::events::{
-    AgentStandbyResponse, AgentWelcomeResponse, GetNodesResponse, SetConfigurationResponse,
+    AgentStandbyRequest, AgentStandbyResponse, AgentWelcomeRequest, AgentWelcomeResponse,
+    GetNodesRequest, GetNodesResponse, SetConfigurationRequest, SetConfigurationResponse,
 };
 use crate::api::events::{Request, Response};
 use crate::api::types::Configuration;
@@ -102,12 +103,7 @@ fn tracker_with(
             request_timeout: Duration::from_millis(timeout_ms),
             max_in_flight,
         },
-        Workers {
-            set_configuration: w.clone().recipient(),
-            get_nodes: w.clone().recipient(),
-            agent_welcome: w.clone().recipient(),
-            agent_standby: w.recipient(),
-        },
+        Workers::all(&w),
     )
     .start()
 }

@@ -1,4 +1,7 @@
 use super::*;
+use crate::api::events::{
+    AgentStandbyRequest, AgentWelcomeRequest, GetNodesRequest, SetConfigurationRequest,
+};
 use crate::api::types::{Instance, MgmtRole, NodeStatus, Port, ResultData, Role, ZeekOption};
 
 fn sample_config() -> Configuration {
