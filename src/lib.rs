@@ -9,9 +9,13 @@
 //!
 //! ## Layout
 //!
-//! - [`api`]: Zeek's records and one actix message per API event.
+//! - [`api`]: Zeek's records and one actix message per API event; every
+//!   request is declared once, in `api::events`.
 //! - [`wire`]: framing (`codec`) and the CBOR encoding (`cbor`, the only CBOR user).
-//! - [`actors`]: the actors, one per file (see `actors.md`).
+//! - [`actors`]: the actors, one per file (see `actors.md`), their shared
+//!   messages in `actors::messages`; the node supervisor's decisions (what
+//!   `set_configuration` answers, which nodes launch now, what happens when
+//!   a node exits) in `actors/supervisor/`.
 //! - [`agent`]: [`AgentBuilder`] starts the actors inside an actix system and
 //!   returns an [`AgentHandle`].
 //! - [`controller`]: the controller side of the protocol, for tools and tests.
@@ -19,13 +23,30 @@
 //!   configuration checks, `cluster-layout.zeek`, the state directory and OS
 //!   process control.
 //!
-//! ## Supervision tree
+//! ## Who owns whom
+//!
+//! `AgentBuilder::start` starts the long-lived actors; they start the
+//! short-lived ones and own them until they end:
 //!
 //! ```text
-//! Listener ──starts──▶ Peer (one per connection) ──Track──▶ Tracker ──request──▶ NodeSupervisor
-//! Connector ─starts──▶ Peer                       ◀─Outbound── Tracker ◀─response──┘   │ starts
-//!                                                 ◀─Outbound── Notifier ◀─Notification─┤
-//!                                                                     NodeProcess (one per OS process)
+//! AgentHandle (the agent's life)
+//! ├── Notifier
+//! ├── Tracker ─────────────── Workers (recipients of the NodeSupervisor)
+//! ├── NodeSupervisor ──────── holds the state directory's lock
+//! │   ├── StateWriter         (SyncArbiter thread: configuration, pids file)
+//! │   └── NodeProcess × n     (one per OS process, until it is reaped)
+//! ├── Listener                (accept loop, max_peers places)
+//! │   └── Peer × n            (one per connection)
+//! └── Connector               (connect mode: dials, redials)
+//!     └── Peer                (the controller's connection)
+//! ```
+//!
+//! ## How messages flow
+//!
+//! ```text
+//! Peer ──Track──▶ Tracker ──request──▶ NodeSupervisor ──NodeProcess…
+//! Peer ◀─Outbound── Tracker ◀─response──┘        │
+//! Peer ◀─Outbound── Notifier ◀─Notification──────┘
 //! ```
 //!
 //! ## Embedding

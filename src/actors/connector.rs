@@ -13,8 +13,6 @@ use tokio_rustls::TlsConnector;
 use crate::actors::messages::{Disconnect, PeerClosed, PeerId, StopPeering};
 use crate::actors::peer::{Peer, PeerLinks, PeerSettings, Side};
 
-const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
-
 pub struct Connector {
     target: String,
     settings: Arc<PeerSettings>,
@@ -60,8 +58,11 @@ impl Connector {
         self.attempts += 1;
         let target = self.target.clone();
         let tls = self.tls.clone();
+        // The dial and the TLS handshake are bounded like an accepted
+        // peer's handshake.
+        let limit = self.settings.handshake_timeout;
         let fut = async move {
-            tokio::time::timeout(DIAL_TIMEOUT, async move {
+            tokio::time::timeout(limit, async move {
                 let stream = TcpStream::connect(&target).await?;
                 let _ = stream.set_nodelay(true);
                 let (remote, local) = (stream.peer_addr()?, stream.local_addr()?);

@@ -26,7 +26,7 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// `capacity`: notifications kept while no peer is connected.
+    /// `capacity`: notifications kept while no controller is connected.
     pub fn new(instance: String, capacity: usize) -> Self {
         Notifier {
             instance,
