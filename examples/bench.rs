@@ -26,8 +26,8 @@ use zeek_mgmt_agent::api::events::{
 use zeek_mgmt_agent::api::types::{
     Addr, Configuration, Instance, Node, NodeStatus, ReqId, ResultData, Role, State,
 };
-use zeek_mgmt_agent::controller::{Connection, ControllerOptions};
-use zeek_mgmt_agent::wire::cbor::{self, EventBody, Frame};
+use zeek_mgmt_agent::protocol::cbor::{self, EventBody, Frame};
+use zeek_mgmt_agent::protocol::connection::{Connection, ControllerOptions};
 
 const NAME: &str = "bench";
 const LONG: Duration = Duration::from_secs(120);
@@ -361,7 +361,7 @@ fn read_blocking_frame(s: &mut std::net::TcpStream) -> usize {
 }
 
 fn hello_payload() -> Vec<u8> {
-    cbor::encode(&Frame::Hello(zeek_mgmt_agent::wire::cbor::Hello {
+    cbor::encode(&Frame::Hello(zeek_mgmt_agent::protocol::cbor::Hello {
         version: 1,
         endpoint: "bench".into(),
         role: "client".into(),
@@ -383,7 +383,7 @@ async fn raw_client(addr: SocketAddr) -> tokio::net::TcpStream {
 }
 
 fn framed(payload: &[u8]) -> Vec<u8> {
-    zeek_mgmt_agent::controller::framed(payload)
+    zeek_mgmt_agent::protocol::connection::framed(payload)
 }
 
 async fn read_raw_frame(s: &mut (impl AsyncReadExt + Unpin)) -> usize {

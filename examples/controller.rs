@@ -16,7 +16,7 @@ use zeek_mgmt_agent::api::events::{
 use zeek_mgmt_agent::api::types::{
     Addr, Configuration, Instance, Node, NodeStatus, Port, ResultData, Role,
 };
-use zeek_mgmt_agent::controller::{Connection, ControllerOptions, Incoming};
+use zeek_mgmt_agent::protocol::connection::{Connection, ControllerOptions, Incoming};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use actix::prelude::*;
-use zeek_mgmt_agent::actors::messages::Outbound;
+use zeek_mgmt_agent::agent::actors::messages::Outbound;
 use zeek_mgmt_agent::api::events::{
     AgentStandbyRequest, GetNodesRequest, Notification, Request, SetConfigurationRequest,
 };

@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 
 use crate::api::events::{Notification, Request, SetConfigurationRequest, Stem};
 use crate::api::types::{ApiResult, MgmtRole, NodeStatus, ResultData, Role};
-use crate::controller::{ClientError, Connection, ControllerOptions, Incoming};
+use crate::protocol::connection::{ClientError, Connection, ControllerOptions, Incoming};
 
 /// Default agent address.
 pub const DEFAULT_AGENT: &str = "127.0.0.1:2151";

@@ -9,19 +9,24 @@
 //!
 //! ## Layout
 //!
+//! Three programs over shared layers; the binaries in `src/bin/` are thin.
+//!
 //! - [`api`]: Zeek's records and one actix message per API event; every
 //!   request is declared once, in `api::events`.
-//! - [`wire`]: framing (`codec`) and the CBOR encoding (`cbor`, the only CBOR user).
-//! - [`actors`]: the actors, one per file (see `actors.md`), their shared
-//!   messages in `actors::messages`; the node supervisor's decisions (what
+//! - [`protocol`]: what both ends of the wire share: framing (`codec`), the
+//!   CBOR frames and events (`cbor`, the only CBOR user), a controller's or
+//!   client's side of a connection (`connection`), TLS (`tls`).
+//! - [`agent`]: the agent. [`AgentBuilder`] starts its actors inside an
+//!   actix system and returns an [`AgentHandle`]; `agent::actors` holds the
+//!   actors, one per file (see `actors.md`), their shared messages in
+//!   `actors::messages`, and the node supervisor's decisions (what
 //!   `set_configuration` answers, which nodes launch now, what happens when
-//!   a node exits) in `actors/supervisor/`.
-//! - [`agent`]: [`AgentBuilder`] starts the actors inside an actix system and
-//!   returns an [`AgentHandle`].
-//! - [`controller`]: the controller side of the protocol, for tools and tests.
-//! - [`config`], [`validate`], [`layout`], [`state`], [`process`]: settings,
-//!   configuration checks, `cluster-layout.zeek`, the state directory and OS
-//!   process control.
+//!   a node exits) in `actors/supervisor/`; `config`, `validate`, `layout`,
+//!   `state` and `process` are its settings, configuration checks,
+//!   `cluster-layout.zeek`, state directory and OS process control.
+//! - [`client`]: the operator client, `zeek-mgmt-client`: many agents at
+//!   once, INI and JSON cluster files.
+//! - [`logging`]: the log line format and its buffered writer.
 //!
 //! ## Who owns whom
 //!
@@ -54,7 +59,7 @@
 //! ```no_run
 //! use actix::prelude::*;
 //! use zeek_mgmt_agent::{AgentBuilder, Config};
-//! use zeek_mgmt_agent::actors::messages::Outbound;
+//! use zeek_mgmt_agent::agent::actors::messages::Outbound;
 //! use zeek_mgmt_agent::api::events::{GetNodesRequest, Request};
 //!
 //! struct Printer;
@@ -73,22 +78,13 @@
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod actors;
 pub mod agent;
 pub mod api;
 pub mod client;
-pub mod config;
-pub mod controller;
-pub mod error;
-pub mod layout;
 pub mod logging;
-pub mod process;
-pub mod state;
+pub mod protocol;
 pub mod testing;
-pub mod tls;
-pub mod validate;
-pub mod wire;
 
+pub use agent::config::Config;
+pub use agent::error::Error;
 pub use agent::{AgentBuilder, AgentHandle, LocalPeer};
-pub use config::Config;
-pub use error::Error;

@@ -6,8 +6,8 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use tokio_util::codec::Decoder;
-use zeek_mgmt_agent::wire::cbor;
-use zeek_mgmt_agent::wire::codec::FrameCodec;
+use zeek_mgmt_agent::protocol::cbor;
+use zeek_mgmt_agent::protocol::codec::FrameCodec;
 
 const LIMIT: usize = 64 * 1024;
 

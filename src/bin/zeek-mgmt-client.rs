@@ -61,7 +61,7 @@ enum Command {
 
 /// A duration in the agent's syntax, more than 0.
 fn parse_timeout(text: &str) -> Result<Duration, String> {
-    match zeek_mgmt_agent::config::parse_duration(text)? {
+    match zeek_mgmt_agent::agent::config::parse_duration(text)? {
         d if d.is_zero() => Err("must be more than 0".to_owned()),
         d => Ok(d),
     }
@@ -113,7 +113,7 @@ fn main() -> ExitCode {
         (None, None, None) => None,
         (Some(ca), cert, key) => {
             let identity = cert.as_deref().zip(key.as_deref());
-            match zeek_mgmt_agent::tls::client_config(ca, identity) {
+            match zeek_mgmt_agent::protocol::tls::client_config(ca, identity) {
                 Ok(c) => Some(c),
                 Err(e) => return usage_error(e),
             }

@@ -328,7 +328,7 @@ pub fn parse_ini(text: &str, file: &str) -> Result<ClusterFile, FileError> {
         }
     }
     if explicit == 0 && !nodes.is_empty() {
-        let agent = crate::config::default_name();
+        let agent = crate::agent::config::default_name();
         for n in &mut nodes {
             n.2.instance = agent.clone();
         }

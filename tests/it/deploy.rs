@@ -467,7 +467,7 @@ async fn without_pidfd_nodes_run_and_are_revived() {
     let agent = Agent::start_in(
         tmp.path(),
         &[],
-        &[(zeek_mgmt_agent::process::NO_PIDFD_ENV, "1")],
+        &[(zeek_mgmt_agent::agent::process::NO_PIDFD_ENV, "1")],
     );
     let mut c = agent.connect().await;
     let r = set_config(&c, small_cluster("no-pidfd")).await;

@@ -3,7 +3,7 @@
 
 use zeek_mgmt_agent::api::events::Stem;
 use zeek_mgmt_agent::api::types::{MgmtRole, NodeStatus, Role, State};
-use zeek_mgmt_agent::wire::cbor::ErrorCode;
+use zeek_mgmt_agent::protocol::cbor::ErrorCode;
 
 fn protocol_doc() -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/protocol.md");

@@ -4,8 +4,8 @@
 use serde_cbor::Value;
 use zeek_mgmt_agent::api::events::Stem;
 use zeek_mgmt_agent::api::types::{Node, Role};
-use zeek_mgmt_agent::controller::framed;
-use zeek_mgmt_agent::wire::cbor::ErrorCode;
+use zeek_mgmt_agent::protocol::cbor::ErrorCode;
+use zeek_mgmt_agent::protocol::connection::framed;
 
 use crate::support::*;
 
@@ -32,7 +32,9 @@ fn event(topic: &str, args: Vec<Value>) -> Vec<u8> {
 }
 
 /// One running worker; returns its pid list to compare later.
-async fn baseline(c: &zeek_mgmt_agent::controller::Connection) -> Vec<(String, Option<i64>)> {
+async fn baseline(
+    c: &zeek_mgmt_agent::protocol::connection::Connection,
+) -> Vec<(String, Option<i64>)> {
     assert!(
         set_config(c, cluster("base", &[("w", Role::Worker, None)]))
             .await
@@ -46,7 +48,10 @@ async fn baseline(c: &zeek_mgmt_agent::controller::Connection) -> Vec<(String, O
         .collect()
 }
 
-async fn unchanged(c: &zeek_mgmt_agent::controller::Connection, before: &[(String, Option<i64>)]) {
+async fn unchanged(
+    c: &zeek_mgmt_agent::protocol::connection::Connection,
+    before: &[(String, Option<i64>)],
+) {
     let now: Vec<_> = get_nodes(c)
         .await
         .into_iter()

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use zeek_mgmt_agent::api::events::Notification;
 use zeek_mgmt_agent::api::types::{Role, State};
-use zeek_mgmt_agent::controller::{ClientError, Connection, ControllerOptions};
+use zeek_mgmt_agent::protocol::connection::{ClientError, Connection, ControllerOptions};
 
 use crate::support::*;
 
@@ -309,7 +309,7 @@ async fn an_invalid_persisted_configuration_is_not_installed() {
         ],
     );
     config.nodes[2].cpu_affinity = Some(5000);
-    zeek_mgmt_agent::state::StateDir::new(tmp.path().join("state"))
+    zeek_mgmt_agent::agent::state::StateDir::new(tmp.path().join("state"))
         .save_config(&config)
         .expect("persist");
     let agent = Agent::start_in(tmp.path(), &[], &[]);

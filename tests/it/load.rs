@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use zeek_mgmt_agent::api::events::{GetNodesRequest, Request};
 use zeek_mgmt_agent::api::types::ReqId;
-use zeek_mgmt_agent::controller::{Connection, ControllerOptions};
+use zeek_mgmt_agent::protocol::connection::{Connection, ControllerOptions};
 
 use crate::support::*;
 
@@ -214,8 +214,10 @@ impl Drop for BusyCpus {
 /// waiting for anything.
 fn health_check(addr: std::net::SocketAddr, i: usize) -> std::io::Result<()> {
     use std::io::Write;
-    use zeek_mgmt_agent::wire::cbor::{self, EventBody, Frame, Hello};
-    let frame = |f: &Frame| zeek_mgmt_agent::controller::framed(&cbor::encode(f).expect("encode"));
+    use zeek_mgmt_agent::protocol::cbor::{self, EventBody, Frame, Hello};
+    let frame = |f: &Frame| {
+        zeek_mgmt_agent::protocol::connection::framed(&cbor::encode(f).expect("encode"))
+    };
     let mut bytes = frame(&Frame::Hello(Hello {
         version: 1,
         endpoint: format!("health-{i}"),

@@ -13,8 +13,8 @@ use zeek_mgmt_agent::api::events::{
 use zeek_mgmt_agent::api::types::{
     Addr, ApiResult, Configuration, Instance, Node, Port, Role, State, ZeekOption,
 };
-use zeek_mgmt_agent::wire::cbor::{self, EventBody, Frame};
-use zeek_mgmt_agent::wire::codec::{FrameCodec, FrameError};
+use zeek_mgmt_agent::protocol::cbor::{self, EventBody, Frame};
+use zeek_mgmt_agent::protocol::codec::{FrameCodec, FrameError};
 
 const LIMIT: usize = 4096;
 

@@ -8,8 +8,10 @@ use zeek_mgmt_agent::api::events::{
     AgentStandbyRequest, AgentWelcomeRequest, GetNodesRequest, Notification, Request, Stem,
 };
 use zeek_mgmt_agent::api::types::{MgmtRole, Port, Role, State};
-use zeek_mgmt_agent::controller::{framed, ClientError, Connection, ControllerOptions, Incoming};
-use zeek_mgmt_agent::wire::cbor::{self, ErrorCode, Frame, Hello};
+use zeek_mgmt_agent::protocol::cbor::{self, ErrorCode, Frame, Hello};
+use zeek_mgmt_agent::protocol::connection::{
+    framed, ClientError, Connection, ControllerOptions, Incoming,
+};
 
 use crate::support::*;
 

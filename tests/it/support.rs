@@ -14,7 +14,7 @@ use zeek_mgmt_agent::api::events::{
 use zeek_mgmt_agent::api::types::{
     Addr, ApiResult, Configuration, Instance, Node, NodeStatus, Port, ResultData, Role, State,
 };
-use zeek_mgmt_agent::controller::{Connection, ControllerOptions};
+use zeek_mgmt_agent::protocol::connection::{Connection, ControllerOptions};
 
 pub const AGENT: &str = "test-agent";
 pub const SECOND: Duration = Duration::from_secs(1);

@@ -9,8 +9,8 @@ use rcgen::{
     date_time_ymd, BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType,
 };
 use tokio::net::TcpListener;
-use zeek_mgmt_agent::controller::{Connection, ControllerOptions};
-use zeek_mgmt_agent::tls;
+use zeek_mgmt_agent::protocol::connection::{Connection, ControllerOptions};
+use zeek_mgmt_agent::protocol::tls;
 
 use crate::support::*;
 

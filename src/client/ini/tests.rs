@@ -110,7 +110,7 @@ fn unknown_keys_and_state_warn() {
 #[test]
 fn without_instances_every_node_goes_to_this_host() {
     let c = parse_ok("[manager]\nrole = manager\nport = 1\n[w]\nrole = worker\n");
-    let agent = crate::config::default_name();
+    let agent = crate::agent::config::default_name();
     assert!(c.nodes.iter().all(|n| n.instance == agent));
     assert_eq!(
         c.instances,

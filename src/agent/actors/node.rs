@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::process::{self, SpawnSpec};
+use crate::agent::process::{self, SpawnSpec};
 
 /// Identifies one launch of one node; reports of an older launch are told
 /// apart from the current one by it.

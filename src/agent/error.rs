@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::config::ConfigError;
-use crate::state::LockError;
-use crate::tls::TlsError;
+use crate::agent::config::ConfigError;
+use crate::agent::state::LockError;
+use crate::protocol::tls::TlsError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

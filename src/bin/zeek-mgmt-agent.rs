@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use zeek_mgmt_agent::config::{self, Config, Settings};
+use zeek_mgmt_agent::agent::config::{self, Config, Settings};
 use zeek_mgmt_agent::AgentBuilder;
 
 /// A host agent for Zeek's cluster Management framework: it takes cluster

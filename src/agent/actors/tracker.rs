@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::actors::messages::{Outbound, PeerClosed, PeerId, Track};
+use crate::agent::actors::messages::{Outbound, PeerClosed, PeerId, Track};
 use crate::api::events::{self, with_requests, Request, Response, Stem};
 use crate::api::types::{ApiResult, ReqId};
 

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use tokio::sync::oneshot;
 
+use crate::agent::validate::{self, HostFacts};
 use crate::api::types::{ApiResult, Configuration, ReqId, ResultData};
-use crate::validate::{self, HostFacts};
 
 /// What to do with a configuration that arrives.
 #[derive(Debug, Clone, PartialEq)]

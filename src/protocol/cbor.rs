@@ -17,7 +17,7 @@ use crate::api::events::{
 use crate::api::types::{
     Addr, ApiResult, Configuration, Node, NodeStatus, ReqId, ResultData, State,
 };
-use crate::wire::codec::{self, FrameError};
+use crate::protocol::codec::{self, FrameError};
 
 mod ser;
 

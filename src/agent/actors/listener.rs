@@ -14,8 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use crate::actors::messages::{Disconnect, PeerClosed, PeerId, StopPeering};
-use crate::actors::peer::{Peer, PeerLinks, PeerSettings, Side};
+use crate::agent::actors::messages::{Disconnect, PeerClosed, PeerId, StopPeering};
+use crate::agent::actors::peer::{Peer, PeerLinks, PeerSettings, Side};
 
 /// A connection the accept loop took, with its place among the peers;
 /// handled by the listener itself.
@@ -186,8 +186,8 @@ mod tests {
     async fn beyond_the_peer_limit_newcomers_wait_instead_of_being_closed() {
         let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = tcp.local_addr().expect("addr");
-        let (links, closed) = crate::actors::peer::fixtures::links();
-        let settings = crate::actors::peer::fixtures::settings("l");
+        let (links, closed) = crate::agent::actors::peer::fixtures::links();
+        let settings = crate::agent::actors::peer::fixtures::settings("l");
         let listener = Listener::new(tcp, settings, links, 1).start();
 
         let first = tokio::net::TcpStream::connect(addr).await.expect("first");

@@ -8,11 +8,11 @@ use std::time::Instant;
 use actix::prelude::*;
 
 use super::launch_order::Candidate;
-use crate::actors::node::{NodeProcess, ProcId};
+use crate::agent::actors::node::{NodeProcess, ProcId};
+use crate::agent::layout;
+use crate::agent::process::Sample;
+use crate::agent::state::PidRecord;
 use crate::api::types::{MgmtRole, Node, NodeStatus, State};
-use crate::layout;
-use crate::process::Sample;
-use crate::state::PidRecord;
 
 /// One local node of the running configuration.
 pub struct Slot {

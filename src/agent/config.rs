@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::api::types::Port;
-use crate::wire::codec::DEFAULT_MAX_FRAME_BYTES;
+use crate::protocol::codec::DEFAULT_MAX_FRAME_BYTES;
 
 /// Default listen port of an agent.
 pub const DEFAULT_LISTEN_PORT: u16 = 2151;

@@ -16,8 +16,8 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use crate::api::events::{Notification, Request, Response, API_VERSION};
 use crate::api::types::ReqId;
-use crate::wire::cbor::{self, ErrorCode, EventBody, Frame, Hello};
-use crate::wire::codec::{FrameCodec, FrameError, DEFAULT_MAX_FRAME_BYTES};
+use crate::protocol::cbor::{self, ErrorCode, EventBody, Frame, Hello};
+use crate::protocol::codec::{FrameCodec, FrameError, DEFAULT_MAX_FRAME_BYTES};
 
 /// A failure on the controller side.
 #[derive(Debug, thiserror::Error)]

@@ -6,8 +6,8 @@
 
 use actix::prelude::*;
 
+use crate::agent::state::{PidRecord, StateDir};
 use crate::api::types::Configuration;
-use crate::state::{PidRecord, StateDir};
 
 pub struct StateWriter {
     state: StateDir,
@@ -74,8 +74,8 @@ impl Handler<SavePids> for StateWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::state::Loaded;
     use crate::api::types::{Node, Role};
-    use crate::state::Loaded;
 
     #[actix_rt::test]
     async fn writes_in_order_off_the_actor_thread() {

@@ -9,11 +9,11 @@ use actix::prelude::*;
 use super::deploy::PendingDeploy;
 use super::slots;
 use super::{Backend, NodeSupervisor};
-use crate::actors::state_writer::SavePids;
-use crate::config::ClusterBackend;
-use crate::layout;
-use crate::state::{self, Loaded};
-use crate::validate;
+use crate::agent::actors::state_writer::SavePids;
+use crate::agent::config::ClusterBackend;
+use crate::agent::layout;
+use crate::agent::state::{self, Loaded};
+use crate::agent::validate;
 
 /// Delay before the pids file is rewritten after a change (batches launches).
 const PIDS_FLUSH_DELAY: Duration = Duration::from_millis(100);

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::agent::config::Config;
 
 /// The restart policy's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

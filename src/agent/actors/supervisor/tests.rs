@@ -6,9 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
+use crate::agent::config::ClusterBackend;
+use crate::agent::state::Loaded;
 use crate::api::types::{Addr as ZeekAddr, Instance};
-use crate::config::ClusterBackend;
-use crate::state::Loaded;
 use crate::testing::{wait_until, Probe, Seen};
 
 const NAME: &str = "agent-s";

@@ -10,8 +10,8 @@ use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::actors::messages::{Disconnect, PeerClosed, PeerId, StopPeering};
-use crate::actors::peer::{Peer, PeerLinks, PeerSettings, Side};
+use crate::agent::actors::messages::{Disconnect, PeerClosed, PeerId, StopPeering};
+use crate::agent::actors::peer::{Peer, PeerLinks, PeerSettings, Side};
 
 pub struct Connector {
     target: String,
@@ -166,8 +166,8 @@ mod tests {
         let addr = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("port");
-        let (links, _) = crate::actors::peer::fixtures::links();
-        let settings = crate::actors::peer::fixtures::settings("c");
+        let (links, _) = crate::agent::actors::peer::fixtures::links();
+        let settings = crate::agent::actors::peer::fixtures::settings("c");
         let connector =
             Connector::new(addr.to_string(), settings, links, Duration::from_millis(50)).start();
         actix_rt::time::sleep(Duration::from_millis(200)).await;

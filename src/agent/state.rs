@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::api::types::Configuration;
-use crate::wire::cbor;
+use crate::protocol::cbor;
 
 const CONFIG_FILE: &str = "configuration.cbor";
 const PIDS_FILE: &str = "nodes.pids";

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use actix::prelude::*;
 
-use crate::actors::messages::{Outbound, PeerClosed, PeerId, PeerReady};
+use crate::agent::actors::messages::{Outbound, PeerClosed, PeerId, PeerReady};
 use crate::api::events::{Notification, NotifyLog};
 
 struct Ready {

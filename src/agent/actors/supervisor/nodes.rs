@@ -13,10 +13,12 @@ use super::launch_order::launch_now;
 use super::revival::{after_exit, exit_message, AfterExit, RevivalPolicy};
 use super::slots::{self, Slot};
 use super::{Backend, Draining, NodeSupervisor};
-use crate::actors::node::{NodeEvent, NodeProcess, NodeReport, NodeTiming, ProcId, StopNode};
+use crate::agent::actors::node::{
+    NodeEvent, NodeProcess, NodeReport, NodeTiming, ProcId, StopNode,
+};
+use crate::agent::layout;
+use crate::agent::process::{self, NodeFile, SpawnSpec};
 use crate::api::types::{Configuration, State};
-use crate::layout;
-use crate::process::{self, NodeFile, SpawnSpec};
 
 /// The file Zeek loads from a node's working directory.
 const LAYOUT_FILE: &str = "cluster-layout.zeek";

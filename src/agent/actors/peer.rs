@@ -20,11 +20,11 @@ use futures_core::Stream;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Encoder, FramedRead};
 
-use crate::actors::messages::{Disconnect, Outbound, PeerClosed, PeerId, PeerReady, Track};
+use crate::agent::actors::messages::{Disconnect, Outbound, PeerClosed, PeerId, PeerReady, Track};
 use crate::api::events::{Notification, NotifyAgentHello, API_VERSION};
 use crate::api::types::Addr as ZeekAddr;
-use crate::wire::cbor::{self, ErrorCode, EventBody, Frame, Hello};
-use crate::wire::codec::{FrameCodec, FrameError};
+use crate::protocol::cbor::{self, ErrorCode, EventBody, Frame, Hello};
+use crate::protocol::codec::{FrameCodec, FrameError};
 
 /// Who opened the connection; that side sends `hello` first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

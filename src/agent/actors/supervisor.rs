@@ -23,8 +23,12 @@ use std::time::Instant;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::actors::node::{NodeReport, ProcId};
-use crate::actors::state_writer::{ClearConfig, SaveConfig, StateWriter};
+use crate::agent::actors::node::{NodeReport, ProcId};
+use crate::agent::actors::state_writer::{ClearConfig, SaveConfig, StateWriter};
+use crate::agent::config::Config;
+use crate::agent::process::{NodeFile, Sample};
+use crate::agent::state::{StateDir, StateLock};
+use crate::agent::validate::HostFacts;
 use crate::api::events::{
     AgentStandbyRequest, AgentStandbyResponse, AgentWelcomeRequest, AgentWelcomeResponse,
     GetNodesRequest, GetNodesResponse, Notification, NotifyChange, NotifyError, NotifyLog,
@@ -33,10 +37,6 @@ use crate::api::events::{
 use crate::api::types::{
     ApiResult, Configuration, MgmtRole, Node, NodeStatus, Port, ReqId, ResultData, Role, State,
 };
-use crate::config::Config;
-use crate::process::{NodeFile, Sample};
-use crate::state::{StateDir, StateLock};
-use crate::validate::HostFacts;
 
 mod deploy;
 mod launch_order;
@@ -272,7 +272,7 @@ impl NodeSupervisor {
         let mut pids: Vec<u32> = self.slots.values().filter_map(|s| s.pid).collect();
         pids.push(self.own_pid);
         ctx.spawn(
-            crate::process::sample(pids)
+            crate::agent::process::sample(pids)
                 .into_actor(self)
                 .map(|samples, act, _| {
                     act.sampled_at = Some(Instant::now());

@@ -1,0 +1,9 @@
+//! What both ends of the wire agree on, used by the agent and the client
+//! alike: framing (`codec`), the CBOR frames and events (`cbor`), the
+//! controller's (or a client's) side of a connection (`connection`), and
+//! TLS 1.3 (`tls`).
+
+pub mod cbor;
+pub mod codec;
+pub mod connection;
+pub mod tls;
