@@ -105,23 +105,26 @@ async fn ask(c: &Connection, stem: Stem, opts: &ClientOptions) -> Result<ApiResu
         .map_err(|e: ClientError| e.to_string())
 }
 
-fn role_json(r: Role) -> Value {
-    match r {
-        Role::None => Value::Null,
-        other => json!(format!("{other:?}").to_uppercase()),
+/// An enum value by its wire name (`WORKER`), `null` for `NONE`, as
+/// zeek-client prints it.
+fn name_or_null<T: serde::Serialize>(v: T, none: bool) -> Value {
+    if none {
+        Value::Null
+    } else {
+        serde_json::to_value(v).unwrap_or(Value::Null)
     }
 }
 
 /// One node's status as zeek-client prints it, plus our figures.
 pub fn status_json(s: &NodeStatus) -> Value {
     let mut m = Map::new();
-    m.insert("cluster_role".into(), role_json(s.cluster_role));
+    m.insert(
+        "cluster_role".into(),
+        name_or_null(s.cluster_role, s.cluster_role == Role::None),
+    );
     m.insert(
         "mgmt_role".into(),
-        match s.mgmt_role {
-            MgmtRole::None => Value::Null,
-            other => json!(format!("{other:?}").to_uppercase()),
-        },
+        name_or_null(s.mgmt_role, s.mgmt_role == MgmtRole::None),
     );
     if let Some(pid) = s.pid {
         m.insert("pid".into(), json!(pid));

@@ -7,3 +7,9 @@ pub mod cbor;
 pub mod codec;
 pub mod connection;
 pub mod tls;
+
+/// The topic of the agent named `agent`: its requests, responses and
+/// notifications travel on it.
+pub fn agent_topic(agent: &str) -> String {
+    format!("zeek/management/agent/{agent}")
+}

@@ -130,20 +130,9 @@ impl Default for Config {
 
 /// `agent-<hostname>`, or `agent` when the host name cannot be read.
 pub fn default_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // within it or truncates, and we stop at the first NUL either way.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let host = if rc == 0 {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        String::new()
-    };
-    if host.is_empty() {
-        "agent".to_owned()
-    } else {
-        format!("agent-{host}")
+    match sysinfo::System::host_name().ok().filter(|h| !h.is_empty()) {
+        Some(host) => format!("agent-{host}"),
+        None => "agent".to_owned(),
     }
 }
 

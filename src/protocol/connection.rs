@@ -290,7 +290,7 @@ impl Connection {
             }
         });
         Ok(Connection {
-            topic: format!("zeek/management/agent/{}", agent.endpoint),
+            topic: super::agent_topic(&agent.endpoint),
             agent,
             out: out_tx,
             pending,

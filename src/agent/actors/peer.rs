@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
-use futures_core::Stream;
+use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Encoder, FramedRead};
 
@@ -49,7 +49,7 @@ pub struct PeerSettings {
 
 impl PeerSettings {
     pub fn topic(&self) -> String {
-        format!("zeek/management/agent/{}", self.agent_name)
+        crate::protocol::agent_topic(&self.agent_name)
     }
 }
 
@@ -133,49 +133,13 @@ impl Encoder<Outgoing> for PeerEncoder {
     }
 }
 
-/// Frames in one item of the reading side (actix hands a stream handler 16
-/// items per wake-up): 8 measured best among 1, 4, 8, 16, 32, 128.
+/// Frames in one item of the reading side: the frames the socket has ready
+/// go together (`ready_chunks`), so that a pipelining peer's requests
+/// travel through the actors, and their responses reach the socket, in
+/// batches (actix hands a stream handler 16 items per wake-up, which
+/// otherwise means one `send` per 16 responses). 8 measured best among 1,
+/// 4, 8, 16, 32, 128.
 const READ_BATCH: usize = 8;
-
-/// The frames a stream has ready, in one item: a pipelining peer's
-/// requests then travel through the actors, and their responses reach the
-/// socket, in batches (actix hands a stream handler 16 items per wake-up,
-/// which otherwise means one `send` per 16 responses).
-struct Batches<S> {
-    inner: S,
-    max: usize,
-    /// The inner stream has ended (after the last batch was handed out).
-    ended: bool,
-}
-
-impl<S: Stream + Unpin> Stream for Batches<S> {
-    type Item = Vec<S::Item>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
-        if self.ended {
-            return Poll::Ready(None);
-        }
-        let mut batch = Vec::new();
-        while batch.len() < self.max {
-            match Pin::new(&mut self.inner).poll_next(cx) {
-                Poll::Ready(Some(item)) => batch.push(item),
-                Poll::Ready(None) => {
-                    self.ended = true;
-                    break;
-                }
-                Poll::Pending => break,
-            }
-        }
-        if batch.is_empty() {
-            return if self.ended {
-                Poll::Ready(None)
-            } else {
-                Poll::Pending
-            };
-        }
-        Poll::Ready(Some(batch))
-    }
-}
 
 pub struct Peer {
     id: PeerId,
@@ -214,11 +178,7 @@ impl Peer {
         let codec = FrameCodec::new(settings.max_frame_bytes);
         Peer::create(move |ctx| {
             let reader: Reader = Box::new(r);
-            ctx.add_stream(Batches {
-                inner: FramedRead::new(reader, codec),
-                max: READ_BATCH,
-                ended: false,
-            });
+            ctx.add_stream(FramedRead::new(reader, codec).ready_chunks(READ_BATCH));
             let sent = Rc::new(Cell::new(0));
             let queued = Rc::new(Cell::new(0));
             let encoder = PeerEncoder {

@@ -262,11 +262,7 @@ impl Stream for Script {
 }
 
 async fn batches(script: Vec<Poll<Option<u32>>>, max: usize) -> Vec<Vec<u32>> {
-    let mut b = Batches {
-        inner: Script(script.into()),
-        max,
-        ended: false,
-    };
+    let mut b = Script(script.into()).ready_chunks(max);
     let mut out = Vec::new();
     while let Some(batch) = std::future::poll_fn(|cx| Pin::new(&mut b).poll_next(cx)).await {
         out.push(batch);
