@@ -11,7 +11,10 @@
 use std::collections::{hash_map, HashMap};
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// The runtime's clock, which tests can pause and advance.
+use tokio::time::Instant;
 
 use actix::prelude::*;
 

@@ -211,6 +211,8 @@ async fn duplicate_reqid_in_flight_is_refused_but_other_peers_may_reuse_it() {
 
 #[actix_rt::test]
 async fn deadline_answers_timed_out_and_drops_the_late_result() {
+    // On the runtime's paused clock: deadlines, not the machine's speed.
+    tokio::time::pause();
     let t = tracker(200, 20, 10);
     let (a, seen) = Probe::<Outbound>::start();
     t.do_send(track(PEER_A, set_config("slow"), &a));
@@ -228,11 +230,13 @@ async fn deadline_answers_timed_out_and_drops_the_late_result() {
 
 #[actix_rt::test]
 async fn each_request_times_out_on_its_own_deadline() {
+    // On the runtime's paused clock: deadlines, not the machine's speed.
+    tokio::time::pause();
     // Requests sent 100 ms apart, each slower than the deadline: each times
     // out on its own deadline, not on the first one's or the last one's.
     let t = tracker(10_000, 300, 10);
     let (a, seen) = Probe::<Outbound>::start();
-    let start = std::time::Instant::now();
+    let start = tokio::time::Instant::now();
     for id in ["a", "b", "c"] {
         t.do_send(track(PEER_A, set_config(id), &a));
         actix_rt::time::sleep(Duration::from_millis(100)).await;
@@ -259,6 +263,8 @@ async fn each_request_times_out_on_its_own_deadline() {
 
 #[actix_rt::test]
 async fn a_late_answer_never_goes_to_a_later_request_with_the_same_reqid() {
+    // On the runtime's paused clock: deadlines, not the machine's speed.
+    tokio::time::pause();
     // The first call times out at 400 ms and answers at 1000 ms; by then
     // the peer has sent the reqid again (at about 800 ms), and that call
     // answers at about 1150 ms, within its own deadline.
