@@ -290,17 +290,70 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// Pins the thread or process `tid` (0: the calling thread) to `cpu`, or
+/// lets it run anywhere with `None`.
+fn pin(tid: u32, cpu: Option<usize>) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET writes within it for an
+    // index below the machine's CPU count.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        match cpu {
+            Some(c) => libc::CPU_SET(c % cpus, &mut set),
+            None => (0..cpus).for_each(|c| libc::CPU_SET(c, &mut set)),
+        }
+        libc::sched_setaffinity(tid as i32, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Where the round-trip client and its server run: on one CPU, or on two.
+#[derive(Clone, Copy)]
+enum Placement {
+    SameCpu,
+    OtherCpus,
+}
+
+impl Placement {
+    const BOTH: [Placement; 2] = [Placement::SameCpu, Placement::OtherCpus];
+
+    fn name(self) -> &'static str {
+        match self {
+            Placement::SameCpu => "same CPU",
+            Placement::OtherCpus => "other CPUs",
+        }
+    }
+
+    /// Pins the calling thread (the client) and the server's main thread.
+    fn apply(self, server: u32) {
+        pin(0, Some(0));
+        pin(
+            server,
+            Some(match self {
+                Placement::SameCpu => 0,
+                Placement::OtherCpus => 1,
+            }),
+        );
+    }
+}
+
 /// Round trips of `request` bytes answered by `response` bytes through a
 /// plain loopback echo-like server: this program started again as a
 /// separate process (as the agent is one) with blocking reads and writes,
-/// driven by the same blocking client as the agent's round trips.
-fn raw_round_trips(request: usize, response: usize, rounds: usize) -> Vec<Duration> {
+/// driven by the same blocking client as the agent's round trips, placed
+/// as they are.
+fn raw_round_trips(
+    request: usize,
+    response: usize,
+    rounds: usize,
+    placement: Placement,
+) -> Vec<Duration> {
     let exe = std::env::current_exe().expect("current exe");
     let mut server = Command::new(exe)
         .args(["--echo-server", &request.to_string(), &response.to_string()])
         .stdout(Stdio::piped())
         .spawn()
         .expect("echo server");
+    placement.apply(server.id());
     let mut line = String::new();
     BufReader::new(server.stdout.take().expect("stdout"))
         .read_line(&mut line)
@@ -446,43 +499,52 @@ async fn pipelined(addr: SocketAddr, conns: usize, per_conn: usize) -> f64 {
 /// byte counts: the p50 and p99 rows. Both use the same plain blocking
 /// client on its own thread, so that neither pays for an async runtime's
 /// hand-over between threads.
-async fn get_nodes_latency(addr: SocketAddr, rounds: usize) -> Vec<Row> {
-    let (lat, raw, resp_len) = tokio::task::spawn_blocking(move || {
-        let frame = get_nodes_frame("x");
-        let mut c = blocking_client(addr);
-        let mut lat = Vec::with_capacity(rounds);
-        let mut resp_len = 0;
-        for _ in 0..rounds {
-            let t = Instant::now();
-            c.write_all(&frame).expect("write");
-            resp_len = read_blocking_frame(&mut c);
-            lat.push(t.elapsed());
-        }
-        drop(c);
-        lat.sort();
-        let raw = raw_round_trips(frame.len(), resp_len, rounds);
-        (lat, raw, resp_len)
-    })
-    .await
-    .expect("round trips");
-    let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
-    let (r50, r99) = (percentile(&raw, 0.5), percentile(&raw, 0.99));
-    vec![
-        row(
-            format!("get_nodes, 100 nodes ({resp_len} B), p50"),
+/// get_nodes round trips against the echo of the same bytes, with the
+/// client and the agent's actor thread (or the echo) on the same CPU, then
+/// on different CPUs: the ratio compares like with like.
+async fn get_nodes_latency(addr: SocketAddr, agent_pid: u32, rounds: usize) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for placement in Placement::BOTH {
+        let (lat, raw, resp_len) = tokio::task::spawn_blocking(move || {
+            let frame = get_nodes_frame("x");
+            placement.apply(agent_pid);
+            let mut c = blocking_client(addr);
+            let mut lat = Vec::with_capacity(rounds);
+            let mut resp_len = 0;
+            for _ in 0..rounds {
+                let t = Instant::now();
+                c.write_all(&frame).expect("write");
+                resp_len = read_blocking_frame(&mut c);
+                lat.push(t.elapsed());
+            }
+            drop(c);
+            pin(agent_pid, None);
+            lat.sort();
+            let raw = raw_round_trips(frame.len(), resp_len, rounds, placement);
+            pin(0, None);
+            (lat, raw, resp_len)
+        })
+        .await
+        .expect("round trips");
+        let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+        let (r50, r99) = (percentile(&raw, 0.5), percentile(&raw, 0.99));
+        let place = placement.name();
+        rows.push(row(
+            format!("get_nodes, 100 nodes ({resp_len} B), {place}, p50"),
             us(p50),
             format!("{} (echo)", us(r50)),
             ratio(p50, r50),
             "",
-        ),
-        row(
-            format!("get_nodes, 100 nodes ({resp_len} B), p99"),
+        ));
+        rows.push(row(
+            format!("get_nodes, 100 nodes ({resp_len} B), {place}, p99"),
             us(p99),
             format!("{} (echo)", us(r99)),
             ratio(p99, r99),
             "<= 1.5x",
-        ),
-    ]
+        ));
+    }
+    rows
 }
 
 fn print_table(rows: Vec<Row>) {
@@ -561,7 +623,8 @@ async fn main() {
         let (mut rows, requests) = match only.as_str() {
             "get-nodes" => {
                 let rounds = count("--rounds", 3000);
-                (get_nodes_latency(agent.addr, rounds).await, rounds)
+                let rows = get_nodes_latency(agent.addr, agent.child.id(), rounds).await;
+                (rows, 2 * rounds)
             }
             "pipelined" => {
                 let requests = count("--requests", 200_000);
@@ -658,7 +721,7 @@ async fn main() {
         if n == 100 {
             let rounds = if quick { 300 } else { 3000 };
             wait_sampled(&c).await;
-            rows.extend(get_nodes_latency(agent.addr, rounds).await);
+            rows.extend(get_nodes_latency(agent.addr, agent.child.id(), rounds).await);
 
             // Time from a node's premature exit to its notify_change, and,
             // since a first crash is revived at once (as Zeek's Supervisor
