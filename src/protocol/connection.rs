@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::{Encoder, FramedRead};
 
 use crate::api::events::{Notification, Request, Response, API_VERSION};
 use crate::api::types::ReqId;
@@ -110,38 +111,17 @@ impl Drop for Connection {
     }
 }
 
-/// Reads frames with the agent's own codec (one framing implementation).
-struct FrameReader<R> {
-    r: R,
-    codec: FrameCodec,
-    buf: BytesMut,
-}
+/// The reading half, framed by the agent's own codec (one framing
+/// implementation for both ends).
+type FrameReader<R> = FramedRead<R, FrameCodec>;
 
-impl<R: AsyncRead + Unpin> FrameReader<R> {
-    fn new(r: R, max: usize) -> Self {
-        FrameReader {
-            r,
-            codec: FrameCodec::new(max),
-            buf: BytesMut::with_capacity(8 * 1024),
-        }
-    }
-
-    async fn next(&mut self) -> Result<Bytes, ClientError> {
-        loop {
-            match self.codec.decode(&mut self.buf) {
-                Ok(Some(frame)) => return Ok(frame),
-                Ok(None) => {}
-                Err(FrameError::TooLarge { len, max }) => {
-                    return Err(ClientError::Protocol(format!(
-                        "frame of {len} bytes exceeds the {max}-byte limit"
-                    )))
-                }
-                Err(FrameError::Io(e)) => return Err(ClientError::Io(e)),
-            }
-            if self.r.read_buf(&mut self.buf).await? == 0 {
-                return Err(ClientError::Closed);
-            }
-        }
+/// The next frame, or why there is none.
+async fn next_frame<R: AsyncRead + Unpin>(r: &mut FrameReader<R>) -> Result<Bytes, ClientError> {
+    match r.next().await {
+        Some(Ok(frame)) => Ok(frame),
+        Some(Err(FrameError::Io(e))) => Err(ClientError::Io(e)),
+        Some(Err(e @ FrameError::TooLarge { .. })) => Err(ClientError::Protocol(e.to_string())),
+        None => Err(ClientError::Closed),
     }
 }
 
@@ -208,7 +188,7 @@ impl Connection {
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let (r, mut w) = tokio::io::split(stream);
-        let mut r = FrameReader::new(r, opts.max_frame_bytes);
+        let mut r = FramedRead::new(r, FrameCodec::new(opts.max_frame_bytes));
         let ours = encode_frame(&Frame::Hello(Hello {
             version: API_VERSION,
             endpoint: opts.endpoint.clone(),
@@ -219,7 +199,7 @@ impl Connection {
             w.write_all(&ours).await?;
             w.flush().await?;
         }
-        let first = tokio::time::timeout(opts.hello_timeout, r.next())
+        let first = tokio::time::timeout(opts.hello_timeout, next_frame(&mut r))
             .await
             .map_err(|_| ClientError::NoHello(opts.hello_timeout))??;
         let agent = match cbor::decode(&first) {
@@ -255,7 +235,7 @@ impl Connection {
         let unmatched: Unmatched = Arc::new(AtomicU64::new(0));
         let u = Arc::clone(&unmatched);
         let reader = tokio::spawn(async move {
-            while let Ok(bytes) = r.next().await {
+            while let Ok(bytes) = next_frame(&mut r).await {
                 let incoming = match cbor::decode(&bytes) {
                     Ok(Frame::Event {
                         body: EventBody::Response(resp),
