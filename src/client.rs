@@ -16,24 +16,19 @@ use serde_json::{json, Map, Value};
 use crate::api::events::{Notification, Request, SetConfigurationRequest, Stem};
 use crate::api::types::{ApiResult, MgmtRole, NodeStatus, ResultData, Role};
 use crate::protocol::connection::{ClientError, Connection, ControllerOptions, Incoming};
+use crate::protocol::HostPort;
 
 /// Default agent address.
 pub const DEFAULT_AGENT: &str = "127.0.0.1:2151";
 
 /// Checks that an agent address is `HOST:PORT` (`[v6]:PORT` for an IPv6
-/// address), before anything is dialled.
-pub fn check_agent_address(addr: &str) -> Result<(), String> {
-    let expected = || {
-        format!(
-            "agent address {addr:?}: expected HOST:PORT, for example 127.0.0.1:2151 or [::1]:2151"
-        )
-    };
-    let (host, port) = addr.rsplit_once(':').ok_or_else(expected)?;
-    let bare_v6 = host.contains(':') && !(host.starts_with('[') && host.ends_with(']'));
-    if host.is_empty() || bare_v6 || port.parse::<u16>().is_err() {
-        return Err(expected());
-    }
-    Ok(())
+/// address), before anything is dialled; returns it as the client dials it.
+pub fn check_agent_address(addr: &str) -> Result<String, String> {
+    addr.parse::<HostPort>()
+        .map(|hp| hp.to_string())
+        .map_err(|e| {
+            format!("agent address {addr:?}: expected HOST:PORT, for example 127.0.0.1:2151 or [::1]:2151 ({e})")
+        })
 }
 
 /// How the client reaches its agents.
@@ -339,7 +334,7 @@ pub async fn deploy(opts: &ClientOptions, mut file: ini::ClusterFile) -> Result<
         let ip = match &i.host {
             Some(h) => resolve(h).ok_or_else(|| format!("cannot resolve host {h:?} of instance {:?}", i.name))?,
             None => match by_name.get(&i.name) {
-                Some((c, addr)) => resolve(addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr))
+                Some((c, addr)) => resolve(&addr.parse::<HostPort>().map(|hp| hp.host).unwrap_or_else(|_| addr.clone()))
                     .filter(|ip| !ip.is_unspecified())
                     .or_else(|| c.agent().endpoint.parse().ok())
                     .unwrap_or([127, 0, 0, 1].into()),
@@ -514,7 +509,7 @@ mod tests {
             "sensor-1.example:2151",
             "h:0",
         ] {
-            assert_eq!(check_agent_address(ok), Ok(()), "{ok}");
+            assert_eq!(check_agent_address(ok), Ok(ok.to_owned()), "{ok}");
         }
         for bad in ["localhost", "::1", "[::1]", "h:", "h:65536", ":1", "h:x"] {
             let e = check_agent_address(bad).expect_err(bad);

@@ -6,7 +6,10 @@
 pub mod cbor;
 pub mod codec;
 pub mod connection;
+mod host_port;
 pub mod tls;
+
+pub use host_port::{HostPort, HostPortError};
 
 /// The topic of the agent named `agent`: its requests, responses and
 /// notifications travel on it.

@@ -126,14 +126,8 @@ impl AgentBuilder {
             stoppers.push(l.recipient());
         }
         if let Some(host) = &cfg.controller_addr {
-            let target = if host.contains(':')
-                && !host.starts_with('[')
-                && host.parse::<std::net::Ipv6Addr>().is_ok()
-            {
-                format!("[{host}]:{}", cfg.controller_port)
-            } else {
-                format!("{host}:{}", cfg.controller_port)
-            };
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let target = crate::protocol::HostPort::new(host, cfg.controller_port).to_string();
             tracing::info!(controller = %target, name = %cfg.name, "connect mode");
             let c = Connector::new(target, Arc::clone(&settings), links, cfg.reconnect_interval)
                 .with_tls(tls.connector.clone())

@@ -103,12 +103,14 @@ fn main() -> ExitCode {
     if agents.is_empty() {
         agents.push(DEFAULT_AGENT.to_owned());
     }
-    if let Some(e) = agents
+    let agents = match agents
         .iter()
-        .find_map(|a| client::check_agent_address(a).err())
+        .map(|a| client::check_agent_address(a))
+        .collect::<Result<Vec<String>, String>>()
     {
-        return usage_error(e);
-    }
+        Ok(a) => a,
+        Err(e) => return usage_error(e),
+    };
     let tls = match (&cli.tls_ca, &cli.tls_cert, &cli.tls_key) {
         (None, None, None) => None,
         (Some(ca), cert, key) => {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::api::types::{Configuration, Instance, Node, Port, Role, State};
+use crate::protocol::HostPort;
 
 /// Where a problem in a configuration file is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,11 +50,8 @@ pub struct InstanceSpec {
 impl InstanceSpec {
     /// `host:port` to reach the agent at, when both are known.
     pub fn address(&self) -> Option<String> {
-        match (&self.host, self.port) {
-            (Some(h), Some(p)) if h.contains(':') => Some(format!("[{h}]:{p}")),
-            (Some(h), Some(p)) => Some(format!("{h}:{p}")),
-            _ => None,
-        }
+        let (host, port) = (self.host.as_ref()?, self.port?);
+        Some(HostPort::new(host.clone(), port).to_string())
     }
 }
 
@@ -234,30 +232,9 @@ pub fn parse_ini(text: &str, file: &str) -> Result<ClusterFile, FileError> {
             let (host, port) = match value {
                 None | Some("") => (None, None),
                 Some(v) => {
-                    let (host, port) = v.rsplit_once(':').ok_or_else(|| {
-                        err(
-                            line_no,
-                            Some(sec),
-                            Some(key),
-                            format!("{v:?} is not host:port"),
-                        )
-                    })?;
-                    let port = port
-                        .parse::<Port>()
-                        .map_err(|e| err(line_no, Some(sec), Some(key), e))?
-                        .number;
-                    let host = host
-                        .trim_start_matches('[')
-                        .trim_end_matches(']')
-                        .to_owned();
-                    if host.is_empty() {
-                        return Err(err(
-                            line_no,
-                            Some(sec),
-                            Some(key),
-                            format!("{v:?} has no host"),
-                        ));
-                    }
+                    let HostPort { host, port } = v
+                        .parse::<HostPort>()
+                        .map_err(|e| err(line_no, Some(sec), Some(key), e.to_string()))?;
                     (Some(host), Some(port))
                 }
             };

@@ -69,11 +69,10 @@ impl Connector {
                 let Some(tls) = tls else {
                     return Ok((Dialled::Plain(stream), remote, local));
                 };
-                let host = target.rsplit_once(':').map(|(h, _)| h).unwrap_or(&target);
-                let host = host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_owned();
+                let host = target
+                    .parse::<crate::protocol::HostPort>()
+                    .map(|hp| hp.host)
+                    .unwrap_or_else(|_| target.clone());
                 let name = ServerName::try_from(host).map_err(|e| {
                     std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
                 })?;
