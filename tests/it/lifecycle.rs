@@ -150,10 +150,9 @@ async fn a_second_agent_on_the_same_state_directory_touches_nothing() {
     let c = first.connect().await;
     assert!(set_config(&c, small_cluster("held")).await.result.success);
     let before = wait_nodes(&c, "all running", all_running).await;
-    // Let the pids file be written.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The pids file is written a moment after the launches.
     let pids_file = tmp.path().join("state/nodes.pids");
-    let recorded = std::fs::read_to_string(&pids_file).expect("pids file");
+    let recorded = recorded_pids(&pids_file, 4);
     assert_eq!(recorded.lines().count(), 4, "{recorded}");
 
     let (status, stderr) = Agent::run_to_exit(tmp.path(), &[]);
@@ -205,8 +204,9 @@ async fn helpers_of_nodes_left_by_a_killed_agent_are_ended_at_restart() {
         assert!(std::time::Instant::now() < deadline, "no helper started");
         std::thread::sleep(Duration::from_millis(10));
     };
-    // Let the pids file be written, then kill the agent outright.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the pids file names the node, kill the agent outright.
+    let recorded = recorded_pids(&tmp.path().join("state/nodes.pids"), 1);
+    assert!(recorded.starts_with(&format!("{node}\t")), "{recorded}");
     drop(c);
     agent.signal_and_wait(libc::SIGKILL);
     drop(agent);
@@ -269,6 +269,22 @@ async fn leftovers_of_an_earlier_run_are_ended() {
 }
 
 use std::os::unix::process::CommandExt as _;
+
+/// The pids file once it lists `nodes` processes (bounded wait).
+fn recorded_pids(path: &std::path::Path, nodes: usize) -> String {
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().count() == nodes {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pids file never listed {nodes} processes: {text:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
 
 /// Persisted configurations kept aside in the state directory under `dir`.
 fn kept_aside(dir: &std::path::Path) -> usize {
