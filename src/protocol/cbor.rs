@@ -82,6 +82,20 @@ pub struct Hello {
     pub heartbeat: u64,
 }
 
+impl Hello {
+    /// The hello of this API version: who speaks (`endpoint`), as what
+    /// (`agent`, `controller` or `client`), and the heartbeat it announces
+    /// in whole seconds (0: none).
+    pub fn new(endpoint: impl Into<String>, role: impl Into<String>, heartbeat: u64) -> Hello {
+        Hello {
+            version: crate::api::events::API_VERSION,
+            endpoint: endpoint.into(),
+            role: role.into(),
+            heartbeat,
+        }
+    }
+}
+
 /// The payload of an `event` frame, by direction.
 #[derive(Debug, Clone)]
 pub enum EventBody {

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{Encoder, FramedRead};
 
-use crate::api::events::{Notification, Request, Response, API_VERSION};
+use crate::api::events::{Notification, Request, Response};
 use crate::api::types::ReqId;
 use crate::protocol::cbor::{self, ErrorCode, EventBody, Frame, Hello};
 use crate::protocol::codec::{FrameCodec, FrameError, DEFAULT_MAX_FRAME_BYTES};
@@ -189,12 +189,11 @@ impl Connection {
     {
         let (r, mut w) = tokio::io::split(stream);
         let mut r = FramedRead::new(r, FrameCodec::new(opts.max_frame_bytes));
-        let ours = encode_frame(&Frame::Hello(Hello {
-            version: API_VERSION,
-            endpoint: opts.endpoint.clone(),
-            role: opts.role.clone(),
-            heartbeat: opts.heartbeat,
-        }))?;
+        let ours = encode_frame(&Frame::Hello(Hello::new(
+            opts.endpoint.clone(),
+            opts.role.clone(),
+            opts.heartbeat,
+        )))?;
         if we_dialled {
             w.write_all(&ours).await?;
             w.flush().await?;

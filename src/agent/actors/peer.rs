@@ -233,12 +233,11 @@ impl Peer {
     }
 
     fn our_hello(&self) -> Frame {
-        Frame::Hello(Hello {
-            version: API_VERSION,
-            endpoint: self.settings.agent_name.clone(),
-            role: "agent".to_owned(),
-            heartbeat: self.settings.heartbeat.as_secs(),
-        })
+        Frame::Hello(Hello::new(
+            self.settings.agent_name.clone(),
+            "agent",
+            self.settings.heartbeat.as_secs(),
+        ))
     }
 
     fn on_hello_frame(&mut self, frame: Result<Frame, cbor::DecodeError>, ctx: &mut Context<Self>) {
