@@ -181,11 +181,12 @@ pub fn validate(config: &Configuration, host: &HostFacts) -> Result<(), Vec<Stri
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::api::types::{Addr, Instance, Node, Port};
 
-    fn host() -> HostFacts {
+    /// The agent "a" on port 2151 of a host with two CPUs.
+    pub(crate) fn host() -> HostFacts {
         HostFacts {
             agent_name: "a".into(),
             agent_port: Some(2151),
@@ -193,7 +194,8 @@ mod tests {
         }
     }
 
-    fn inst(name: &str) -> Instance {
+    /// An instance on 127.0.0.1.
+    pub(crate) fn inst(name: &str) -> Instance {
         Instance {
             name: name.into(),
             host: Addr("127.0.0.1".parse().expect("addr")),

@@ -23,6 +23,9 @@ use crate::agent::actors::peer::{Peer, PeerLinks, PeerSettings, Side};
 #[rtype(result = "()")]
 struct Accepted(TcpStream, OwnedSemaphorePermit);
 
+/// The shortest time between two "peer limit reached" warnings.
+const LIMIT_WARNING_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub struct Listener {
     listener: Option<TcpListener>,
     settings: Arc<PeerSettings>,
@@ -98,14 +101,25 @@ impl Actor for Listener {
         let max_peers = self.max_peers;
         ctx.spawn(
             async move {
+                // Said at most every LIMIT_WARNING_EVERY, with how often the
+                // limit held newcomers back since: a churning client must not
+                // turn it into a warning (written at once) per connection.
+                let mut warned: Option<std::time::Instant> = None;
+                let mut waits: u64 = 0;
                 loop {
                     let place = match Arc::clone(&places).try_acquire_owned() {
                         Ok(p) => p,
                         Err(_) => {
-                            tracing::warn!(
-                                limit = max_peers,
-                                "peer limit reached: new connections wait until a peer leaves"
-                            );
+                            waits += 1;
+                            if warned.is_none_or(|t| t.elapsed() >= LIMIT_WARNING_EVERY) {
+                                tracing::warn!(
+                                    limit = max_peers,
+                                    waits,
+                                    "peer limit reached: new connections wait until a peer leaves"
+                                );
+                                warned = Some(std::time::Instant::now());
+                                waits = 0;
+                            }
                             match Arc::clone(&places).acquire_owned().await {
                                 Ok(p) => p,
                                 Err(_) => return,

@@ -189,28 +189,15 @@ impl PendingDeploy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::types::{Addr, Instance, Node, Port, Role};
-
-    fn host() -> HostFacts {
-        HostFacts {
-            agent_name: "a".into(),
-            agent_port: Some(2151),
-            cpus: 2,
-        }
-    }
+    use crate::agent::validate::tests::{host, inst};
+    use crate::api::types::{Node, Port, Role};
 
     fn config(id: &str) -> Configuration {
         let mut m = Node::new("manager", "a", Role::Manager);
         m.p = Some(Port::tcp(27760));
         Configuration {
             id: id.into(),
-            instances: ["a", "b"]
-                .map(|name| Instance {
-                    name: name.into(),
-                    host: Addr("127.0.0.1".parse().expect("addr")),
-                    listen_port: None,
-                })
-                .to_vec(),
+            instances: vec![inst("a"), inst("b")],
             nodes: vec![
                 m,
                 Node::new("worker-1", "a", Role::Worker),
