@@ -243,6 +243,16 @@ async fn leftovers_of_an_earlier_run_are_ended() {
         .spawn()
         .expect("stray");
     let pid = stray.id();
+    // Recorded once it runs as the node program (the stand-in writes its
+    // pid then); before, it may still be `env` on its way to bash.
+    let deadline = std::time::Instant::now() + LONG;
+    while !node_dir.join("pids").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stray never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     std::fs::write(
         tmp.path().join("state/nodes.pids"),
         format!("{pid}\told\t{}\n", stand_in().display()),
