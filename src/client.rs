@@ -21,13 +21,40 @@ use crate::protocol::HostPort;
 /// Default agent address.
 pub const DEFAULT_AGENT: &str = "127.0.0.1:2151";
 
+/// What keeps a client command from reaching an agent or getting its answer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An `--agent` address that is not `HOST:PORT`.
+    #[error("agent address {addr:?}: expected HOST:PORT, for example 127.0.0.1:2151 or [::1]:2151 ({reason})")]
+    Address { addr: String, reason: String },
+    /// Dialling, TLS or the hello failed.
+    #[error("cannot reach agent at {addr}: {source}")]
+    Unreachable { addr: String, source: ClientError },
+    /// The agent did not complete the connection in time.
+    #[error("cannot reach agent at {addr}: no answer within {timeout:?}")]
+    NoAnswer { addr: String, timeout: Duration },
+    /// A request was asked for without the arguments it needs.
+    #[error("{0} needs arguments")]
+    NeedsArguments(&'static str),
+    /// The request was sent but its answer did not come.
+    #[error(transparent)]
+    Request(#[from] ClientError),
+    /// An instance's host name that does not resolve.
+    #[error("cannot resolve host {host:?} of instance {instance:?}")]
+    Resolve { host: String, instance: String },
+    /// An instance that neither answered nor has an address in the file.
+    #[error("no agent named {0:?} answered, and the file gives no address for it: add `{0} = HOST:PORT` to [instances] or pass --agent")]
+    NoAddress(String),
+}
+
 /// Checks that an agent address is `HOST:PORT` (`[v6]:PORT` for an IPv6
 /// address), before anything is dialled; returns it as the client dials it.
-pub fn check_agent_address(addr: &str) -> Result<String, String> {
+pub fn check_agent_address(addr: &str) -> Result<String, Error> {
     addr.parse::<HostPort>()
         .map(|hp| hp.to_string())
-        .map_err(|e| {
-            format!("agent address {addr:?}: expected HOST:PORT, for example 127.0.0.1:2151 or [::1]:2151 ({e})")
+        .map_err(|e| Error::Address {
+            addr: addr.to_owned(),
+            reason: e.to_string(),
         })
 }
 
@@ -73,7 +100,7 @@ pub fn render(v: &Value) -> String {
     s
 }
 
-async fn connect(addr: &str, opts: &ClientOptions) -> Result<Connection, String> {
+async fn connect(addr: &str, opts: &ClientOptions) -> Result<Connection, Error> {
     let co = ControllerOptions {
         endpoint: "zeek-mgmt-client".into(),
         role: "client".into(),
@@ -82,22 +109,22 @@ async fn connect(addr: &str, opts: &ClientOptions) -> Result<Connection, String>
     };
     match tokio::time::timeout(opts.timeout, Connection::connect(addr, co)).await {
         Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(format!("cannot reach agent at {addr}: {e}")),
-        Err(_) => Err(format!(
-            "cannot reach agent at {addr}: no answer within {:?}",
-            opts.timeout
-        )),
+        Ok(Err(source)) => Err(Error::Unreachable {
+            addr: addr.to_owned(),
+            source,
+        }),
+        Err(_) => Err(Error::NoAnswer {
+            addr: addr.to_owned(),
+            timeout: opts.timeout,
+        }),
     }
 }
 
-async fn ask(c: &Connection, stem: Stem, opts: &ClientOptions) -> Result<ApiResult, String> {
+async fn ask(c: &Connection, stem: Stem, opts: &ClientOptions) -> Result<ApiResult, Error> {
     let reqid = c.new_reqid();
-    let req = Request::without_args(stem, reqid)
-        .ok_or_else(|| format!("{} needs arguments", stem.request_name()))?;
-    c.request(req, opts.timeout)
-        .await
-        .map(|r| r.result)
-        .map_err(|e: ClientError| e.to_string())
+    let req =
+        Request::without_args(stem, reqid).ok_or(Error::NeedsArguments(stem.request_name()))?;
+    Ok(c.request(req, opts.timeout).await.map(|r| r.result)?)
 }
 
 /// An enum value by its wire name (`WORKER`), `null` for `NONE`, as
@@ -181,7 +208,7 @@ async fn per_agent(opts: &ClientOptions, stem: Stem, shape: fn(&ApiResult) -> Va
             Err((down, e)) => {
                 unreachable |= down;
                 failed = true;
-                errors.push(error_entry(&source, &e));
+                errors.push(error_entry(&source, &e.to_string()));
             }
         }
     }
@@ -296,7 +323,7 @@ fn resolve(host: &str) -> Option<IpAddr> {
 /// an address in the file are dialled there; the others are found among
 /// `opts.agents` by name. Returns an error for what makes a deployment
 /// impossible (an agent whose host is unknown).
-pub async fn deploy(opts: &ClientOptions, mut file: ini::ClusterFile) -> Result<Outcome, String> {
+pub async fn deploy(opts: &ClientOptions, mut file: ini::ClusterFile) -> Result<Outcome, Error> {
     if file.id.is_empty() {
         file.id = uuid::Uuid::new_v4().to_string();
     }
@@ -325,25 +352,28 @@ pub async fn deploy(opts: &ClientOptions, mut file: ini::ClusterFile) -> Result<
                     .entry(c.agent().endpoint.clone())
                     .or_insert((c, addr));
             }
-            Err(e) => unreachable.push((addr, e)),
+            Err(e) => unreachable.push((addr, e.to_string())),
         }
     }
     // Each instance's host: from the file, else where we reached it.
     let mut hosts = BTreeMap::new();
     for i in &file.instances {
         let ip = match &i.host {
-            Some(h) => resolve(h).ok_or_else(|| format!("cannot resolve host {h:?} of instance {:?}", i.name))?,
+            Some(h) => resolve(h).ok_or_else(|| Error::Resolve {
+                host: h.clone(),
+                instance: i.name.clone(),
+            })?,
             None => match by_name.get(&i.name) {
-                Some((c, addr)) => resolve(&addr.parse::<HostPort>().map(|hp| hp.host).unwrap_or_else(|_| addr.clone()))
-                    .filter(|ip| !ip.is_unspecified())
-                    .or_else(|| c.agent().endpoint.parse().ok())
-                    .unwrap_or([127, 0, 0, 1].into()),
-                None => {
-                    return Err(format!(
-                        "no agent named {:?} answered, and the file gives no address for it: add `{} = HOST:PORT` to [instances] or pass --agent",
-                        i.name, i.name
-                    ))
-                }
+                Some((c, addr)) => resolve(
+                    &addr
+                        .parse::<HostPort>()
+                        .map(|hp| hp.host)
+                        .unwrap_or_else(|_| addr.clone()),
+                )
+                .filter(|ip| !ip.is_unspecified())
+                .or_else(|| c.agent().endpoint.parse().ok())
+                .unwrap_or([127, 0, 0, 1].into()),
+                None => return Err(Error::NoAddress(i.name.clone())),
             },
         };
         hosts.insert(i.name.clone(), ip);
@@ -509,11 +539,11 @@ mod tests {
             "sensor-1.example:2151",
             "h:0",
         ] {
-            assert_eq!(check_agent_address(ok), Ok(ok.to_owned()), "{ok}");
+            assert_eq!(check_agent_address(ok).ok(), Some(ok.to_owned()), "{ok}");
         }
         for bad in ["localhost", "::1", "[::1]", "h:", "h:65536", ":1", "h:x"] {
             let e = check_agent_address(bad).expect_err(bad);
-            assert!(e.contains("expected HOST:PORT"), "{e}");
+            assert!(e.to_string().contains("expected HOST:PORT"), "{e}");
         }
     }
 }

@@ -312,23 +312,56 @@ pub fn signal_group(pid: u32, signal: i32) {
     }
 }
 
+/// How a node's process ended: an exit code is not a signal, and a process
+/// the agent lost track of has neither.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// It called `exit` with this code.
+    Code(i32),
+    /// A signal ended it.
+    Signal(i32),
+    /// Waiting for it failed; the reason.
+    Lost(String),
+}
+
+impl From<&ExitStatus> for Exit {
+    fn from(status: &ExitStatus) -> Self {
+        match (status.code(), status.signal()) {
+            (Some(code), _) => Exit::Code(code),
+            (None, Some(sig)) => Exit::Signal(sig),
+            (None, None) => Exit::Lost("the process ended without a code or a signal".into()),
+        }
+    }
+}
+
+impl From<io::Result<ExitStatus>> for Exit {
+    fn from(res: io::Result<ExitStatus>) -> Self {
+        match res {
+            Ok(s) => Exit::from(&s),
+            Err(e) => Exit::Lost(e.to_string()),
+        }
+    }
+}
+
 /// "exited with code 3" / "killed by signal 9 (SIGKILL)".
-pub fn describe_exit(status: &ExitStatus) -> String {
-    if let Some(code) = status.code() {
-        format!("exited with code {code}")
-    } else if let Some(sig) = status.signal() {
-        let name = match sig {
-            libc::SIGKILL => " (SIGKILL)",
-            libc::SIGTERM => " (SIGTERM)",
-            libc::SIGSEGV => " (SIGSEGV)",
-            libc::SIGABRT => " (SIGABRT)",
-            libc::SIGINT => " (SIGINT)",
-            libc::SIGHUP => " (SIGHUP)",
-            _ => "",
-        };
-        format!("killed by signal {sig}{name}")
-    } else {
-        "ended".to_owned()
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(code) => write!(f, "exited with code {code}"),
+            Exit::Signal(sig) => {
+                let name = match *sig {
+                    libc::SIGKILL => " (SIGKILL)",
+                    libc::SIGTERM => " (SIGTERM)",
+                    libc::SIGSEGV => " (SIGSEGV)",
+                    libc::SIGABRT => " (SIGABRT)",
+                    libc::SIGINT => " (SIGINT)",
+                    libc::SIGHUP => " (SIGHUP)",
+                    _ => "",
+                };
+                write!(f, "killed by signal {sig}{name}")
+            }
+            Exit::Lost(why) => write!(f, "lost track of the process: {why}"),
+        }
     }
 }
 
@@ -430,7 +463,7 @@ mod tests {
         };
         let child = spawn(spec.clone()).await.expect("spawn");
         let status = wait_exit(child).await.expect("wait");
-        assert_eq!(describe_exit(&status), "exited with code 3");
+        assert_eq!(Exit::from(&status).to_string(), "exited with code 3");
         assert_eq!(tail(&dir.path().join("n/stderr"), 20), "err");
         // Appended, not truncated, across launches.
         let status = wait_exit(spawn(spec).await.expect("spawn"))
@@ -457,7 +490,7 @@ mod tests {
         let child = spawn(spec).await.expect("spawn");
         let status = wait_exit_by_thread(child).await.expect("wait");
         // Its own exit, not a kill at launch.
-        assert_eq!(describe_exit(&status), "exited with code 3");
+        assert_eq!(Exit::from(&status).to_string(), "exited with code 3");
         let helper: i32 = std::fs::read_to_string(dir.path().join("n/helper"))
             .expect("helper pid")
             .trim()

@@ -106,7 +106,7 @@ fn main() -> ExitCode {
     let agents = match agents
         .iter()
         .map(|a| client::check_agent_address(a))
-        .collect::<Result<Vec<String>, String>>()
+        .collect::<Result<Vec<String>, client::Error>>()
     {
         Ok(a) => a,
         Err(e) => return usage_error(e),

@@ -134,10 +134,11 @@ pub fn framed(payload: &[u8]) -> Vec<u8> {
     buf.to_vec()
 }
 
+/// A frame with its length prefix, by the encoder the agent writes with.
 fn encode_frame(frame: &Frame) -> Result<Vec<u8>, ClientError> {
-    cbor::encode(frame)
-        .map(|b| framed(&b))
-        .map_err(|e| ClientError::Protocol(e.to_string()))
+    let mut buf = BytesMut::new();
+    cbor::put_frame(&mut buf, frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    Ok(buf.to_vec())
 }
 
 impl Connection {

@@ -26,7 +26,10 @@ pub enum NodeEvent {
     /// Alive after the settle time (and, with port checks, its port accepts).
     Running,
     /// The process has exited and been reaped. `requested`: after a `StopNode`.
-    Exited { status: String, requested: bool },
+    Exited {
+        status: process::Exit,
+        requested: bool,
+    },
 }
 
 /// Sent by a `NodeProcess` to the `NodeSupervisor` for every fact above.
@@ -105,12 +108,8 @@ impl NodeProcess {
                 .into_actor(self)
                 .map(|res, act, ctx| {
                     act.exited = true;
-                    let status = match res {
-                        Ok(s) => process::describe_exit(&s),
-                        Err(e) => format!("lost track of the process: {e}"),
-                    };
                     act.tell(NodeEvent::Exited {
-                        status,
+                        status: process::Exit::from(res),
                         requested: act.stop_requested,
                     });
                     ctx.stop();
@@ -242,7 +241,7 @@ mod tests {
         assert_eq!(
             events(&seen)[2],
             NodeEvent::Exited {
-                status: "killed by signal 15 (SIGTERM)".into(),
+                status: process::Exit::Signal(libc::SIGTERM),
                 requested: true
             }
         );
@@ -275,7 +274,7 @@ mod tests {
         assert_eq!(
             events(&seen)[2],
             NodeEvent::Exited {
-                status: "killed by signal 9 (SIGKILL)".into(),
+                status: process::Exit::Signal(libc::SIGKILL),
                 requested: true
             }
         );
@@ -311,7 +310,7 @@ mod tests {
         assert_eq!(
             n[1],
             NodeEvent::Exited {
-                status: "exited with code 4".into(),
+                status: process::Exit::Code(4),
                 requested: false
             }
         );

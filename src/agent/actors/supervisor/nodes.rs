@@ -229,7 +229,7 @@ impl NodeSupervisor {
         }
     }
 
-    fn on_exit(&mut self, name: &str, id: ProcId, status: String, ctx: &mut Context<Self>) {
+    fn on_exit(&mut self, name: &str, id: ProcId, status: process::Exit, ctx: &mut Context<Self>) {
         if let Some(d) = self.draining.remove(&id) {
             let mut node = d.node;
             let old = node.state;

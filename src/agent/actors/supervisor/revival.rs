@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::agent::config::Config;
+use crate::agent::process::Exit;
 
 /// The restart policy's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +81,7 @@ pub fn revival_delay(attempt: u32, base: Duration, cap: Duration) -> Duration {
 
 /// What `notify_error` says of an exit: "node w exited with code 3 while
 /// starting; stderr:\n…".
-pub fn exit_message(name: &str, status: &str, was_running: bool, stderr_tail: &str) -> String {
+pub fn exit_message(name: &str, status: &Exit, was_running: bool, stderr_tail: &str) -> String {
     let mut msg = format!("node {name} {status}");
     if !was_running {
         msg.push_str(" while starting");
@@ -160,11 +161,11 @@ mod tests {
     #[test]
     fn the_message_says_when_and_quotes_stderr() {
         assert_eq!(
-            exit_message("w", "exited with code 3", false, "boom"),
+            exit_message("w", &Exit::Code(3), false, "boom"),
             "node w exited with code 3 while starting; stderr:\nboom"
         );
         assert_eq!(
-            exit_message("w", "killed by signal 9 (SIGKILL)", true, ""),
+            exit_message("w", &Exit::Signal(9), true, ""),
             "node w killed by signal 9 (SIGKILL)"
         );
     }
