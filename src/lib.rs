@@ -80,6 +80,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod broker;
 pub mod client;
 pub mod logging;
 pub mod protocol;

@@ -61,6 +61,9 @@ pub fn cluster_layout(config: &Configuration) -> String {
         if let (Some(m), Role::Proxy | Role::Worker) = (manager, node.role) {
             let _ = write!(out, ", $manager=\"{m}\"");
         }
+        if let Some(m) = node.metrics_port {
+            let _ = write!(out, ", $metrics_port={m}");
+        }
         out.push_str("],\n");
     }
     out.push_str("};\n");
@@ -179,6 +182,24 @@ mod tests {
         assert_eq!(cluster_layout(&other).lines().last(), Some(seed));
         other.id = "cfg-8".into();
         assert_ne!(cluster_layout(&other).lines().last(), Some(seed));
+    }
+
+    #[test]
+    fn a_metrics_port_goes_into_the_layout() {
+        let mut w = node("w1", "a", Role::Worker, None);
+        w.metrics_port = Some(crate::api::types::Port::tcp(9002));
+        let config = Configuration {
+            id: "c".into(),
+            instances: vec![],
+            nodes: vec![w],
+        };
+        assert!(
+            cluster_layout(&config).contains(
+                "[\"w1\"] = [$node_type=Cluster::WORKER, $ip=127.0.0.1, $metrics_port=9002/tcp],"
+            ),
+            "{}",
+            cluster_layout(&config)
+        );
     }
 
     #[test]

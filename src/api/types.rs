@@ -237,6 +237,9 @@ pub struct Node {
     pub cpu_affinity: Option<i64>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Prometheus port of the node (an extension, see `docs/protocol.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_port: Option<Port>,
 }
 
 impl Node {
@@ -253,6 +256,7 @@ impl Node {
             interface: None,
             cpu_affinity: None,
             env: BTreeMap::new(),
+            metrics_port: None,
         }
     }
 
@@ -279,6 +283,7 @@ impl fmt::Debug for Node {
             .field("interface", &self.interface)
             .field("cpu_affinity", &self.cpu_affinity)
             .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("metrics_port", &self.metrics_port)
             .finish()
     }
 }
@@ -323,6 +328,9 @@ pub struct NodeStatus {
     pub pid: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p: Option<Port>,
+    /// Prometheus port of the node (an extension, see `docs/protocol.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_port: Option<Port>,
     /// CPU use in percent of one core, sampled in the background.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_percent: Option<f64>,

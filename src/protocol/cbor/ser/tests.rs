@@ -94,6 +94,7 @@ fn status() -> impl Strategy<Value = NodeStatus> {
                 cluster_role,
                 pid,
                 p: port.map(Port::tcp),
+                metrics_port: None,
                 cpu_percent: cpu,
                 rss_bytes: rss,
                 restarts,
