@@ -84,6 +84,7 @@ pub mod broker;
 pub mod client;
 pub mod logging;
 pub mod protocol;
+pub mod settings;
 pub mod testing;
 
 pub use agent::config::Config;

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::api::types::Port;
 use crate::protocol::codec::DEFAULT_MAX_FRAME_BYTES;
+use crate::settings::de;
+pub use crate::settings::{parse_duration, parse_port, ConfigError};
 
 /// Default listen port of an agent.
 pub const DEFAULT_LISTEN_PORT: u16 = 2151;
@@ -266,134 +267,17 @@ pub const ENV_VARS: &[(&str, &str)] = &[
 
 /// The environment's settings as flags (`ZEEK_AGENT_PORT=2151` becomes
 /// `--listen-port 2151`), to be parsed before the command line's own so that
-/// flags beat them. Each value is checked here, so that an invalid one is
-/// named by its variable, not by the flag.
+/// flags beat them; an invalid value is named by its variable.
 pub fn env_args(
     lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
 ) -> Result<Vec<std::ffi::OsString>, ConfigError> {
-    #[derive(clap::Parser)]
-    #[command(no_binary_name = true)]
-    struct One {
-        #[command(flatten)]
-        _settings: Settings,
-    }
-    let mut args = Vec::new();
-    for (var, flag) in ENV_VARS {
-        let Some(value) = lookup(var) else { continue };
-        let pair = [std::ffi::OsString::from(flag), value.clone()];
-        if let Err(e) = <One as clap::Parser>::try_parse_from(&pair) {
-            let reason = std::error::Error::source(&e)
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| e.kind().to_string());
-            return Err(ConfigError::Env {
-                var,
-                message: format!("invalid value {value:?}: {reason}"),
-            });
-        }
-        args.extend(pair);
-    }
-    Ok(args)
-}
-
-/// A setting that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("{var}: {message}")]
-    Env { var: &'static str, message: String },
-    #[error("{key} (--{}) must be more than 0{hint}", key.replace('_', "-"))]
-    Zero {
-        key: &'static str,
-        hint: &'static str,
-    },
-}
-
-/// A duration: a number with a unit (`500ms`, `1.5s`, `2m`, `1h`) or a
-/// bare number of seconds (`10`, `0.25`). The one syntax of every duration
-/// in flags, environment, the TOML file and the client.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let scale = match unit.trim() {
-        "" | "s" => 1.0,
-        "ms" => 0.001,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => f64::NAN,
-    };
-    match number.parse::<f64>().map(|n| n * scale) {
-        Ok(secs) if secs.is_finite() && (0.0..=1.0e9).contains(&secs) => {
-            Ok(Duration::from_secs_f64(secs))
-        }
-        _ => Err(format!(
-            "{text:?} is not a duration (for example 500ms, 1.5s, 2m, or 10 for seconds)"
-        )),
-    }
-}
-
-/// A port, `2151` or `2151/tcp`.
-pub fn parse_port(text: &str) -> Result<u16, String> {
-    text.trim().parse::<Port>().map(|p| p.number)
-}
-
-/// TOML forms: a duration is a number of seconds or a string in the flags'
-/// syntax; a port is a number or a string in the flags' syntax.
-mod de {
-    use std::time::Duration;
-
-    use serde::{de::Error, Deserialize, Deserializer};
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum NumberOrText {
-        Int(i64),
-        Float(f64),
-        Text(String),
-    }
-
-    impl NumberOrText {
-        fn text(self) -> String {
-            match self {
-                NumberOrText::Int(i) => i.to_string(),
-                NumberOrText::Float(f) => f.to_string(),
-                NumberOrText::Text(t) => t,
-            }
-        }
-    }
-
-    pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let text = NumberOrText::deserialize(d)?.text();
-        super::parse_duration(&text)
-            .map(Some)
-            .map_err(D::Error::custom)
-    }
-
-    pub fn port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
-        let text = NumberOrText::deserialize(d)?.text();
-        super::parse_port(&text).map(Some).map_err(D::Error::custom)
-    }
+    crate::settings::env_args::<Settings>(ENV_VARS, lookup)
 }
 
 impl Settings {
     /// Reads a TOML file whose keys are the flags' names, with underscores.
     pub fn from_file(path: &std::path::Path) -> Result<Settings, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+        crate::settings::from_file(path)
     }
 
     /// Lays these settings over `config`.

@@ -2,7 +2,7 @@
 //! everything the agent can put on the wire.
 
 use zeek_mgmt_agent::api::events::Stem;
-use zeek_mgmt_agent::api::types::{MgmtRole, NodeStatus, Role, State};
+use zeek_mgmt_agent::api::types::{MgmtRole, NodeStatus, Port, Role, State};
 use zeek_mgmt_agent::protocol::cbor::ErrorCode;
 
 fn protocol_doc() -> String {
@@ -42,6 +42,7 @@ fn the_protocol_document_names_everything_on_the_wire() {
         cluster_role: Role::Worker,
         pid: Some(1),
         p: None,
+        metrics_port: Some(Port::tcp(9000)),
         cpu_percent: Some(0.0),
         rss_bytes: Some(0),
         restarts: Some(0),

@@ -138,6 +138,7 @@ fn node() -> impl Strategy<Value = Node> {
                 interface,
                 cpu_affinity: cpu,
                 env: env.into_iter().collect::<BTreeMap<_, _>>(),
+                metrics_port: port.map(|p| Port::tcp(p.wrapping_add(1))),
             },
         )
 }
