@@ -419,6 +419,7 @@ fn hello_payload() -> Vec<u8> {
         endpoint: "bench".into(),
         role: "client".into(),
         heartbeat: 0,
+        features: vec![],
     }))
     .expect("hello")
 }

@@ -12,3 +12,7 @@ pub mod state;
 pub mod validate;
 
 pub use builder::{AgentBuilder, AgentHandle, LocalPeer};
+
+/// The protocol extensions this agent announces in its hello (see
+/// `docs/protocol.md`, "Extensions").
+pub const FEATURES: &[&str] = &["metrics_port"];

@@ -82,6 +82,7 @@ pub mod agent;
 pub mod api;
 pub mod broker;
 pub mod client;
+pub mod controller;
 pub mod logging;
 pub mod protocol;
 pub mod settings;

@@ -80,6 +80,10 @@ pub struct Hello {
     pub role: String,
     #[serde(default)]
     pub heartbeat: u64,
+    /// The protocol extensions the sender implements (`restart`,
+    /// `node_dispatch`, `metrics_port`, …); absent means none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
 }
 
 impl Hello {
@@ -92,7 +96,19 @@ impl Hello {
             endpoint: endpoint.into(),
             role: role.into(),
             heartbeat,
+            features: Vec::new(),
         }
+    }
+
+    /// The same hello, announcing `features`.
+    pub fn with_features(mut self, features: &[&str]) -> Hello {
+        self.features = features.iter().map(|f| (*f).to_owned()).collect();
+        self
+    }
+
+    /// Whether the sender announced `feature`.
+    pub fn has_feature(&self, feature: &str) -> bool {
+        self.features.iter().any(|f| f == feature)
     }
 }
 
@@ -202,6 +218,8 @@ struct HelloOut<'a> {
     endpoint: &'a str,
     role: &'a str,
     heartbeat: u64,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    features: &'a [String],
 }
 
 impl From<FrameError> for EncodeError {
@@ -268,6 +286,7 @@ fn write_frame(frame: &Frame, out: &mut impl Sink) -> Result<(), EncodeError> {
                 endpoint: &h.endpoint,
                 role: &h.role,
                 heartbeat: h.heartbeat,
+                features: &h.features,
             },
             out,
         ),

@@ -103,6 +103,8 @@ pub struct Connection {
     /// The task reading from the agent; it holds the socket's read half, so
     /// it is ended when the connection is dropped.
     reader: tokio::task::JoinHandle<()>,
+    /// The other end's address, as the socket saw it.
+    remote: Option<std::net::SocketAddr>,
 }
 
 impl Drop for Connection {
@@ -149,8 +151,9 @@ impl Connection {
     ) -> Result<Connection, ClientError> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
+        let remote = stream.peer_addr().ok();
         let Some(tls) = opts.tls.clone() else {
-            return Self::handshake(stream, opts, true).await;
+            return Self::handshake(stream, opts, true).await.map(|c| c.at(remote));
         };
         let name = match &opts.server_name {
             Some(n) => n.clone(),
@@ -161,7 +164,7 @@ impl Connection {
         let stream = tokio_rustls::TlsConnector::from(tls)
             .connect(name, stream)
             .await?;
-        Self::handshake(stream, opts, true).await
+        Self::handshake(stream, opts, true).await.map(|c| c.at(remote))
     }
 
     /// Accepts one agent dialling in (connect mode) and exchanges hellos.
@@ -170,14 +173,41 @@ impl Connection {
         opts: ControllerOptions,
     ) -> Result<Connection, ClientError> {
         let (stream, _) = listener.accept().await?;
+        Self::accept_stream(stream, opts).await
+    }
+
+    /// Exchanges hellos with an agent that dialled in on `stream`.
+    pub async fn accept_stream(
+        stream: TcpStream,
+        opts: ControllerOptions,
+    ) -> Result<Connection, ClientError> {
         stream.set_nodelay(true)?;
-        match opts.tls_server.clone() {
+        let remote = stream.peer_addr().ok();
+        let conn = match opts.tls_server.clone() {
             Some(tls) => {
                 let stream = tokio_rustls::TlsAcceptor::from(tls).accept(stream).await?;
                 Self::handshake(stream, opts, false).await
             }
             None => Self::handshake(stream, opts, false).await,
-        }
+        };
+        conn.map(|c| c.at(remote))
+    }
+
+    fn at(mut self, remote: Option<std::net::SocketAddr>) -> Self {
+        self.remote = remote;
+        self
+    }
+
+    /// The other end's address, as the socket saw it.
+    pub fn remote_addr(&self) -> Option<std::net::SocketAddr> {
+        self.remote
+    }
+
+    /// Hands over the stream of notifications, errors and heartbeats (it
+    /// ends when the connection does); `next_event` sees nothing after.
+    pub fn take_events(&mut self) -> mpsc::UnboundedReceiver<Incoming> {
+        let (_, empty) = mpsc::unbounded_channel();
+        std::mem::replace(&mut self.events, empty)
     }
 
     async fn handshake<S>(
@@ -278,6 +308,7 @@ impl Connection {
             next: AtomicU64::new(1),
             unmatched,
             reader,
+            remote: None,
         })
     }
 

@@ -223,6 +223,7 @@ fn health_check(addr: std::net::SocketAddr, i: usize) -> std::io::Result<()> {
         endpoint: format!("health-{i}"),
         role: "client".into(),
         heartbeat: 0,
+        features: vec![],
     }));
     bytes.extend(frame(&Frame::Event {
         topic: format!("zeek/management/agent/{AGENT}"),

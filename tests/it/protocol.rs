@@ -47,7 +47,8 @@ async fn hello_and_check_in() {
             version: 1,
             endpoint: AGENT.into(),
             role: "agent".into(),
-            heartbeat: 5
+            heartbeat: 5,
+            features: vec!["metrics_port".to_owned()]
         }
     );
     assert_eq!(c.topic(), format!("zeek/management/agent/{AGENT}"));

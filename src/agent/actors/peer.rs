@@ -233,11 +233,14 @@ impl Peer {
     }
 
     fn our_hello(&self) -> Frame {
-        Frame::Hello(Hello::new(
-            self.settings.agent_name.clone(),
-            "agent",
-            self.settings.heartbeat.as_secs(),
-        ))
+        Frame::Hello(
+            Hello::new(
+                self.settings.agent_name.clone(),
+                "agent",
+                self.settings.heartbeat.as_secs(),
+            )
+            .with_features(crate::agent::FEATURES),
+        )
     }
 
     fn on_hello_frame(&mut self, frame: Result<Frame, cbor::DecodeError>, ctx: &mut Context<Self>) {

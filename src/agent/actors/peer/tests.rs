@@ -82,6 +82,7 @@ fn hello_with_heartbeat(version: u64, heartbeat: u64) -> Frame {
         endpoint: "ctl".into(),
         role: "controller".into(),
         heartbeat,
+        features: vec![],
     })
 }
 

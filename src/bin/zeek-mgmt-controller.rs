@@ -1,0 +1,110 @@
+//! `zeek-mgmt-controller`: the controller daemon. Flags → `Config` →
+//! `controller::start`, then run until SIGINT or SIGTERM and exit 0,
+//! leaving the agents' nodes running.
+
+use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use zeek_mgmt_agent::controller::config::{self, Config, Settings};
+use zeek_mgmt_agent::settings::ConfigError;
+
+/// The controller of a Zeek cluster: Zeek's zeek-client drives it over
+/// WebSocket (ws://ADDR:2149/v1/messages/json), and it drives one
+/// zeek-mgmt-agent per host (agents dial in on port 2150, or it dials the
+/// agents whose instance has a port). It keeps the staged and deployed
+/// configurations in its state directory across restarts.
+///
+/// Durations: a number with a unit (500ms, 1.5s, 2m) or a bare number of
+/// seconds. Precedence: flags, then environment, then --config FILE, then
+/// defaults.
+#[derive(Debug, Parser)]
+#[command(name = "zeek-mgmt-controller", version, args_override_self = true)]
+struct Cli {
+    #[command(flatten)]
+    settings: Settings,
+    /// TOML file with any of these settings (the flags' names, with underscores)
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+fn build_config(mut cli: Cli) -> Result<Config, ConfigError> {
+    let mut config = Config::default();
+    if let Some(path) = cli.config.take() {
+        Settings::from_file(&path)?.apply(&mut config);
+    }
+    cli.settings.apply(&mut config);
+    config.check()?;
+    Ok(config)
+}
+
+fn command_line() -> Result<Cli, ConfigError> {
+    let mut args = std::env::args_os();
+    let mut argv: Vec<OsString> = args.next().into_iter().collect();
+    argv.extend(config::env_args(|var| std::env::var_os(var))?);
+    argv.extend(args);
+    Ok(Cli::parse_from(argv))
+}
+
+async fn wait_for_signal() -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+fn main() -> ExitCode {
+    let (writer, _log_guard) = zeek_mgmt_agent::logging::BufferedStderr::start();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(writer)
+        .event_format(zeek_mgmt_agent::logging::LineFormat {
+            ansi: std::io::stderr().is_terminal(),
+        })
+        .init();
+    let config = match command_line().and_then(build_config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("zeek-mgmt-controller: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let name = config.name.clone();
+    let system = actix::System::new();
+    system.block_on(async move {
+        let handle = match zeek_mgmt_agent::controller::start(config).await {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("zeek-mgmt-controller: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        // The ready line: tests and scripts read the bound addresses from it.
+        let show = |a: Option<std::net::SocketAddr>| a.map_or("off".to_owned(), |a| a.to_string());
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "zeek-mgmt-controller {name} listening on {} (clients) and {} (agents)",
+            show(handle.websocket_addr),
+            show(handle.agent_addr)
+        );
+        let _ = out.flush();
+        drop(out);
+        match wait_for_signal().await {
+            Ok(sig) => tracing::info!("{sig} received; the agents keep their nodes running"),
+            Err(e) => {
+                tracing::error!("cannot watch for signals: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,211 @@
+//! The controller, `zeek-mgmt-controller`: Zeek's `zeek-client` drives it
+//! over WebSocket (Broker JSON, [`crate::broker`]), and it drives one agent
+//! per host over the agent protocol ([`crate::protocol::connection`]).
+//!
+//! - `config`: its settings, declared once (flags, environment, TOML);
+//! - `stage`: the checks of a staged configuration and the READY copy with
+//!   resolved hosts and assigned ports, as plain functions;
+//! - `requests` and `answers`: the client API's events, and agents' answers
+//!   turned into the results zeek-client reads;
+//! - `store`: `controller.json`, written atomically;
+//! - `actors`: the [`Core`](actors::core::Core) that owns the state, a
+//!   `ClientSession` per WebSocket client, the `Hub` that fans messages
+//!   out, an `AgentSession` per agent connection (see `actors.md`).
+
+pub mod actors;
+pub mod answers;
+pub mod config;
+pub mod requests;
+pub mod stage;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+
+use crate::api::types::Port;
+use crate::protocol::connection::{Connection, ControllerOptions};
+use actors::agent_session::AgentSession;
+use actors::client_session::{application_name_ok, ClientSession, Upgrade};
+use actors::core::{Core, CoreSettings};
+use actors::hub::Hub;
+use actors::messages::ClientId;
+use config::Config;
+use stage::PortPolicy;
+use store::Store;
+
+/// Why the controller could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("state directory {path} cannot be used: {source}")]
+    StateDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A running controller.
+pub struct ControllerHandle {
+    pub core: Addr<Core>,
+    /// The client (WebSocket) address, when listening.
+    pub websocket_addr: Option<SocketAddr>,
+    /// The agents' address, when listening.
+    pub agent_addr: Option<SocketAddr>,
+}
+
+/// The options of the controller's side of each agent connection.
+fn agent_options(config: &Config) -> ControllerOptions {
+    ControllerOptions {
+        endpoint: config.name.clone(),
+        role: "controller".into(),
+        heartbeat: config.heartbeat.as_secs(),
+        hello_timeout: config.request_timeout,
+        ..ControllerOptions::default()
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })
+}
+
+/// Starts the controller's actors and listeners inside the running actix
+/// system.
+pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
+    std::fs::create_dir_all(&config.state_dir).map_err(|source| StartError::StateDir {
+        path: config.state_dir.clone(),
+        source,
+    })?;
+    let snapshot = store::load(&config.state_dir);
+    let dir = config.state_dir.clone();
+    let store = SyncArbiter::start(1, move || Store { dir: dir.clone() });
+    let hub = Hub::default().start();
+    let sessions = Arc::new(AtomicU64::new(1));
+    let options = agent_options(&config);
+    let heartbeat = config.heartbeat;
+
+    let agent_listener = if config.listen_port.is_some() {
+        Some(bind(SocketAddr::new(config.listen_addr, config.listen_port.unwrap_or(0))).await?)
+    } else {
+        None
+    };
+    let ws_listener = if config.websocket_port.is_some() {
+        Some(bind(SocketAddr::new(config.websocket_addr, config.websocket_port.unwrap_or(0))).await?)
+    } else {
+        None
+    };
+
+    let settings = CoreSettings {
+        request_timeout: config.request_timeout,
+        policy: PortPolicy {
+            broker_from: config.auto_assign_ports.then_some(2200),
+            metrics_from: config.auto_assign_metrics_ports.then_some(9000),
+            controller_port: config.configured_agent_port(),
+        },
+        dial_interval: config.dial_interval,
+    };
+    let core = Core::create(|ctx| {
+        let me = ctx.address();
+        let (opts, ids) = (options.clone(), Arc::clone(&sessions));
+        let dial: actors::core::Dial = Box::new(move |name: String, addr: String, port: Port| {
+            let (opts, me, ids) = (opts.clone(), me.clone(), Arc::clone(&ids));
+            actix_rt::spawn(async move {
+                match Connection::connect(addr.as_str(), opts).await {
+                    Ok(conn) => {
+                        let id = ids.fetch_add(1, Ordering::Relaxed);
+                        AgentSession::new(conn, id, Some(port), me.clone().recipient(), me.recipient(), heartbeat)
+                            .start();
+                    }
+                    Err(e) => tracing::debug!(agent = %name, "dial {addr}: {e}"),
+                }
+            });
+        });
+        Core::new(settings, hub.clone(), store, snapshot, dial)
+    });
+
+    let agent_addr = agent_listener.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(listener) = agent_listener {
+        let (core, ids) = (core.clone(), Arc::clone(&sessions));
+        actix_rt::spawn(async move {
+            loop {
+                let (stream, _) = match listener.accept().await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!("accept failed: {e}");
+                        actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let (core, opts, ids) = (core.clone(), options.clone(), Arc::clone(&ids));
+                actix_rt::spawn(async move {
+                    let peer = stream.peer_addr().ok();
+                    match Connection::accept_stream(stream, opts).await {
+                        Ok(conn) => {
+                            let id = ids.fetch_add(1, Ordering::Relaxed);
+                            AgentSession::new(conn, id, None, core.clone().recipient(), core.recipient(), heartbeat)
+                                .start();
+                        }
+                        Err(e) => tracing::info!("agent connection from {peer:?} failed: {e}"),
+                    }
+                });
+            }
+        });
+    }
+
+    let websocket_addr = ws_listener.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(listener) = ws_listener {
+        let (core, hub) = (core.clone(), hub.clone());
+        let prefix = uuid::Uuid::new_v4().to_string();
+        actix_rt::spawn(async move {
+            let mut n: u64 = 0;
+            loop {
+                let (stream, peer) = match listener.accept().await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!("accept failed: {e}");
+                        actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                n += 1;
+                let (core, hub, endpoint) = (core.clone(), hub.clone(), format!("{prefix}-websocket-{n}"));
+                let id = ClientId(n);
+                actix_rt::spawn(async move {
+                    let _ = stream.set_nodelay(true);
+                    let mut upgrade = Upgrade::default();
+                    let seen = &mut upgrade;
+                    let callback = |req: &Request, resp: Response| {
+                        seen.wrong_path = req.uri().path() != "/v1/messages/json";
+                        seen.bad_application_name = req
+                            .headers()
+                            .get("X-Application-Name")
+                            .is_some_and(|v| !v.to_str().is_ok_and(application_name_ok));
+                        Ok(resp)
+                    };
+                    match tokio_tungstenite::accept_hdr_async(stream, callback).await {
+                        Ok(ws) => {
+                            tracing::info!(client = n, "WebSocket client from {peer}");
+                            ClientSession::new(ws, id, endpoint, upgrade, hub, core.recipient()).start();
+                        }
+                        Err(e) => tracing::info!("WebSocket handshake with {peer} failed: {e}"),
+                    }
+                });
+            }
+        });
+    }
+    Ok(ControllerHandle {
+        core,
+        websocket_addr,
+        agent_addr,
+    })
+}

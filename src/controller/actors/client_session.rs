@@ -1,0 +1,221 @@
+//! `ClientSession`: one per WebSocket client (zeek-client). It takes the
+//! subscriptions, sends the ack, reads data messages, answers what it
+//! cannot use with Zeek's error frames, hands requests to the
+//! [`Core`](super::core::Core), relays other messages through the
+//! [`Hub`](super::hub::Hub), and writes what the hub sends it.
+
+use actix::prelude::*;
+use futures_util::stream::SplitStream;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use super::hub::{Hub, Join, Leave};
+use super::messages::{ClientId, Publish, SendText};
+use crate::broker::message::{ack, parse_subscriptions, DataMessage, ErrorFrame, Event, CONTROLLER_TOPIC};
+use crate::controller::requests::{self, Incoming};
+
+/// A client request for the core: its reqid and what it asks.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ClientRequest {
+    pub reqid: String,
+    pub call: requests::Call,
+}
+
+/// What the upgrade request said that the session must act on.
+#[derive(Debug, Clone, Default)]
+pub struct Upgrade {
+    /// The path was not `/v1/messages/json`.
+    pub wrong_path: bool,
+    /// `X-Application-Name` was present and not acceptable.
+    pub bad_application_name: bool,
+}
+
+/// Whether an `X-Application-Name` is acceptable (Zeek's rule).
+pub fn application_name_ok(name: &str) -> bool {
+    name.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/_-.=:*@".contains(c))
+}
+
+/// One client.
+pub struct ClientSession {
+    id: ClientId,
+    endpoint: String,
+    upgrade: Upgrade,
+    stream: Option<SplitStream<WebSocketStream<TcpStream>>>,
+    out: mpsc::UnboundedSender<Message>,
+    acked: bool,
+    hub: Addr<Hub>,
+    core: Recipient<ClientRequest>,
+}
+
+impl ClientSession {
+    /// A session over an upgraded connection; `endpoint` goes into the ack.
+    pub fn new(
+        ws: WebSocketStream<TcpStream>,
+        id: ClientId,
+        endpoint: String,
+        upgrade: Upgrade,
+        hub: Addr<Hub>,
+        core: Recipient<ClientRequest>,
+    ) -> Self {
+        let (mut sink, stream) = ws.split();
+        let (out, mut rx) = mpsc::unbounded_channel::<Message>();
+        // The writer: ends when the session drops its sender or the socket
+        // fails.
+        actix_rt::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                let close = matches!(m, Message::Close(_));
+                if sink.send(m).await.is_err() || close {
+                    break;
+                }
+            }
+            let _ = sink.close().await;
+        });
+        ClientSession {
+            id,
+            endpoint,
+            upgrade,
+            stream: Some(stream),
+            out,
+            acked: false,
+            hub,
+            core,
+        }
+    }
+
+    fn send(&self, text: String) {
+        let _ = self.out.send(Message::text(text));
+    }
+
+    fn refuse(&self, frame: ErrorFrame) {
+        tracing::info!(client = self.id.0, "tx error {}: {}", frame.code, frame.context);
+        self.send(frame.to_json());
+    }
+
+    fn close_with(&self, frame: ErrorFrame, ctx: &mut Context<Self>) {
+        self.refuse(frame.clone());
+        let _ = self.out.send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Policy,
+            reason: frame.context.into(),
+        })));
+        ctx.stop();
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
+        if !self.acked {
+            match parse_subscriptions(text) {
+                Ok(subscriptions) => {
+                    self.acked = true;
+                    self.send(ack(&self.endpoint, "8.2.2"));
+                    tracing::info!(client = self.id.0, "acked, subscriptions {subscriptions:?}");
+                    self.hub.do_send(Join {
+                        id: self.id,
+                        subscriptions,
+                        out: ctx.address().recipient(),
+                    });
+                }
+                Err(frame) => self.refuse(frame),
+            }
+            return;
+        }
+        let message = match DataMessage::parse(text) {
+            Ok(m) => m,
+            Err(frame) => return self.refuse(frame),
+        };
+        if !message.topic.starts_with(CONTROLLER_TOPIC) {
+            self.hub.do_send(Publish {
+                message,
+                from: Some(self.id),
+            });
+            return;
+        }
+        let read = Event::from_value(&message.value)
+            .ok_or_else(|| "not an event".to_owned())
+            .and_then(|e| requests::read(&e));
+        match read {
+            Ok(incoming) => {
+                if let Incoming::Request(reqid, call) = incoming {
+                    tracing::info!(client = self.id.0, "rx {}_request {reqid}", call.stem());
+                    self.core.do_send(ClientRequest { reqid, call });
+                }
+                self.hub.do_send(Publish {
+                    message,
+                    from: Some(self.id),
+                });
+            }
+            Err(why) => {
+                tracing::info!(client = self.id.0, "unusable event: {why}");
+                self.refuse(ErrorFrame::NOT_AN_EVENT);
+            }
+        }
+    }
+}
+
+impl Actor for ClientSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.upgrade.wrong_path {
+            return self.close_with(ErrorFrame::INVALID_URI, ctx);
+        }
+        if self.upgrade.bad_application_name {
+            return self.close_with(ErrorFrame::INVALID_APPLICATION_NAME, ctx);
+        }
+        if let Some(stream) = self.stream.take() {
+            ctx.add_stream(stream);
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        tracing::info!(client = self.id.0, "client gone");
+        self.hub.do_send(Leave(self.id));
+    }
+}
+
+type WsItem = Result<Message, tokio_tungstenite::tungstenite::Error>;
+
+impl StreamHandler<WsItem> for ClientSession {
+    fn handle(&mut self, item: WsItem, ctx: &mut Context<Self>) {
+        match item {
+            Ok(Message::Text(t)) => self.on_text(t.as_str(), ctx),
+            Ok(Message::Binary(b)) => match std::str::from_utf8(&b) {
+                Ok(t) => self.on_text(t, ctx),
+                Err(_) => self.refuse(ErrorFrame::BAD_JSON),
+            },
+            Ok(Message::Close(_)) | Err(_) => ctx.stop(),
+            // tungstenite answers pings itself.
+            Ok(_) => {}
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Handler<SendText> for ClientSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: SendText, _: &mut Context<Self>) {
+        self.send(msg.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn application_names_follow_zeeks_rule() {
+        assert!(application_name_ok("zeek-client/1.5.0"));
+        assert!(application_name_ok("a_b.c=d:e*f@g"));
+        assert!(!application_name_ok("has space"));
+        assert!(!application_name_ok("ünï"));
+    }
+}

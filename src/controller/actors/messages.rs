@@ -1,0 +1,84 @@
+//! The messages between the controller's actors that have more than one
+//! sender or handler.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::api::events::{Request, Response};
+use crate::api::types::Port;
+use crate::broker::message::DataMessage;
+
+/// Why a sub-request to an agent got no response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallError {
+    /// The connection ended first.
+    Lost,
+    /// The deadline passed first.
+    TimedOut,
+}
+
+/// A sub-request to one agent; answered exactly once.
+#[derive(Message)]
+#[rtype(result = "Result<Response, CallError>")]
+pub struct AgentCall {
+    pub request: Request,
+    pub timeout: Duration,
+}
+
+/// Ends an agent's connection (a newer one replaced it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseAgent;
+
+/// How the controller reaches one agent, whatever carries it: a session
+/// over TCP, or an agent in the controller's own process.
+#[derive(Clone)]
+pub struct AgentLink {
+    pub call: Recipient<AgentCall>,
+    pub close: Recipient<CloseAgent>,
+}
+
+/// An agent checked in (`notify_agent_hello`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AgentUp {
+    /// The connection's number, unique for the controller's life.
+    pub id: u64,
+    pub name: String,
+    pub api_version: u64,
+    /// The address observed on the connection.
+    pub host: IpAddr,
+    /// Set when the controller dialled it.
+    pub listen_port: Option<Port>,
+    /// The extensions its hello announced.
+    pub features: Vec<String>,
+    pub link: AgentLink,
+}
+
+/// An agent's connection ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AgentGone {
+    pub id: u64,
+    pub name: String,
+}
+
+/// Identifies a WebSocket client for the controller's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(pub u64);
+
+/// A data message to publish to every client subscribed to its topic
+/// (`from`, when set, is left out: a client never hears its own message).
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Publish {
+    pub message: DataMessage,
+    pub from: Option<ClientId>,
+}
+
+/// Text for one client's socket.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct SendText(pub String);

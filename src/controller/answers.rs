@@ -1,0 +1,139 @@
+//! Agents' answers turned into the results zeek-client reads (plain
+//! functions: an agent's CBOR `Result` in, Broker `Result`s out).
+
+use crate::api::types::{ApiResult, ResultData};
+use crate::broker::records::{node_status, BrokerResult};
+use crate::broker::Value;
+
+fn text(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+/// `set_configuration_response`: one result per node, or one node-less
+/// result for an agent-wide failure or an unchanged configuration.
+pub fn set_configuration(subid: &str, r: &ApiResult) -> Vec<BrokerResult> {
+    match &r.data {
+        Some(ResultData::Results(per)) if !per.is_empty() => per
+            .iter()
+            .map(|p| {
+                let instance = text(&p.instance).or_else(|| text(&r.instance));
+                let data = (!p.success)
+                    .then(|| text(&p.error))
+                    .flatten()
+                    .map(|e| Value::Vector(vec![Value::string(""), Value::String(e)]));
+                BrokerResult {
+                    reqid: subid.to_owned(),
+                    success: p.success,
+                    instance,
+                    data,
+                    error: None,
+                    node: p.node.clone(),
+                }
+            })
+            .collect(),
+        _ if r.success => vec![BrokerResult::ok(subid).from_instance(&r.instance)],
+        _ => vec![BrokerResult::failure(subid, r.error.clone()).from_instance(&r.instance)],
+    }
+}
+
+/// `get_nodes_response`: one result for the agent, its node statuses as
+/// data.
+pub fn get_nodes(subid: &str, r: &ApiResult) -> BrokerResult {
+    let data = match &r.data {
+        Some(ResultData::NodeStatuses(list)) => {
+            Some(Value::Vector(list.iter().map(node_status).collect()))
+        }
+        _ => None,
+    };
+    BrokerResult {
+        reqid: subid.to_owned(),
+        success: r.success,
+        instance: text(&r.instance),
+        data,
+        error: text(&r.error),
+        node: None,
+    }
+}
+
+/// An agent that could not answer: one failed result from it.
+pub fn agent_failed(subid: &str, instance: &str, error: &str) -> BrokerResult {
+    BrokerResult::failure(subid, error).from_instance(instance)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::types::{MgmtRole, NodeStatus, ReqId, Role, State};
+
+    fn per_node(node: &str, ok: bool, error: &str) -> ApiResult {
+        let mut r = if ok {
+            ApiResult::ok(ReqId("x".into()), "agent-a")
+        } else {
+            ApiResult::failure(ReqId("x".into()), "agent-a", error)
+        };
+        r.node = Some(node.into());
+        r
+    }
+
+    #[test]
+    fn a_deploy_answer_becomes_one_result_per_node() {
+        let mut r = ApiResult::failure(ReqId("s".into()), "agent-a", "1 of 2 nodes failed");
+        r.data = Some(ResultData::Results(vec![
+            per_node("manager", true, ""),
+            per_node("worker-1", false, "fatal error: boom"),
+        ]));
+        let out = set_configuration("sub", &r);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0], BrokerResult::ok("sub").from_instance("agent-a").for_node("manager"));
+        assert_eq!(out[1].node.as_deref(), Some("worker-1"));
+        assert!(!out[1].success);
+        // The summary error is dropped; the node's error is its stderr.
+        assert_eq!(out[1].error, None);
+        assert_eq!(
+            out[1].data,
+            Some(Value::Vector(vec![
+                Value::string(""),
+                Value::string("fatal error: boom")
+            ]))
+        );
+    }
+
+    #[test]
+    fn an_agent_wide_refusal_is_one_node_less_failure() {
+        let r = ApiResult::failure(ReqId("s".into()), "agent-a", "invalid configuration: x");
+        assert_eq!(
+            set_configuration("sub", &r),
+            [BrokerResult::failure("sub", "invalid configuration: x").from_instance("agent-a")]
+        );
+        let ok = ApiResult::ok(ReqId("s".into()), "agent-a");
+        assert_eq!(
+            set_configuration("sub", &ok),
+            [BrokerResult::ok("sub").from_instance("agent-a")]
+        );
+    }
+
+    #[test]
+    fn node_statuses_become_broker_records() {
+        let mut r = ApiResult::ok(ReqId("s".into()), "agent-a");
+        r.data = Some(ResultData::NodeStatuses(vec![NodeStatus {
+            node: "agent-a".into(),
+            state: State::Running,
+            mgmt_role: MgmtRole::Agent,
+            cluster_role: Role::None,
+            pid: Some(7),
+            p: None,
+            metrics_port: None,
+            cpu_percent: Some(0.5),
+            rss_bytes: Some(1),
+            restarts: None,
+            uptime_secs: None,
+        }]));
+        let b = get_nodes("sub", &r);
+        assert!(b.success && b.error.is_none());
+        assert_eq!(b.instance.as_deref(), Some("agent-a"));
+        let Some(Value::Vector(list)) = &b.data else {
+            panic!("no statuses: {b:?}")
+        };
+        assert_eq!(list[0].as_list().map(<[Value]>::len), Some(7));
+    }
+}

@@ -1,0 +1,215 @@
+//! The controller's settings: flags, environment, TOML file, defaults, in
+//! that order of precedence, each declared once in [`Settings`].
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::settings::{de, parse_duration, parse_port, ConfigError};
+
+/// Every setting of the controller, resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub websocket_addr: IpAddr,
+    /// `None`: no WebSocket listener (port 0 in the settings).
+    pub websocket_port: Option<u16>,
+    pub listen_addr: IpAddr,
+    /// `None`: no agent listener (port 0 in the settings).
+    pub listen_port: Option<u16>,
+    pub state_dir: PathBuf,
+    pub request_timeout: Duration,
+    pub auto_assign_ports: bool,
+    pub auto_assign_metrics_ports: bool,
+    /// Between dials of an agent that listens.
+    pub dial_interval: Duration,
+    /// Heartbeat announced to agents.
+    pub heartbeat: Duration,
+    /// The agent port as configured, which nodes may not use (kept when
+    /// the listener is off or on a free port).
+    pub agent_port_setting: u16,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: default_name(),
+            websocket_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            websocket_port: Some(2149),
+            listen_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            listen_port: Some(2150),
+            state_dir: PathBuf::from("./controller-state"),
+            request_timeout: Duration::from_secs(15),
+            auto_assign_ports: true,
+            auto_assign_metrics_ports: true,
+            dial_interval: Duration::from_secs(1),
+            heartbeat: Duration::from_secs(5),
+            agent_port_setting: 2150,
+        }
+    }
+}
+
+impl Config {
+    /// The agent port nodes must not use.
+    pub fn configured_agent_port(&self) -> u16 {
+        self.agent_port_setting
+    }
+}
+
+/// `controller-<hostname>`.
+pub fn default_name() -> String {
+    match sysinfo::System::host_name().ok().filter(|h| !h.is_empty()) {
+        Some(host) => format!("controller-{host}"),
+        None => "controller".to_owned(),
+    }
+}
+
+/// Every setting, declared once: a flag (`--websocket-port`), a key of the
+/// `--config` TOML file (`websocket_port`), and for some an environment
+/// variable ([`ENV_VARS`]). The doc comments are `--help`'s text.
+#[derive(Debug, Clone, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Controller name: the endpoint of its hello to agents [env: ZEEK_CONTROLLER_NAME] [default: controller-<hostname>]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Address zeek-client connects to [env: ZEEK_CONTROLLER_WEBSOCKET_ADDR] [default: 127.0.0.1]
+    #[arg(long)]
+    pub websocket_addr: Option<IpAddr>,
+    /// WebSocket port, `2149` or `2149/tcp`; 0 turns the listener off [env: ZEEK_CONTROLLER_WEBSOCKET_PORT] [default: 2149]
+    #[arg(long, value_parser = parse_port)]
+    #[serde(default, deserialize_with = "de::port")]
+    pub websocket_port: Option<u16>,
+    /// Address agents dial in to [env: ZEEK_CONTROLLER_ADDR] [default: 127.0.0.1]
+    #[arg(long)]
+    pub listen_addr: Option<IpAddr>,
+    /// Agent port, `2150` or `2150/tcp`; 0 turns the listener off [env: ZEEK_CONTROLLER_PORT] [default: 2150]
+    #[arg(long, value_parser = parse_port)]
+    #[serde(default, deserialize_with = "de::port")]
+    pub listen_port: Option<u16>,
+    /// Directory for controller.json (staged, ready and deployed configurations) [env: ZEEK_CONTROLLER_STATE_DIR] [default: ./controller-state]
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Answer a client `request timed out` after this long; below zeek-client's 20 s (more than 0) [default: 15s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "de::duration")]
+    pub request_timeout: Option<Duration>,
+    /// Give managers, loggers and proxies without a port one from 2200 on (`--auto-assign-ports=false` turns it off) [default: true]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub auto_assign_ports: Option<bool>,
+    /// Give every node without a metrics port one from 9000 on, per host [default: true]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub auto_assign_metrics_ports: Option<bool>,
+    /// Delay between dials of an agent that listens (more than 0) [default: 1s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "de::duration")]
+    pub dial_interval: Option<Duration>,
+    /// Heartbeat announced to agents; 0 turns heartbeats off [default: 5s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "de::duration")]
+    pub heartbeat: Option<Duration>,
+}
+
+/// The environment variables, each with the flag it stands for.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("ZEEK_CONTROLLER_NAME", "--name"),
+    ("ZEEK_CONTROLLER_WEBSOCKET_ADDR", "--websocket-addr"),
+    ("ZEEK_CONTROLLER_WEBSOCKET_PORT", "--websocket-port"),
+    ("ZEEK_CONTROLLER_ADDR", "--listen-addr"),
+    ("ZEEK_CONTROLLER_PORT", "--listen-port"),
+    ("ZEEK_CONTROLLER_STATE_DIR", "--state-dir"),
+];
+
+/// The environment's settings as flags, laid under the command line.
+pub fn env_args(
+    lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<Vec<std::ffi::OsString>, ConfigError> {
+    crate::settings::env_args::<Settings>(ENV_VARS, lookup)
+}
+
+impl Settings {
+    /// Reads a TOML file whose keys are the flags' names, with underscores.
+    pub fn from_file(path: &std::path::Path) -> Result<Settings, ConfigError> {
+        crate::settings::from_file(path)
+    }
+
+    /// Lays these settings over `config`.
+    pub fn apply(self, config: &mut Config) {
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { config.$field = v; } )* };
+        }
+        set!(
+            name,
+            websocket_addr,
+            listen_addr,
+            state_dir,
+            request_timeout,
+            auto_assign_ports,
+            auto_assign_metrics_ports,
+            dial_interval,
+            heartbeat
+        );
+        if let Some(p) = self.websocket_port {
+            config.websocket_port = (p != 0).then_some(p);
+        }
+        if let Some(p) = self.listen_port {
+            config.listen_port = (p != 0).then_some(p);
+            config.agent_port_setting = p;
+        }
+    }
+}
+
+impl Config {
+    /// Refuses a period of 0 where it cannot mean "off".
+    pub fn check(&self) -> Result<(), ConfigError> {
+        for (key, d) in [
+            ("request_timeout", self.request_timeout),
+            ("dial_interval", self.dial_interval),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::Zero {
+                    key,
+                    hint: "; only heartbeat takes 0, to mean off",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_and_zero_turns_a_listener_off() {
+        let file: Settings = toml::from_str("websocket_port = \"2249/tcp\"\nlisten_port = 0\nrequest_timeout = \"3s\"").expect("toml");
+        let mut c = Config::default();
+        file.apply(&mut c);
+        assert_eq!(c.websocket_port, Some(2249));
+        assert_eq!(c.listen_port, None);
+        assert_eq!(c.request_timeout, Duration::from_secs(3));
+        let flags = Settings {
+            websocket_port: Some(0),
+            ..Settings::default()
+        };
+        flags.apply(&mut c);
+        assert_eq!(c.websocket_port, None);
+        let zero = Config {
+            request_timeout: Duration::ZERO,
+            ..Config::default()
+        };
+        assert!(zero.check().expect_err("zero").to_string().contains("request_timeout (--request-timeout) must be more than 0"));
+    }
+
+    #[test]
+    fn an_invalid_environment_value_names_its_variable() {
+        let e = env_args(|v| (v == "ZEEK_CONTROLLER_WEBSOCKET_PORT").then(|| "http".into()))
+            .expect_err("invalid");
+        assert!(e.to_string().starts_with("ZEEK_CONTROLLER_WEBSOCKET_PORT: invalid value \"http\""), "{e}");
+        let ok = env_args(|v| (v == "ZEEK_CONTROLLER_PORT").then(|| "2250".into())).expect("valid");
+        assert_eq!(ok, ["--listen-port", "2250"]);
+    }
+}
