@@ -119,13 +119,25 @@ impl Value {
             "timestamp" => Value::Timestamp(text()?),
             "timespan" => Value::Timespan(text()?),
             "enum-value" => Value::EnumValue(text()?),
-            "vector" => Value::Vector(list()?.iter().map(Value::from_json).collect::<Result<_, _>>()?),
-            "set" => Value::Set(list()?.iter().map(Value::from_json).collect::<Result<_, _>>()?),
+            "vector" => Value::Vector(
+                list()?
+                    .iter()
+                    .map(Value::from_json)
+                    .collect::<Result<_, _>>()?,
+            ),
+            "set" => Value::Set(
+                list()?
+                    .iter()
+                    .map(Value::from_json)
+                    .collect::<Result<_, _>>()?,
+            ),
             "table" => Value::Table(
                 list()?
                     .iter()
                     .map(|e| {
-                        let key = e.get("key").ok_or_else(|| bad("a table entry needs a key"))?;
+                        let key = e
+                            .get("key")
+                            .ok_or_else(|| bad("a table entry needs a key"))?;
                         let value = e
                             .get("value")
                             .ok_or_else(|| bad("a table entry needs a value"))?;
@@ -269,7 +281,10 @@ mod tests {
             (r#"{"@data-type":"count","data":1.5}"#, "not a count"),
             (r#"{"@data-type":"string","data":1}"#, "needs a string"),
             (r#"{"@data-type":"vector","data":{}}"#, "needs an array"),
-            (r#"{"@data-type":"table","data":[{"key":{"@data-type":"none"}}]}"#, "needs a value"),
+            (
+                r#"{"@data-type":"table","data":[{"key":{"@data-type":"none"}}]}"#,
+                "needs a value",
+            ),
             (r#"{"@data-type":"bogus","data":1}"#, "unknown @data-type"),
         ] {
             let json: Json = serde_json::from_str(text).expect("json");

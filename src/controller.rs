@@ -53,6 +53,24 @@ pub enum StartError {
     },
 }
 
+/// Notes what the upgrade request says that the session must act on.
+struct Inspect<'a>(&'a mut Upgrade);
+
+impl tokio_tungstenite::tungstenite::handshake::server::Callback for Inspect<'_> {
+    fn on_request(
+        self,
+        req: &Request,
+        resp: Response,
+    ) -> Result<Response, tokio_tungstenite::tungstenite::handshake::server::ErrorResponse> {
+        self.0.wrong_path = req.uri().path() != "/v1/messages/json";
+        self.0.bad_application_name = req
+            .headers()
+            .get("X-Application-Name")
+            .is_some_and(|v| !v.to_str().is_ok_and(application_name_ok));
+        Ok(resp)
+    }
+}
+
 /// A running controller.
 pub struct ControllerHandle {
     pub core: Addr<Core>,
@@ -95,12 +113,24 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
     let heartbeat = config.heartbeat;
 
     let agent_listener = if config.listen_port.is_some() {
-        Some(bind(SocketAddr::new(config.listen_addr, config.listen_port.unwrap_or(0))).await?)
+        Some(
+            bind(SocketAddr::new(
+                config.listen_addr,
+                config.listen_port.unwrap_or(0),
+            ))
+            .await?,
+        )
     } else {
         None
     };
     let ws_listener = if config.websocket_port.is_some() {
-        Some(bind(SocketAddr::new(config.websocket_addr, config.websocket_port.unwrap_or(0))).await?)
+        Some(
+            bind(SocketAddr::new(
+                config.websocket_addr,
+                config.websocket_port.unwrap_or(0),
+            ))
+            .await?,
+        )
     } else {
         None
     };
@@ -123,8 +153,15 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
                 match Connection::connect(addr.as_str(), opts).await {
                     Ok(conn) => {
                         let id = ids.fetch_add(1, Ordering::Relaxed);
-                        AgentSession::new(conn, id, Some(port), me.clone().recipient(), me.recipient(), heartbeat)
-                            .start();
+                        AgentSession::new(
+                            conn,
+                            id,
+                            Some(port),
+                            me.clone().recipient(),
+                            me.recipient(),
+                            heartbeat,
+                        )
+                        .start();
                     }
                     Err(e) => tracing::debug!(agent = %name, "dial {addr}: {e}"),
                 }
@@ -152,8 +189,15 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
                     match Connection::accept_stream(stream, opts).await {
                         Ok(conn) => {
                             let id = ids.fetch_add(1, Ordering::Relaxed);
-                            AgentSession::new(conn, id, None, core.clone().recipient(), core.recipient(), heartbeat)
-                                .start();
+                            AgentSession::new(
+                                conn,
+                                id,
+                                None,
+                                core.clone().recipient(),
+                                core.recipient(),
+                                heartbeat,
+                            )
+                            .start();
                         }
                         Err(e) => tracing::info!("agent connection from {peer:?} failed: {e}"),
                     }
@@ -178,24 +222,18 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
                     }
                 };
                 n += 1;
-                let (core, hub, endpoint) = (core.clone(), hub.clone(), format!("{prefix}-websocket-{n}"));
+                let (core, hub, endpoint) =
+                    (core.clone(), hub.clone(), format!("{prefix}-websocket-{n}"));
                 let id = ClientId(n);
                 actix_rt::spawn(async move {
                     let _ = stream.set_nodelay(true);
                     let mut upgrade = Upgrade::default();
-                    let seen = &mut upgrade;
-                    let callback = |req: &Request, resp: Response| {
-                        seen.wrong_path = req.uri().path() != "/v1/messages/json";
-                        seen.bad_application_name = req
-                            .headers()
-                            .get("X-Application-Name")
-                            .is_some_and(|v| !v.to_str().is_ok_and(application_name_ok));
-                        Ok(resp)
-                    };
+                    let callback = Inspect(&mut upgrade);
                     match tokio_tungstenite::accept_hdr_async(stream, callback).await {
                         Ok(ws) => {
                             tracing::info!(client = n, "WebSocket client from {peer}");
-                            ClientSession::new(ws, id, endpoint, upgrade, hub, core.recipient()).start();
+                            ClientSession::new(ws, id, endpoint, upgrade, hub, core.recipient())
+                                .start();
                         }
                         Err(e) => tracing::info!("WebSocket handshake with {peer} failed: {e}"),
                     }

@@ -95,7 +95,6 @@ pub(crate) mod de {
     }
 }
 
-
 /// The environment's settings as flags (`ZEEK_AGENT_PORT=2151` becomes
 /// `--listen-port 2151`) for the settings `A` declares, each variable of
 /// `vars` standing for its flag. Each value is checked here, so that an

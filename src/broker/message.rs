@@ -14,7 +14,11 @@ pub const CONTROLLER_TOPIC: &str = "zeek/management/controller";
 /// `{"type":"ack","endpoint":...,"version":...}`: the server's first text
 /// frame.
 pub fn ack(endpoint: &str, version: &str) -> String {
-    ordered(&[("type", "ack"), ("endpoint", endpoint), ("version", version)])
+    ordered(&[
+        ("type", "ack"),
+        ("endpoint", endpoint),
+        ("version", version),
+    ])
 }
 
 /// An error frame for a message the server cannot use; the connection
@@ -85,7 +89,11 @@ pub fn parse_subscriptions(text: &str) -> Result<Vec<String>, ErrorFrame> {
     let json: Json = serde_json::from_str(text).map_err(|_| ErrorFrame::NOT_AN_ARRAY)?;
     let list = json.as_array().ok_or(ErrorFrame::NOT_AN_ARRAY)?;
     list.iter()
-        .map(|e| e.as_str().map(str::to_owned).ok_or(ErrorFrame::NOT_A_STRING))
+        .map(|e| {
+            e.as_str()
+                .map(str::to_owned)
+                .ok_or(ErrorFrame::NOT_A_STRING)
+        })
         .collect()
 }
 

@@ -184,11 +184,11 @@ pub fn node_status(s: &NodeStatus) -> Value {
 fn fields<'a>(v: &'a Value, what: &str, min: usize) -> Result<&'a [Value], String> {
     match v {
         Value::Vector(f) if f.len() >= min => Ok(f),
-        Value::Vector(f) => Err(format!(
-            "{what} needs {min} fields, got {}",
-            f.len()
+        Value::Vector(f) => Err(format!("{what} needs {min} fields, got {}", f.len())),
+        other => Err(format!(
+            "{what} must be a vector, got {}",
+            other.type_name()
         )),
-        other => Err(format!("{what} must be a vector, got {}", other.type_name())),
     }
 }
 
@@ -219,7 +219,12 @@ fn read_instance(v: &Value) -> Result<Instance, String> {
             .parse()
             .map(Addr)
             .map_err(|_| format!("invalid address {a:?}"))?,
-        other => return Err(format!("an instance's host must be an address, got {}", other.type_name())),
+        other => {
+            return Err(format!(
+                "an instance's host must be an address, got {}",
+                other.type_name()
+            ))
+        }
     };
     Ok(Instance {
         name: text(&f[0], "an instance's name")?,
@@ -269,8 +274,13 @@ fn read_node(v: &Value) -> Result<Node, String> {
         interface: opt(&f[7], |v| text(v, "interface"))?,
         cpu_affinity: opt(&f[8], |v| match v {
             Value::Integer(n) => Ok(*n),
-            Value::Count(n) => i64::try_from(*n).map_err(|_| "cpu_affinity is too large".to_owned()),
-            other => Err(format!("cpu_affinity must be an integer, got {}", other.type_name())),
+            Value::Count(n) => {
+                i64::try_from(*n).map_err(|_| "cpu_affinity is too large".to_owned())
+            }
+            other => Err(format!(
+                "cpu_affinity must be an integer, got {}",
+                other.type_name()
+            )),
         })?,
         env,
         metrics_port: match f.get(10) {
@@ -309,7 +319,14 @@ mod tests {
     /// The response of CONTROLLER.md's worked example, byte for byte.
     const GET_NODES_RESPONSE: &str = r#"{"type":"data-message","topic":"zeek/management/controller","@data-type":"vector","data":[{"@data-type":"count","data":1},{"@data-type":"count","data":1},{"@data-type":"vector","data":[{"@data-type":"string","data":"Management::Controller::API::get_nodes_response"},{"@data-type":"vector","data":[{"@data-type":"string","data":"6a1b5c3e-ed8c-11f1-8e45-02fc00000001"},{"@data-type":"vector","data":[{"@data-type":"vector","data":[{"@data-type":"string","data":"Jx0DmpBGrX3"},{"@data-type":"boolean","data":true},{"@data-type":"string","data":"agent-local"},{"@data-type":"vector","data":[{"@data-type":"vector","data":[{"@data-type":"string","data":"agent-local"},{"@data-type":"enum-value","data":"Management::RUNNING"},{"@data-type":"enum-value","data":"Management::AGENT"},{"@data-type":"enum-value","data":"Supervisor::NONE"},{"@data-type":"integer","data":26388},{"@data-type":"none","data":{}},{"@data-type":"none","data":{}}]},{"@data-type":"vector","data":[{"@data-type":"string","data":"manager"},{"@data-type":"enum-value","data":"Management::RUNNING"},{"@data-type":"enum-value","data":"Management::NONE"},{"@data-type":"enum-value","data":"Supervisor::MANAGER"},{"@data-type":"integer","data":26554},{"@data-type":"port","data":"2200/tcp"},{"@data-type":"port","data":"9000/tcp"}]},{"@data-type":"vector","data":[{"@data-type":"string","data":"worker-1"},{"@data-type":"enum-value","data":"Management::RUNNING"},{"@data-type":"enum-value","data":"Management::NONE"},{"@data-type":"enum-value","data":"Supervisor::WORKER"},{"@data-type":"integer","data":26552},{"@data-type":"none","data":{}},{"@data-type":"port","data":"9002/tcp"}]}]},{"@data-type":"none","data":{}},{"@data-type":"none","data":{}}]}]}]}]}]}"#;
 
-    fn status(node: &str, mgmt: MgmtRole, role: Role, pid: i64, p: Option<u16>, m: Option<u16>) -> NodeStatus {
+    fn status(
+        node: &str,
+        mgmt: MgmtRole,
+        role: Role,
+        pid: i64,
+        p: Option<u16>,
+        m: Option<u16>,
+    ) -> NodeStatus {
         NodeStatus {
             node: node.into(),
             state: State::Running,
@@ -328,9 +345,30 @@ mod tests {
     #[test]
     fn the_specs_get_nodes_response_is_written_byte_for_byte() {
         let statuses = [
-            status("agent-local", MgmtRole::Agent, Role::None, 26388, None, None),
-            status("manager", MgmtRole::None, Role::Manager, 26554, Some(2200), Some(9000)),
-            status("worker-1", MgmtRole::None, Role::Worker, 26552, None, Some(9002)),
+            status(
+                "agent-local",
+                MgmtRole::Agent,
+                Role::None,
+                26388,
+                None,
+                None,
+            ),
+            status(
+                "manager",
+                MgmtRole::None,
+                Role::Manager,
+                26554,
+                Some(2200),
+                Some(9000),
+            ),
+            status(
+                "worker-1",
+                MgmtRole::None,
+                Role::Worker,
+                26552,
+                None,
+                Some(9002),
+            ),
         ];
         let r = BrokerResult::ok("Jx0DmpBGrX3")
             .from_instance("agent-local")
@@ -391,9 +429,18 @@ mod tests {
 
     #[test]
     fn enums_are_qualified_and_unknown_ones_refused() {
-        assert_eq!(role(Role::Worker), Value::EnumValue("Supervisor::WORKER".into()));
-        assert_eq!(state(State::Crashed), Value::EnumValue("Management::CRASHED".into()));
-        assert_eq!(mgmt_role(MgmtRole::Agent), Value::EnumValue("Management::AGENT".into()));
+        assert_eq!(
+            role(Role::Worker),
+            Value::EnumValue("Supervisor::WORKER".into())
+        );
+        assert_eq!(
+            state(State::Crashed),
+            Value::EnumValue("Management::CRASHED".into())
+        );
+        assert_eq!(
+            mgmt_role(MgmtRole::Agent),
+            Value::EnumValue("Management::AGENT".into())
+        );
         let mut v = configuration(&sample());
         if let Value::Vector(f) = &mut v {
             if let Value::Set(nodes) = &mut f[2] {

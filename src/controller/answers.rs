@@ -84,7 +84,12 @@ mod tests {
         ]));
         let out = set_configuration("sub", &r);
         assert_eq!(out.len(), 2);
-        assert_eq!(out[0], BrokerResult::ok("sub").from_instance("agent-a").for_node("manager"));
+        assert_eq!(
+            out[0],
+            BrokerResult::ok("sub")
+                .from_instance("agent-a")
+                .for_node("manager")
+        );
         assert_eq!(out[1].node.as_deref(), Some("worker-1"));
         assert!(!out[1].success);
         // The summary error is dropped; the node's error is its stderr.

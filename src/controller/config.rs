@@ -185,7 +185,10 @@ mod tests {
 
     #[test]
     fn flags_beat_the_file_and_zero_turns_a_listener_off() {
-        let file: Settings = toml::from_str("websocket_port = \"2249/tcp\"\nlisten_port = 0\nrequest_timeout = \"3s\"").expect("toml");
+        let file: Settings = toml::from_str(
+            "websocket_port = \"2249/tcp\"\nlisten_port = 0\nrequest_timeout = \"3s\"",
+        )
+        .expect("toml");
         let mut c = Config::default();
         file.apply(&mut c);
         assert_eq!(c.websocket_port, Some(2249));
@@ -201,14 +204,22 @@ mod tests {
             request_timeout: Duration::ZERO,
             ..Config::default()
         };
-        assert!(zero.check().expect_err("zero").to_string().contains("request_timeout (--request-timeout) must be more than 0"));
+        assert!(zero
+            .check()
+            .expect_err("zero")
+            .to_string()
+            .contains("request_timeout (--request-timeout) must be more than 0"));
     }
 
     #[test]
     fn an_invalid_environment_value_names_its_variable() {
         let e = env_args(|v| (v == "ZEEK_CONTROLLER_WEBSOCKET_PORT").then(|| "http".into()))
             .expect_err("invalid");
-        assert!(e.to_string().starts_with("ZEEK_CONTROLLER_WEBSOCKET_PORT: invalid value \"http\""), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("ZEEK_CONTROLLER_WEBSOCKET_PORT: invalid value \"http\""),
+            "{e}"
+        );
         let ok = env_args(|v| (v == "ZEEK_CONTROLLER_PORT").then(|| "2250".into())).expect("valid");
         assert_eq!(ok, ["--listen-port", "2250"]);
     }

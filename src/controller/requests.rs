@@ -96,7 +96,11 @@ pub fn read(event: &Event) -> Result<Incoming, String> {
         let list = v.as_list().ok_or("expected a set of node names")?;
         let mut out: Vec<String> = list
             .iter()
-            .map(|n| n.as_str().map(str::to_owned).ok_or("node names are strings"))
+            .map(|n| {
+                n.as_str()
+                    .map(str::to_owned)
+                    .ok_or("node names are strings")
+            })
             .collect::<Result<_, _>>()?;
         out.sort();
         out.dedup();
@@ -156,11 +160,17 @@ mod tests {
         let r = Value::string("r1");
         let set = |names: &[&str]| Value::Set(names.iter().map(|n| Value::string(*n)).collect());
         for (e, call) in [
-            (event("get_instances_request", vec![r.clone()]), Call::GetInstances),
+            (
+                event("get_instances_request", vec![r.clone()]),
+                Call::GetInstances,
+            ),
             (event("deploy_request", vec![r.clone()]), Call::Deploy),
             (event("get_nodes_request", vec![r.clone()]), Call::GetNodes),
             (
-                event("get_configuration_request", vec![r.clone(), Value::Boolean(true)]),
+                event(
+                    "get_configuration_request",
+                    vec![r.clone(), Value::Boolean(true)],
+                ),
                 Call::GetConfiguration { deployed: true },
             ),
             (
@@ -180,7 +190,10 @@ mod tests {
                 },
             ),
             (
-                event("test_timeout_request", vec![r.clone(), Value::Boolean(false)]),
+                event(
+                    "test_timeout_request",
+                    vec![r.clone(), Value::Boolean(false)],
+                ),
                 Call::TestTimeout { with_state: false },
             ),
         ] {
@@ -196,8 +209,14 @@ mod tests {
             event("get_nodes_request", vec![]),
             event("get_nodes_request", vec![r.clone(), r.clone()]),
             event("get_nodes_request", vec![Value::Count(1)]),
-            event("get_configuration_request", vec![r.clone(), Value::string("yes")]),
-            event("stage_configuration_request", vec![r.clone(), Value::Count(1)]),
+            event(
+                "get_configuration_request",
+                vec![r.clone(), Value::string("yes")],
+            ),
+            event(
+                "stage_configuration_request",
+                vec![r.clone(), Value::Count(1)],
+            ),
             Event {
                 name: "Other::thing".into(),
                 args: vec![],
@@ -206,7 +225,10 @@ mod tests {
             assert!(read(&e).is_err(), "{e:?}");
         }
         assert_eq!(
-            read(&event("get_nodes_response", vec![r.clone(), Value::Vector(vec![])])),
+            read(&event(
+                "get_nodes_response",
+                vec![r.clone(), Value::Vector(vec![])]
+            )),
             Ok(Incoming::Response)
         );
     }

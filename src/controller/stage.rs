@@ -111,7 +111,9 @@ pub fn problems(config: &Configuration, policy: &PortPolicy) -> Vec<String> {
         let lacking: BTreeSet<&str> = config
             .nodes
             .iter()
-            .filter(|n| matches!(n.role, Role::Manager | Role::Logger | Role::Proxy) && n.p.is_none())
+            .filter(|n| {
+                matches!(n.role, Role::Manager | Role::Logger | Role::Proxy) && n.p.is_none()
+            })
             .map(|n| n.name.as_str())
             .collect();
         if !lacking.is_empty() {
@@ -298,7 +300,14 @@ mod tests {
                 "node and instance names collide: b",
             ]
         );
-        assert!(problems(&config(vec![inst("a", None)], vec![node("w", "a", Role::Worker, None)]), &PortPolicy::default()).is_empty());
+        assert!(problems(
+            &config(
+                vec![inst("a", None)],
+                vec![node("w", "a", Role::Worker, None)]
+            ),
+            &PortPolicy::default()
+        )
+        .is_empty());
     }
 
     #[test]
@@ -335,7 +344,10 @@ mod tests {
         );
         assert_eq!(r.instances[0].host, Addr([127, 0, 0, 1].into()));
         // STAGED is left as it was sent.
-        assert!(c.nodes.iter().all(|n| n.p.is_none() && n.metrics_port.is_none()));
+        assert!(c
+            .nodes
+            .iter()
+            .all(|n| n.p.is_none() && n.metrics_port.is_none()));
     }
 
     #[test]

@@ -153,7 +153,9 @@ impl Connection {
         stream.set_nodelay(true)?;
         let remote = stream.peer_addr().ok();
         let Some(tls) = opts.tls.clone() else {
-            return Self::handshake(stream, opts, true).await.map(|c| c.at(remote));
+            return Self::handshake(stream, opts, true)
+                .await
+                .map(|c| c.at(remote));
         };
         let name = match &opts.server_name {
             Some(n) => n.clone(),
@@ -164,7 +166,9 @@ impl Connection {
         let stream = tokio_rustls::TlsConnector::from(tls)
             .connect(name, stream)
             .await?;
-        Self::handshake(stream, opts, true).await.map(|c| c.at(remote))
+        Self::handshake(stream, opts, true)
+            .await
+            .map(|c| c.at(remote))
     }
 
     /// Accepts one agent dialling in (connect mode) and exchanges hellos.

@@ -2,6 +2,7 @@
 //! processes (the stand-in program of `tests/fixtures`).
 
 mod client;
+mod controller;
 mod deploy;
 mod docs;
 mod edges;

@@ -16,7 +16,9 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::hub::{Hub, Join, Leave};
 use super::messages::{ClientId, Publish, SendText};
-use crate::broker::message::{ack, parse_subscriptions, DataMessage, ErrorFrame, Event, CONTROLLER_TOPIC};
+use crate::broker::message::{
+    ack, parse_subscriptions, DataMessage, ErrorFrame, Event, CONTROLLER_TOPIC,
+};
 use crate::controller::requests::{self, Incoming};
 
 /// A client request for the core: its reqid and what it asks.
@@ -94,7 +96,12 @@ impl ClientSession {
     }
 
     fn refuse(&self, frame: ErrorFrame) {
-        tracing::info!(client = self.id.0, "tx error {}: {}", frame.code, frame.context);
+        tracing::info!(
+            client = self.id.0,
+            "tx error {}: {}",
+            frame.code,
+            frame.context
+        );
         self.send(frame.to_json());
     }
 

@@ -125,7 +125,10 @@ impl Core {
     }
 
     fn known_hosts(&self) -> BTreeMap<String, IpAddr> {
-        self.known.iter().map(|(n, k)| (n.clone(), k.host)).collect()
+        self.known
+            .iter()
+            .map(|(n, k)| (n.clone(), k.host))
+            .collect()
     }
 
     fn snapshot(&self) -> Snapshot {
@@ -211,10 +214,9 @@ impl Core {
                 };
                 let r = match c {
                     Some(c) => BrokerResult::ok(&reqid).with_data(records::configuration(c)),
-                    None => BrokerResult::failure(
-                        &reqid,
-                        format!("no {what} configuration available"),
-                    ),
+                    None => {
+                        BrokerResult::failure(&reqid, format!("no {what} configuration available"))
+                    }
                 };
                 self.publish("get_configuration", &reqid, r.to_value());
             }
@@ -311,7 +313,10 @@ impl Core {
         }
         let Some(deployed) = &self.deployed else {
             let r = if stem == "restart" {
-                vec![BrokerResult::failure(&reqid, "no active cluster deployment")]
+                vec![BrokerResult::failure(
+                    &reqid,
+                    "no active cluster deployment",
+                )]
             } else {
                 nodes
                     .iter()
@@ -388,7 +393,11 @@ impl Core {
     // ---- deployments ----
 
     fn deploy(&mut self, reqid: String, internal: bool, ctx: &mut Context<Self>) {
-        let source = if internal { &self.deployed } else { &self.ready };
+        let source = if internal {
+            &self.deployed
+        } else {
+            &self.ready
+        };
         let Some(config) = source.clone() else {
             if !internal {
                 let r = BrokerResult::failure(&reqid, "no configuration available to deploy");
@@ -420,7 +429,11 @@ impl Core {
             }
             return;
         }
-        tracing::info!(internal, "deployment {reqid} of configuration {} pending", config.id);
+        tracing::info!(
+            internal,
+            "deployment {reqid} of configuration {} pending",
+            config.id
+        );
         self.pending = Some(Deployment {
             reqid: reqid.clone(),
             internal,
@@ -615,7 +628,14 @@ impl Core {
 /// Results sorted by instance, then node (unset last).
 fn sorted(mut results: Vec<BrokerResult>) -> Vec<BrokerResult> {
     results.sort_by(|a, b| {
-        let key = |r: &BrokerResult| (r.instance.is_none(), r.instance.clone(), r.node.is_none(), r.node.clone());
+        let key = |r: &BrokerResult| {
+            (
+                r.instance.is_none(),
+                r.instance.clone(),
+                r.node.is_none(),
+                r.node.clone(),
+            )
+        };
         key(a).cmp(&key(b))
     });
     results

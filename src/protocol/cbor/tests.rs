@@ -46,7 +46,9 @@ fn hello_heartbeat_error_roundtrip() {
     };
     assert!(matches!(roundtrip(&Frame::Hello(hello.clone())), Frame::Hello(h) if h == hello));
     let with = hello.clone().with_features(&["restart", "metrics_port"]);
-    assert!(matches!(roundtrip(&Frame::Hello(with.clone())), Frame::Hello(h) if h == with && h.has_feature("restart")));
+    assert!(
+        matches!(roundtrip(&Frame::Hello(with.clone())), Frame::Hello(h) if h == with && h.has_feature("restart"))
+    );
     assert!(matches!(roundtrip(&Frame::Heartbeat), Frame::Heartbeat));
     let err = Frame::Error {
         code: ErrorCode::UnknownTopic,

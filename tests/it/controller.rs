@@ -1,0 +1,388 @@
+//! The controller binary driven by the real `zeek-client` 1.5.0 (installed
+//! by `.ci/run` into `.ci/venv`), with real agents running the stand-in
+//! node program: every output compared with what zeek-client prints
+//! against Zeek's own controller (ids and pids normalised).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::Agent;
+
+/// The zeek-client program: `$ZEEK_CLIENT`, else the one `.ci/run`
+/// installs, else the one on PATH.
+fn zeek_client() -> PathBuf {
+    if let Some(p) = std::env::var_os("ZEEK_CLIENT") {
+        return PathBuf::from(p);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/venv/bin/zeek-client");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("zeek-client")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A running controller.
+struct Controller {
+    child: Child,
+    ws: SocketAddr,
+    agents: u16,
+    dir: PathBuf,
+}
+
+impl Controller {
+    fn start(dir: &Path, ws_port: u16, agent_port: u16) -> Controller {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("controller.log"))
+            .expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_zeek-mgmt-controller"))
+            .args([
+                "--websocket-port",
+                &ws_port.to_string(),
+                "--listen-port",
+                &agent_port.to_string(),
+                "--state-dir",
+                &dir.join("controller-state").display().to_string(),
+                "--request-timeout",
+                "8s",
+                "--dial-interval",
+                "0.1",
+            ])
+            .current_dir(dir)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start the controller");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+        assert!(
+            line.contains("zeek-mgmt-controller") && line.contains("(clients)"),
+            "no ready line: {line:?}"
+        );
+        Controller {
+            child,
+            ws: SocketAddr::from(([127, 0, 0, 1], ws_port)),
+            agents: agent_port,
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// Runs zeek-client against this controller: (exit code, stdout,
+    /// stderr).
+    fn client(&self, args: &[&str]) -> (i32, String, String) {
+        let program = zeek_client();
+        let out = Command::new(&program)
+            .arg("--controller")
+            .arg(self.ws.to_string())
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {}: {e}; install it with `python3 -m venv .ci/venv && .ci/venv/bin/pip install zeek-client==1.5.0` (.ci/run does)",
+                    program.display()
+                )
+            });
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// SIGTERM, and the exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        // SAFETY: plain signal delivery to our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `f` holds, polling every 50 ms, at most `limit`.
+fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// The printed id of a deployment or staging.
+fn id_of(stdout: &str) -> String {
+    let v: Value = serde_json::from_str(stdout).expect("json");
+    v["results"]["id"].as_str().expect("an id").to_owned()
+}
+
+/// get-nodes' output with every pid set to 0 and the agent's own ports
+/// (random in tests) removed.
+fn normalised_nodes(stdout: &str) -> Value {
+    let mut v: Value = serde_json::from_str(stdout).expect("json");
+    if let Some(results) = v["results"].as_object_mut() {
+        for nodes in results.values_mut() {
+            for (_, n) in nodes.as_object_mut().into_iter().flatten() {
+                if n.get("pid").is_some() {
+                    n["pid"] = Value::from(0);
+                }
+                if n["mgmt_role"] == "AGENT" {
+                    if let Some(o) = n.as_object_mut() {
+                        o.remove("port");
+                    }
+                }
+            }
+        }
+    }
+    v
+}
+
+fn pids(stdout: &str) -> Vec<i64> {
+    let v: Value = serde_json::from_str(stdout).expect("json");
+    let mut out = Vec::new();
+    for nodes in v["results"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(_, n)| n)
+    {
+        for (_, n) in nodes.as_object().into_iter().flatten() {
+            if n["mgmt_role"].is_null() {
+                out.push(n["pid"].as_i64().unwrap_or(0));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn zeek_client_deploys_lists_and_shows_a_cluster_across_two_agents_and_a_restart() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (ws_port, agent_port) = (free_port(), free_port());
+    let controller = Controller::start(dir, ws_port, agent_port);
+
+    // No agent yet.
+    let (code, out, _) = controller.client(&["get-instances"]);
+    assert_eq!((code, out.as_str()), (0, "{}\n"));
+    let (code, out, _) = controller.client(&["get-nodes"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        out,
+        "{\n  \"errors\": [\n    {\n      \"error\": \"no instances connected\",\n      \"source\": null\n    }\n  ],\n  \"results\": {}\n}\n"
+    );
+
+    // agent-a dials in; agent-b listens and is dialled by the controller.
+    let _a = Agent::start_dialling(controller.agents, &["--name", "agent-a"]);
+    let b = Agent::start(&["--name", "agent-b"]);
+    let b_port = b.addr.expect("agent-b listens").port();
+    std::fs::write(
+        dir.join("cluster.ini"),
+        format!(
+            "[instances]\nagent-a\nagent-b = 127.0.0.1:{b_port}\n\n\
+             [manager]\ninstance = agent-a\nrole = manager\n\n\
+             [proxy-1]\ninstance = agent-a\nrole = proxy\n\n\
+             [worker-1]\ninstance = agent-b\nrole = worker\ninterface = lo\n\n\
+             [worker-2]\ninstance = agent-b\nrole = worker\ninterface = lo\n"
+        ),
+    )
+    .expect("cluster.ini");
+    assert!(
+        eventually(Duration::from_secs(10), || controller
+            .client(&["get-instances"])
+            .1
+            .contains("agent-a")),
+        "agent-a never checked in"
+    );
+
+    let (code, out, err) = controller.client(&["deploy-config", "cluster.ini"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let id = id_of(&out);
+    let node = |name: &str, inst: &str| {
+        format!("      \"{name}\": {{\n        \"instance\": \"{inst}\",\n        \"success\": true\n      }}")
+    };
+    assert_eq!(
+        out,
+        format!(
+            "{{\n  \"errors\": [],\n  \"results\": {{\n    \"id\": \"{id}\",\n    \"nodes\": {{\n{},\n{},\n{},\n{}\n    }}\n  }}\n}}\n",
+            node("manager", "agent-a"),
+            node("proxy-1", "agent-a"),
+            node("worker-1", "agent-b"),
+            node("worker-2", "agent-b"),
+        )
+    );
+
+    let (code, out, _) = controller.client(&["get-instances"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).expect("json"),
+        serde_json::json!({
+            "agent-a": {"host": "127.0.0.1"},
+            "agent-b": {"host": "127.0.0.1", "port": b_port},
+        })
+    );
+
+    let (code, out, _) = controller.client(&["get-nodes"]);
+    assert_eq!(code, 0, "{out}");
+    let status = |role: &str, port: Option<u16>, metrics: u16| {
+        let mut m = serde_json::json!({
+            "cluster_role": role, "metrics_port": metrics, "mgmt_role": null,
+            "pid": 0, "state": "RUNNING"
+        });
+        if let Some(p) = port {
+            m["port"] = Value::from(p);
+        }
+        m
+    };
+    let agent = serde_json::json!({"cluster_role": null, "mgmt_role": "AGENT", "pid": 0, "state": "RUNNING"});
+    assert_eq!(
+        normalised_nodes(&out),
+        serde_json::json!({
+            "errors": [],
+            "results": {
+                "agent-a": {
+                    "agent-a": agent,
+                    "manager": status("MANAGER", Some(2200), 9000),
+                    "proxy-1": status("PROXY", Some(2201), 9001),
+                },
+                "agent-b": {
+                    "agent-b": agent,
+                    "worker-1": status("WORKER", None, 9002),
+                    "worker-2": status("WORKER", None, 9003),
+                },
+            }
+        }),
+        "{out}"
+    );
+    let before = pids(&out);
+
+    let (code, deployed, _) = controller.client(&["get-config", "--deployed"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        deployed,
+        format!(
+            "[instances]\nagent-a\nagent-b = 127.0.0.1:{b_port}\n\n\
+             [manager]\ninstance = agent-a\nrole = MANAGER\nport = 2200\nmetrics_port = 9000\n\n\
+             [proxy-1]\ninstance = agent-a\nrole = PROXY\nport = 2201\nmetrics_port = 9001\n\n\
+             [worker-1]\ninstance = agent-b\nrole = WORKER\ninterface = lo\nmetrics_port = 9002\n\n\
+             [worker-2]\ninstance = agent-b\nrole = WORKER\ninterface = lo\nmetrics_port = 9003\n\n"
+        )
+    );
+    let (code, staged, _) = controller.client(&["get-config", "--staged"]);
+    assert_eq!(code, 0);
+    assert!(
+        !staged.contains("port = 2200"),
+        "STAGED is as sent:\n{staged}"
+    );
+
+    // A restart of the controller: SIGTERM exits 0, the nodes keep running,
+    // and the configurations come back; the agents, redeployed to as they
+    // return, restart nothing.
+    let status = controller.stop();
+    assert!(status.success(), "{status:?}");
+    let controller = Controller::start(dir, ws_port, agent_port);
+    let (code, again, _) = controller.client(&["get-config", "--deployed"]);
+    assert_eq!((code, again.as_str()), (0, deployed.as_str()));
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            let (code, out, _) = controller.client(&["get-nodes"]);
+            code == 0 && out.contains("agent-a") && out.contains("agent-b")
+        }),
+        "the agents never came back"
+    );
+    let (_, out, _) = controller.client(&["get-nodes"]);
+    assert_eq!(pids(&out), before, "nodes were restarted:\n{out}");
+
+    // The same configuration again: every agent answers unchanged.
+    let (code, out, err) = controller.client(&["deploy"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(id_of(&out), id);
+}
+
+#[test]
+fn zeek_client_gets_the_controllers_refusals_word_for_word() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let agent_port = free_port();
+    let controller = Controller::start(dir, free_port(), agent_port);
+    let (code, out, _) = controller.client(&["deploy"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            1,
+            "{\n  \"errors\": [\n    \"no configuration available to deploy\"\n  ],\n  \"results\": {}\n}\n"
+        )
+    );
+    let (code, out, err) = controller.client(&["get-config"]);
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (1, "", "error: no staged configuration available\n")
+    );
+    // CONTROLLER.md's bad.ini, with the controller's agent port of this
+    // test where the file has the default 2150.
+    std::fs::write(
+        dir.join("bad.ini"),
+        format!(
+            "[instances]\nagent-local\nmanager\n\n\
+         [manager]\ninstance = agent-local\nrole = manager\nport = {agent_port}\n\n\
+         [logger]\ninstance = agent-other\nrole = logger\nport = 2300\n\n\
+         [worker-1]\ninstance = agent-local\nrole = worker\nport = 2300\n\n\
+         [worker-2]\ninstance = agent-local\nrole = worker\nport = 2300\n"
+        ),
+    )
+    .expect("bad.ini");
+    let (code, out, _) = controller.client(&["stage-config", "bad.ini"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        out,
+        format!("{{\n  \"errors\": [\n    \"multiple nodes on instance 'agent-local' using port 2300/tcp\",\n    \"node 'logger' has undeclared instance name 'agent-other'\",\n    \"node 'manager' port {agent_port}/tcp conflicts with controller port\",\n    \"node and instance names collide: manager\"\n  ],\n  \"results\": {{}}\n}}\n")
+    );
+    let (code, out, _) = controller.client(&["restart"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            1,
+            "{\n  \"errors\": [\n    {\n      \"error\": \"no instances connected\",\n      \"source\": null\n    }\n  ],\n  \"results\": {}\n}\n"
+        )
+    );
+    let (code, out, _) = controller.client(&["get-id-value", "Cluster::node"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            1,
+            "{\n  \"errors\": [\n    {\n      \"error\": \"no cluster deployed\",\n      \"source\": null\n    }\n  ],\n  \"results\": {}\n}\n"
+        )
+    );
+}
