@@ -212,6 +212,15 @@ mod tests {
     }
 
     #[test]
+    fn the_contrib_file_holds_every_setting_with_its_default() {
+        let text = include_str!("../../contrib/zeek-mgmt-controller.toml");
+        let file: Settings = toml::from_str(text).expect("contrib TOML");
+        let mut c = Config::default();
+        file.apply(&mut c);
+        assert_eq!(format!("{c:?}"), format!("{:?}", Config::default()));
+    }
+
+    #[test]
     fn an_invalid_environment_value_names_its_variable() {
         let e = env_args(|v| (v == "ZEEK_CONTROLLER_WEBSOCKET_PORT").then(|| "http".into()))
             .expect_err("invalid");
