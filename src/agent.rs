@@ -15,4 +15,4 @@ pub use builder::{AgentBuilder, AgentHandle, LocalPeer};
 
 /// The protocol extensions this agent announces in its hello (see
 /// `docs/protocol.md`, "Extensions").
-pub const FEATURES: &[&str] = &["metrics_port"];
+pub const FEATURES: &[&str] = &["restart", "metrics_port", "node_outputs", "unchanged"];

@@ -40,6 +40,14 @@ macro_rules! with_requests {
             /// `agent_standby_request(reqid)`; handled by the node supervisor,
             /// which stops every node and clears the configuration first.
             AgentStandby(agent_standby) AgentStandbyRequest {} -> AgentStandbyResponse;
+            /// `restart_request(reqid, nodes)` (an extension): handled by the
+            /// node supervisor, which stops the named local nodes (every one
+            /// when `nodes` is empty) and launches them again from the
+            /// running configuration. The response's `data` holds one result
+            /// per restarted node.
+            Restart(restart) RestartRequest {
+                nodes: Vec<String> = "node names"
+            } -> RestartResponse;
         }
     };
 }

@@ -354,8 +354,18 @@ pub enum ResultData {
     NodeStatuses(Vec<NodeStatus>),
     /// `set_configuration_response`: one result per local node.
     Results(Vec<ApiResult>),
+    /// A failed node's output tails, in its per-node result of
+    /// `set_configuration_response` (an extension, `node_outputs`).
+    Outputs(NodeOutputs),
     /// Any other text a peer may send.
     Text(String),
+}
+
+/// `Management::NodeOutputs`: the tails of a node's stdout and stderr.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NodeOutputs {
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// `Management::Result`.
@@ -372,10 +382,18 @@ pub struct ApiResult {
     pub error: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// In `set_configuration_response`: the agent already ran this
+    /// configuration and restarted nothing (an extension, `unchanged`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub unchanged: bool,
 }
 
 fn default_true() -> bool {
     true
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl ApiResult {
@@ -388,6 +406,7 @@ impl ApiResult {
             data: None,
             error: String::new(),
             node: None,
+            unchanged: false,
         }
     }
 

@@ -12,15 +12,19 @@ fn text(s: &str) -> Option<String> {
 /// `set_configuration_response`: one result per node, or one node-less
 /// result for an agent-wide failure or an unchanged configuration.
 pub fn set_configuration(subid: &str, r: &ApiResult) -> Vec<BrokerResult> {
+    if r.unchanged && r.success {
+        return vec![BrokerResult::ok(subid).from_instance(&r.instance)];
+    }
     match &r.data {
         Some(ResultData::Results(per)) if !per.is_empty() => per
             .iter()
             .map(|p| {
                 let instance = text(&p.instance).or_else(|| text(&r.instance));
-                let data = (!p.success)
-                    .then(|| text(&p.error))
-                    .flatten()
-                    .map(|e| Value::Vector(vec![Value::string(""), Value::String(e)]));
+                let data = match (&p.data, p.success) {
+                    (_, true) => None,
+                    (Some(ResultData::Outputs(o)), false) => Some(outputs(&o.stdout, &o.stderr)),
+                    (_, false) => text(&p.error).map(|e| outputs("", &e)),
+                };
                 BrokerResult {
                     reqid: subid.to_owned(),
                     success: p.success,
@@ -32,6 +36,34 @@ pub fn set_configuration(subid: &str, r: &ApiResult) -> Vec<BrokerResult> {
             })
             .collect(),
         _ if r.success => vec![BrokerResult::ok(subid).from_instance(&r.instance)],
+        _ => vec![BrokerResult::failure(subid, r.error.clone()).from_instance(&r.instance)],
+    }
+}
+
+/// `Management::NodeOutputs`: `[stdout, stderr]`.
+fn outputs(stdout: &str, stderr: &str) -> Value {
+    Value::Vector(vec![Value::string(stdout), Value::string(stderr)])
+}
+
+/// `restart_response`: one result per node the agent restarted, or one
+/// node-less failure.
+pub fn per_node(subid: &str, r: &ApiResult) -> Vec<BrokerResult> {
+    match &r.data {
+        Some(ResultData::Results(per)) => per
+            .iter()
+            .map(|p| BrokerResult {
+                reqid: subid.to_owned(),
+                success: p.success,
+                instance: text(&p.instance).or_else(|| text(&r.instance)),
+                data: match &p.data {
+                    Some(ResultData::Text(t)) => Some(Value::string(t)),
+                    _ => None,
+                },
+                error: text(&p.error),
+                node: p.node.clone(),
+            })
+            .collect(),
+        _ if r.success => Vec::new(),
         _ => vec![BrokerResult::failure(subid, r.error.clone()).from_instance(&r.instance)],
     }
 }
@@ -100,6 +132,71 @@ mod tests {
                 Value::string(""),
                 Value::string("fatal error: boom")
             ]))
+        );
+    }
+
+    #[test]
+    fn a_failed_nodes_output_tails_become_its_node_outputs() {
+        let mut w = per_node(
+            "worker-1",
+            false,
+            "node worker-1 exited with code 1 while starting",
+        );
+        w.data = Some(ResultData::Outputs(crate::api::types::NodeOutputs {
+            stdout: "some stdout\n".into(),
+            stderr: "fatal error: boom\n".into(),
+        }));
+        let mut r = ApiResult::failure(ReqId("s".into()), "agent-a", "1 of 1 nodes failed");
+        r.data = Some(ResultData::Results(vec![w]));
+        let out = set_configuration("sub", &r);
+        assert_eq!(
+            out[0].data,
+            Some(Value::Vector(vec![
+                Value::string("some stdout\n"),
+                Value::string("fatal error: boom\n")
+            ]))
+        );
+    }
+
+    #[test]
+    fn an_unchanged_answer_is_one_node_less_success() {
+        let mut r = ApiResult::ok(ReqId("s".into()), "agent-a");
+        r.unchanged = true;
+        r.data = Some(ResultData::Results(vec![per_node("manager", true, "")]));
+        assert_eq!(
+            set_configuration("sub", &r),
+            [BrokerResult::ok("sub").from_instance("agent-a")]
+        );
+    }
+
+    #[test]
+    fn a_restart_answer_becomes_one_result_per_node() {
+        let mut r = ApiResult::failure(
+            ReqId("s".into()),
+            "agent-a",
+            "1 of 2 nodes failed to restart",
+        );
+        r.data = Some(ResultData::Results(vec![
+            per_node("manager", true, ""),
+            per_node("worker-1", false, "could not restart node worker-1: boom"),
+        ]));
+        let out = super::per_node("sub", &r);
+        assert_eq!(
+            out[0],
+            BrokerResult::ok("sub")
+                .from_instance("agent-a")
+                .for_node("manager")
+        );
+        assert_eq!(
+            out[1],
+            BrokerResult::failure("sub", "could not restart node worker-1: boom")
+                .from_instance("agent-a")
+                .for_node("worker-1")
+        );
+        let refused = ApiResult::failure(ReqId("s".into()), "agent-a", "agent is shutting down");
+        assert_eq!(
+            super::per_node("sub", &refused),
+            [BrokerResult::failure("sub", "agent is shutting down").from_instance("agent-a")]
         );
     }
 

@@ -256,6 +256,7 @@ fn zeek_client_deploys_lists_and_shows_a_cluster_across_two_agents_and_a_restart
 
     let (code, out, _) = controller.client(&["get-nodes"]);
     assert_eq!(code, 0, "{out}");
+    let controller_nodes_before = out.clone();
     let status = |role: &str, port: Option<u16>, metrics: u16| {
         let mut m = serde_json::json!({
             "cluster_role": role, "metrics_port": metrics, "mgmt_role": null,
@@ -286,7 +287,35 @@ fn zeek_client_deploys_lists_and_shows_a_cluster_across_two_agents_and_a_restart
         }),
         "{out}"
     );
-    let before = pids(&out);
+
+    // restart: the named node comes back with a new process, the others
+    // keep theirs; an unknown name is an error.
+    let (code, out, _) = controller.client(&["restart", "worker-1", "bogus"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            1,
+            "{\n  \"errors\": [\n    {\n      \"error\": \"unknown cluster node\",\n      \"source\": \"bogus\"\n    }\n  ],\n  \"results\": {\n    \"worker-1\": true\n  }\n}\n"
+        )
+    );
+    let (_, after_restart, _) = controller.client(&["get-nodes"]);
+    let node_pid = |out: &str, agent: &str, node: &str| {
+        let v: Value = serde_json::from_str(out).expect("json");
+        v["results"][agent][node]["pid"].as_i64().expect("a pid")
+    };
+    assert_ne!(
+        node_pid(&after_restart, "agent-b", "worker-1"),
+        node_pid(&controller_nodes_before, "agent-b", "worker-1")
+    );
+    assert_eq!(
+        node_pid(&after_restart, "agent-b", "worker-2"),
+        node_pid(&controller_nodes_before, "agent-b", "worker-2")
+    );
+    assert_eq!(
+        node_pid(&after_restart, "agent-a", "manager"),
+        node_pid(&controller_nodes_before, "agent-a", "manager")
+    );
+    let before = pids(&after_restart);
 
     let (code, deployed, _) = controller.client(&["get-config", "--deployed"]);
     assert_eq!(code, 0);
@@ -325,10 +354,56 @@ fn zeek_client_deploys_lists_and_shows_a_cluster_across_two_agents_and_a_restart
     let (_, out, _) = controller.client(&["get-nodes"]);
     assert_eq!(pids(&out), before, "nodes were restarted:\n{out}");
 
-    // The same configuration again: every agent answers unchanged.
+    // The same configuration again: every agent answers unchanged, and
+    // zeek-client prints only the id.
     let (code, out, err) = controller.client(&["deploy"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(id_of(&out), id);
+    assert_eq!(
+        out,
+        format!("{{\n  \"errors\": [],\n  \"results\": {{\n    \"id\": \"{id}\"\n  }}\n}}\n")
+    );
+}
+
+#[test]
+fn a_node_that_fails_is_shown_with_its_output() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let controller = Controller::start(dir, free_port(), free_port());
+    let _a = Agent::start_dialling(
+        controller.agents,
+        &["--name", "agent-a", "--max-revivals", "0"],
+    );
+    std::fs::write(
+        dir.join("fail.ini"),
+        "[manager]\ninstance = agent-a\nrole = manager\n\n\
+         [worker-1]\ninstance = agent-a\nrole = worker\nenv = STANDIN_FAIL_START=1\n",
+    )
+    .expect("fail.ini");
+    assert!(
+        eventually(Duration::from_secs(10), || controller
+            .client(&["get-instances"])
+            .1
+            .contains("agent-a")),
+        "agent-a never checked in"
+    );
+    let (code, out, err) = controller.client(&["deploy-config", "fail.ini"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["errors"], serde_json::json!([]));
+    assert_eq!(
+        v["results"]["nodes"]["manager"],
+        serde_json::json!({"instance": "agent-a", "success": true})
+    );
+    let w = &v["results"]["nodes"]["worker-1"];
+    assert_eq!(w["success"], false);
+    assert_eq!(w["instance"], "agent-a");
+    assert_eq!(w["stderr"], "fatal error: stand-in told to fail at start");
+    assert!(
+        w["stdout"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("stand-in node worker-1 started with pid ")),
+        "{out}"
+    );
 }
 
 #[test]

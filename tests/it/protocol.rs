@@ -48,7 +48,9 @@ async fn hello_and_check_in() {
             endpoint: AGENT.into(),
             role: "agent".into(),
             heartbeat: 5,
-            features: vec!["metrics_port".to_owned()]
+            features: ["restart", "metrics_port", "node_outputs", "unchanged"]
+                .map(String::from)
+                .to_vec()
         }
     );
     assert_eq!(c.topic(), format!("zeek/management/agent/{AGENT}"));

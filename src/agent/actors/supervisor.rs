@@ -32,7 +32,7 @@ use crate::agent::validate::HostFacts;
 use crate::api::events::{
     AgentStandbyRequest, AgentStandbyResponse, AgentWelcomeRequest, AgentWelcomeResponse,
     GetNodesRequest, GetNodesResponse, Notification, NotifyChange, NotifyError, NotifyLog,
-    SetConfigurationRequest, SetConfigurationResponse,
+    RestartRequest, RestartResponse, SetConfigurationRequest, SetConfigurationResponse,
 };
 use crate::api::types::{
     ApiResult, Configuration, MgmtRole, Node, NodeStatus, Port, ReqId, ResultData, Role, State,
@@ -83,6 +83,8 @@ pub struct NodeSupervisor {
     /// Answered once every draining process has exited.
     after_drain: Vec<oneshot::Sender<()>>,
     deploy: Option<PendingDeploy>,
+    /// `restart_request`s waiting for their nodes.
+    restarting: Vec<PendingDeploy>,
     backend: Backend,
     next_proc: u64,
     /// The agent's own last sample; the nodes' are in their slots.
@@ -126,6 +128,7 @@ impl NodeSupervisor {
             draining: HashMap::new(),
             after_drain: Vec::new(),
             deploy: None,
+            restarting: Vec::new(),
             backend: Backend::Detecting,
             next_proc: 0,
             own_sample: None,
@@ -392,6 +395,49 @@ impl Handler<AgentStandbyRequest> for NodeSupervisor {
                 (Err(_), _) => ApiResult::failure(reqid.clone(), &name, "agent is shutting down"),
             };
             AgentStandbyResponse { reqid, result }
+        })
+    }
+}
+
+impl Handler<RestartRequest> for NodeSupervisor {
+    type Result = ResponseFuture<RestartResponse>;
+
+    fn handle(&mut self, req: RestartRequest, ctx: &mut Context<Self>) -> Self::Result {
+        let RestartRequest { reqid, nodes } = req;
+        let (tx, rx) = oneshot::channel();
+        // Names this agent does not run are ignored; none means all.
+        let names: Vec<String> = self
+            .slots
+            .keys()
+            .filter(|n| nodes.is_empty() || nodes.contains(n))
+            .cloned()
+            .collect();
+        if self.shutting_down {
+            let _ = tx.send(ApiResult::failure(
+                reqid.clone(),
+                self.name(),
+                "agent is shutting down",
+            ));
+        } else if names.is_empty() {
+            let mut result = ApiResult::ok(reqid.clone(), self.name());
+            result.data = Some(ResultData::Results(Vec::new()));
+            let _ = tx.send(result);
+        } else {
+            tracing::info!(nodes = ?names, "restarting");
+            let id = self
+                .config
+                .as_ref()
+                .map(|c| c.id.clone())
+                .unwrap_or_default();
+            self.restarting
+                .push(PendingDeploy::restart(&names, &id, reqid.clone(), tx));
+            for name in &names {
+                self.restart_slot(name, ctx);
+            }
+            self.launch_ready(ctx);
+        }
+        answered_later(rx, reqid, self.cfg.name.clone(), |reqid, result| {
+            RestartResponse { reqid, result }
         })
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use tokio::sync::oneshot;
 
 use crate::agent::validate::{self, HostFacts};
-use crate::api::types::{ApiResult, Configuration, ReqId, ResultData};
+use crate::api::types::{ApiResult, Configuration, NodeOutputs, ReqId, ResultData};
 
 /// What to do with a configuration that arrives.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,14 +60,49 @@ fn same_content(config: &Configuration, running: &Configuration) -> bool {
     probe.same_cluster(running)
 }
 
-/// A `set_configuration` waiting for its nodes (or the persisted
-/// configuration being brought back at start, with nobody to answer).
+/// Why a node did not come up: what `notify_error` said of it, and the
+/// tails of its output files.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Failure {
+    pub error: String,
+    pub outputs: NodeOutputs,
+}
+
+impl From<String> for Failure {
+    fn from(error: String) -> Self {
+        Failure {
+            error,
+            outputs: NodeOutputs::default(),
+        }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(error: &str) -> Self {
+        Failure::from(error.to_owned())
+    }
+}
+
+/// What the nodes are brought up for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Deploy,
+    /// The running configuration again: nothing was restarted.
+    Unchanged,
+    /// `restart_request`.
+    Restart,
+}
+
+/// A `set_configuration` or a `restart` waiting for its nodes (or the
+/// persisted configuration being brought back at start, with nobody to
+/// answer).
 pub struct PendingDeploy {
     reqid: Option<ReqId>,
     pub config_id: String,
     responder: Option<oneshot::Sender<ApiResult>>,
-    /// One entry per local node: `None` until it runs or has failed.
-    results: BTreeMap<String, Option<Result<(), String>>>,
+    /// One entry per node concerned: `None` until it runs or has failed.
+    results: BTreeMap<String, Option<Result<(), Failure>>>,
+    kind: Kind,
 }
 
 impl PendingDeploy {
@@ -88,6 +123,24 @@ impl PendingDeploy {
                 .filter(|n| n.instance == agent)
                 .map(|n| (n.name.clone(), None))
                 .collect(),
+            kind: Kind::Deploy,
+        }
+    }
+
+    /// The restart of the local nodes `names` of the running
+    /// configuration `config_id`.
+    pub fn restart(
+        names: &[String],
+        config_id: &str,
+        reqid: ReqId,
+        responder: oneshot::Sender<ApiResult>,
+    ) -> PendingDeploy {
+        PendingDeploy {
+            reqid: Some(reqid),
+            config_id: config_id.to_owned(),
+            responder: Some(responder),
+            results: names.iter().map(|n| (n.clone(), None)).collect(),
+            kind: Kind::Restart,
         }
     }
 
@@ -98,7 +151,7 @@ impl PendingDeploy {
 
     /// Records a node's first outcome (a later one, a revival's, does not
     /// change it); returns whether the deployment is now complete.
-    pub fn record(&mut self, node: &str, outcome: Result<(), String>) -> bool {
+    pub fn record(&mut self, node: &str, outcome: Result<(), Failure>) -> bool {
         if let Some(r @ None) = self.results.get_mut(node) {
             *r = Some(outcome);
         }
@@ -110,6 +163,7 @@ impl PendingDeploy {
         for r in self.results.values_mut() {
             *r = Some(Ok(()));
         }
+        self.kind = Kind::Unchanged;
         self
     }
 
@@ -124,6 +178,18 @@ impl PendingDeploy {
     /// The `notify_log` line of a finished deployment.
     pub fn summary(&self) -> String {
         let failed = self.failed();
+        if self.kind == Kind::Restart {
+            return if failed.is_empty() {
+                format!("restarted {} nodes", self.results.len())
+            } else {
+                format!(
+                    "{} of {} nodes failed to restart ({})",
+                    failed.len(),
+                    self.results.len(),
+                    failed.join(", ")
+                )
+            };
+        }
         if failed.is_empty() {
             format!(
                 "configuration {:?} applied: {} nodes running",
@@ -148,10 +214,24 @@ impl PendingDeploy {
             .results
             .iter()
             .map(|(node, r)| {
-                let mut res = match r {
-                    Some(Ok(())) => ApiResult::ok(reqid.clone(), instance),
-                    Some(Err(e)) => ApiResult::failure(reqid.clone(), instance, e.clone()),
-                    None => ApiResult::failure(reqid.clone(), instance, "no outcome"),
+                let failure = match r {
+                    Some(Ok(())) => None,
+                    Some(Err(f)) => Some(f.clone()),
+                    None => Some(Failure::from("no outcome")),
+                };
+                let mut res = match failure {
+                    None => ApiResult::ok(reqid.clone(), instance),
+                    Some(f) => {
+                        let error = match self.kind {
+                            Kind::Restart => format!("could not restart node {node}: {}", f.error),
+                            _ => f.error,
+                        };
+                        let mut res = ApiResult::failure(reqid.clone(), instance, error);
+                        if f.outputs != NodeOutputs::default() {
+                            res.data = Some(ResultData::Outputs(f.outputs));
+                        }
+                        res
+                    }
                 };
                 res.node = Some(node.clone());
                 res
@@ -163,6 +243,7 @@ impl PendingDeploy {
             result.error = self.summary();
         }
         result.data = Some(ResultData::Results(per_node));
+        result.unchanged = self.kind == Kind::Unchanged;
         result
     }
 
@@ -177,10 +258,14 @@ impl PendingDeploy {
     /// the shutdown) took its place.
     pub fn supersede(mut self, instance: &str, by: &str) {
         if let (Some(tx), Some(reqid)) = (self.responder.take(), self.reqid.take()) {
+            let what = match self.kind {
+                Kind::Restart => "the restart".to_owned(),
+                _ => format!("configuration {:?}", self.config_id),
+            };
             let _ = tx.send(ApiResult::failure(
                 reqid,
                 instance,
-                format!("configuration {:?} was superseded by {by}", self.config_id),
+                format!("{what} was superseded by {by}"),
             ));
         }
     }

@@ -9,6 +9,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use super::deploy::{Failure, PendingDeploy};
 use super::launch_order::launch_now;
 use super::revival::{after_exit, exit_message, AfterExit, RevivalPolicy};
 use super::slots::{self, Slot};
@@ -18,12 +19,12 @@ use crate::agent::actors::node::{
 };
 use crate::agent::layout;
 use crate::agent::process::{self, NodeFile, SpawnSpec};
-use crate::api::types::{Configuration, State};
+use crate::api::types::{Configuration, NodeOutputs, State};
 
 /// The file Zeek loads from a node's working directory.
 const LAYOUT_FILE: &str = "cluster-layout.zeek";
-/// Lines of a failed node's stderr quoted in its result.
-const STDERR_TAIL_LINES: usize = 20;
+/// Lines of a failed node's stdout and stderr quoted in its result.
+const OUTPUT_TAIL_LINES: usize = 20;
 
 impl NodeSupervisor {
     /// Replaces the running configuration: stops every current process and
@@ -83,27 +84,69 @@ impl NodeSupervisor {
         self.launch_ready(ctx);
     }
 
+    /// Answers the pending deployment and restarts `success: false`:
+    /// `by` took their place.
     pub(super) fn supersede_deploy(&mut self, by: &str) {
         if let Some(d) = self.deploy.take() {
             d.supersede(&self.cfg.name, by);
         }
+        for r in std::mem::take(&mut self.restarting) {
+            r.supersede(&self.cfg.name, by);
+        }
     }
 
     pub(super) fn finish_deploy_if_complete(&mut self) {
-        if !self.deploy.as_ref().is_some_and(|d| d.is_complete()) {
-            return;
+        if self.deploy.as_ref().is_some_and(|d| d.is_complete()) {
+            if let Some(d) = self.deploy.take() {
+                self.notify_log("", d.summary());
+                d.respond(&self.cfg.name);
+            }
         }
-        if let Some(d) = self.deploy.take() {
-            self.notify_log("", d.summary());
-            d.respond(&self.cfg.name);
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.restarting)
+            .into_iter()
+            .partition(PendingDeploy::is_complete);
+        self.restarting = waiting;
+        for r in done {
+            self.notify_log("", r.summary());
+            r.respond(&self.cfg.name);
         }
     }
 
-    fn record(&mut self, name: &str, outcome: Result<(), String>) {
+    fn record(&mut self, name: &str, outcome: Result<(), Failure>) {
         if let Some(d) = &mut self.deploy {
-            d.record(name, outcome);
+            d.record(name, outcome.clone());
+        }
+        for r in &mut self.restarting {
+            r.record(name, outcome.clone());
         }
         self.finish_deploy_if_complete();
+    }
+
+    /// Stops the local node `name` (its process drains like an old
+    /// configuration's) and makes it PENDING, to be launched again once
+    /// nothing drains.
+    pub(super) fn restart_slot(&mut self, name: &str, ctx: &mut Context<Self>) {
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        if let Some(h) = slot.revival.take() {
+            ctx.cancel_future(h);
+        }
+        if let Some((id, addr)) = slot.proc.take() {
+            addr.do_send(StopNode);
+            self.draining.insert(
+                id,
+                Draining {
+                    node: slot.node.clone(),
+                },
+            );
+        }
+        slot.pid = None;
+        slot.started_at = None;
+        slot.attempts = 0;
+        slot.has_run = false;
+        self.set_state(name, State::Pending);
+        self.mark_pids_dirty(ctx);
     }
 
     /// Launches what `launch_order` says launches now (nothing while old
@@ -181,7 +224,7 @@ impl NodeSupervisor {
         }
         self.set_state(name, State::Failed);
         self.notify_error(name, format!("node {name} failed to launch: {error}"));
-        self.record(name, Err(error));
+        self.record(name, Err(Failure::from(error)));
     }
 
     /// A fact from a node process: decided on by the process's id, so that
@@ -250,14 +293,21 @@ impl NodeSupervisor {
         slot.pid = None;
         slot.started_at = None;
         self.mark_pids_dirty(ctx);
-        let tail = process::tail(
-            &self.cfg.cluster_dir.join(name).join("stderr"),
-            STDERR_TAIL_LINES,
-        );
-        let msg = exit_message(name, &status, was_running, &tail);
+        let dir = self.cfg.cluster_dir.join(name);
+        let outputs = NodeOutputs {
+            stdout: process::tail(&dir.join("stdout"), OUTPUT_TAIL_LINES),
+            stderr: process::tail(&dir.join("stderr"), OUTPUT_TAIL_LINES),
+        };
+        let msg = exit_message(name, &status, was_running, &outputs.stderr);
         self.set_state(name, State::Crashed);
         self.notify_error(name, msg.clone());
-        self.record(name, Err(msg));
+        self.record(
+            name,
+            Err(Failure {
+                error: msg,
+                outputs,
+            }),
+        );
         let policy = RevivalPolicy::of(&self.cfg);
         match after_exit(&policy, attempts, ran, self.shutting_down) {
             AfterExit::Leave => {}

@@ -348,3 +348,85 @@ async fn with_zeromq_port_checks_wait_only_for_the_manager() {
     let st = statuses(&s).await;
     assert!(st.iter().all(|n| n.state == State::Running), "{st:?}");
 }
+
+fn pid_of(list: &[NodeStatus], node: &str) -> Option<i64> {
+    list.iter().find(|s| s.node == node).and_then(|s| s.pid)
+}
+
+async fn restart(s: &Addr<NodeSupervisor>, nodes: &[&str]) -> ApiResult {
+    s.send(RestartRequest {
+        reqid: "x".into(),
+        nodes: nodes.iter().map(|n| (*n).to_owned()).collect(),
+    })
+    .await
+    .expect("answered")
+    .result
+}
+
+#[actix_rt::test]
+async fn restart_relaunches_only_the_named_nodes_and_ignores_others() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (s, _seen) = start(config(dir.path()));
+    let c = cluster("c1", &[("w1", Role::Worker), ("w2", Role::Worker)]);
+    assert!(deploy(&s, c.clone()).await.success);
+    let before = statuses(&s).await;
+    let r = restart(&s, &["w1", "elsewhere"]).await;
+    assert!(r.success, "{r:?}");
+    let Some(ResultData::Results(per)) = &r.data else {
+        panic!("{r:?}")
+    };
+    assert_eq!(per.len(), 1);
+    assert_eq!(per[0].node.as_deref(), Some("w1"));
+    let after = statuses(&s).await;
+    assert_ne!(pid_of(&after, "w1"), pid_of(&before, "w1"));
+    assert!(pid_of(&after, "w1").is_some());
+    assert_eq!(pid_of(&after, "w2"), pid_of(&before, "w2"));
+    assert!(after.iter().all(|n| n.state == State::Running), "{after:?}");
+    // Nobody here: success, no results.
+    let none = restart(&s, &["elsewhere"]).await;
+    assert!(none.success);
+    assert_eq!(none.data, Some(ResultData::Results(vec![])));
+    // The same configuration again: unchanged, nothing restarted.
+    let again = deploy(&s, c).await;
+    assert!(again.success && again.unchanged, "{again:?}");
+    assert_eq!(pid_of(&statuses(&s).await, "w1"), pid_of(&after, "w1"));
+}
+
+#[actix_rt::test]
+async fn a_node_that_fails_is_answered_with_its_output_tails() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (s, _seen) = start(Config {
+        max_revivals: 0,
+        ..config(dir.path())
+    });
+    let mut c = cluster("c1", &[("w1", Role::Worker)]);
+    c.nodes[0]
+        .env
+        .insert("STANDIN_FAIL_START".into(), "1".into());
+    let r = deploy(&s, c).await;
+    assert!(!r.success && !r.unchanged, "{r:?}");
+    let Some(ResultData::Results(per)) = &r.data else {
+        panic!("{r:?}")
+    };
+    let Some(ResultData::Outputs(o)) = &per[0].data else {
+        panic!("no outputs: {:?}", per[0])
+    };
+    assert_eq!(o.stderr, "fatal error: stand-in told to fail at start");
+    assert!(
+        o.stdout.starts_with("stand-in node w1 started with pid "),
+        "{o:?}"
+    );
+    // A restart of a node that fails again says so.
+    let r = restart(&s, &[]).await;
+    assert!(!r.success);
+    let Some(ResultData::Results(per)) = &r.data else {
+        panic!("{r:?}")
+    };
+    assert!(
+        per[0]
+            .error
+            .starts_with("could not restart node w1: node w1 exited with code 1 while starting"),
+        "{}",
+        per[0].error
+    );
+}

@@ -8,7 +8,8 @@ use actix::{Actor, Addr, Context, Handler, MessageResult, Recipient, ResponseFut
 use super::*;
 use crate::api::events::{
     AgentStandbyRequest, AgentStandbyResponse, AgentWelcomeRequest, AgentWelcomeResponse,
-    GetNodesRequest, GetNodesResponse, SetConfigurationRequest, SetConfigurationResponse,
+    GetNodesRequest, GetNodesResponse, RestartRequest, RestartResponse, SetConfigurationRequest,
+    SetConfigurationResponse,
 };
 use crate::api::events::{Request, Response};
 use crate::api::types::Configuration;
@@ -69,6 +70,16 @@ impl Handler<AgentStandbyRequest> for Worker {
     type Result = MessageResult<AgentStandbyRequest>;
     fn handle(&mut self, r: AgentStandbyRequest, _: &mut Context<Self>) -> Self::Result {
         MessageResult(AgentStandbyResponse {
+            result: ApiResult::ok(r.reqid.clone(), "w"),
+            reqid: r.reqid,
+        })
+    }
+}
+
+impl Handler<RestartRequest> for Worker {
+    type Result = MessageResult<RestartRequest>;
+    fn handle(&mut self, r: RestartRequest, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(RestartResponse {
             result: ApiResult::ok(r.reqid.clone(), "w"),
             reqid: r.reqid,
         })

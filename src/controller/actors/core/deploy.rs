@@ -1,0 +1,251 @@
+//! Deployments: the configured instances made those of the configuration
+//! (standby, dial, welcome), the "all ready" gate, `set_configuration` to
+//! every agent, and the answer once all answered or at the deadline.
+
+use std::collections::BTreeMap;
+
+use actix::prelude::*;
+
+use super::{sorted, Core, Deployment};
+use crate::api::events::{
+    AgentStandbyRequest, AgentWelcomeRequest, Request, SetConfigurationRequest,
+};
+use crate::api::types::{Configuration, Instance, Port};
+use crate::broker::records::BrokerResult;
+use crate::broker::Value;
+use crate::controller::answers;
+use crate::controller::stage;
+
+impl Core {
+    pub(super) fn deploy(&mut self, reqid: String, internal: bool, ctx: &mut Context<Self>) {
+        let source = if internal {
+            &self.deployed
+        } else {
+            &self.ready
+        };
+        let Some(config) = source.clone() else {
+            if !internal {
+                let r = BrokerResult::failure(&reqid, "no configuration available to deploy");
+                self.answer("deploy", &reqid, &[r]);
+            }
+            return;
+        };
+        if let Some(p) = &self.pending {
+            if !internal {
+                let r = BrokerResult::failure(
+                    &reqid,
+                    format!("earlier deployment {} still pending", p.reqid),
+                );
+                self.answer("deploy", &reqid, &[r]);
+            }
+            return;
+        }
+        let mut config = config;
+        stage::resolve_hosts(&mut config, &self.known_hosts());
+        self.reconcile(&config, ctx);
+        if config.instances.is_empty() {
+            let id = config.id.clone();
+            self.deployed = Some(config);
+            if !internal {
+                self.persist_then(ctx, move |act| {
+                    let r = BrokerResult::ok(&reqid).with_data(Value::String(id));
+                    act.answer("deploy", &reqid, &[r]);
+                });
+            }
+            return;
+        }
+        tracing::info!(
+            internal,
+            "deployment {reqid} of configuration {} pending",
+            config.id
+        );
+        self.pending = Some(Deployment {
+            reqid: reqid.clone(),
+            internal,
+            config,
+            waiting: None,
+            results: Vec::new(),
+        });
+        ctx.run_later(self.settings.request_timeout, move |act, _| {
+            if act.pending.as_ref().is_some_and(|p| p.reqid == reqid) {
+                if let Some(mut p) = act.pending.take() {
+                    tracing::warn!("deployment {reqid} timed out");
+                    if !p.internal {
+                        let mut all = sorted(std::mem::take(&mut p.results));
+                        all.push(BrokerResult::failure(&reqid, "request timed out"));
+                        act.answer("deploy", &reqid, &all);
+                    }
+                }
+            }
+        });
+        self.send_when_all_ready(ctx);
+    }
+
+    /// Makes the configured instances those of `config`: stands by the
+    /// dropped, dials and welcomes the new.
+    fn reconcile(&mut self, config: &Configuration, ctx: &mut Context<Self>) {
+        let wanted: BTreeMap<String, Instance> = config
+            .instances
+            .iter()
+            .map(|i| (i.name.clone(), i.clone()))
+            .collect();
+        let dropped: Vec<String> = self
+            .configured
+            .iter()
+            .filter(|(name, old)| match wanted.get(*name) {
+                None => true,
+                Some(new) => {
+                    (new.host != old.host && !new.host.0.is_unspecified())
+                        || new.listen_port != old.listen_port
+                }
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in dropped {
+            self.configured.remove(&name);
+            self.welcomed.remove(&name);
+            if let Some(h) = self.dialers.remove(&name) {
+                ctx.cancel_future(h);
+            }
+            if self.known.contains_key(&name) && !wanted.contains_key(&name) {
+                self.standby(&name, ctx);
+            }
+        }
+        for (name, inst) in wanted {
+            if self.configured.contains_key(&name) {
+                continue;
+            }
+            self.configured.insert(name.clone(), inst.clone());
+            if let Some(port) = inst.listen_port {
+                self.start_dialing(&name, &inst, port, ctx);
+            }
+            if self.known.contains_key(&name) {
+                self.welcome(&name, ctx);
+            }
+        }
+    }
+
+    fn start_dialing(&mut self, name: &str, inst: &Instance, port: Port, ctx: &mut Context<Self>) {
+        let host = if inst.host.0.is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else {
+            inst.host.0.to_string()
+        };
+        let addr = crate::protocol::HostPort {
+            host,
+            port: port.number,
+        }
+        .to_string();
+        let name = name.to_owned();
+        (self.dial)(name.clone(), addr.clone(), port);
+        let handle = ctx.run_interval(self.settings.dial_interval, move |act, _| {
+            if !act.known.contains_key(&name) {
+                (act.dial)(name.clone(), addr.clone(), port);
+            }
+        });
+        self.dialers.insert(inst.name.clone(), handle);
+    }
+
+    pub(super) fn welcome(&mut self, agent: &str, ctx: &mut Context<Self>) {
+        let request = Request::AgentWelcome(AgentWelcomeRequest {
+            reqid: Self::sub_reqid(),
+        });
+        let name = agent.to_owned();
+        self.call(agent, request, ctx, move |act, outcome, ctx| {
+            let ok = matches!(&outcome, Ok(r) if r.result.success);
+            if ok && act.configured.contains_key(&name) {
+                act.welcomed.insert(name);
+                act.send_when_all_ready(ctx);
+            } else if act.known.contains_key(&name) {
+                act.standby(&name, ctx);
+            }
+        });
+    }
+
+    fn standby(&mut self, agent: &str, ctx: &mut Context<Self>) {
+        let request = Request::AgentStandby(AgentStandbyRequest {
+            reqid: Self::sub_reqid(),
+        });
+        self.call(agent, request, ctx, |_, _, _| {});
+    }
+
+    /// The "all ready" step: once every configured agent is ready, the
+    /// pending deployment goes out; with nothing pending, the deployed
+    /// configuration goes out again (an agent came back, or the controller
+    /// restarted).
+    fn send_when_all_ready(&mut self, ctx: &mut Context<Self>) {
+        let all_ready = !self.configured.is_empty()
+            && self.configured.keys().all(|a| self.welcomed.contains(a));
+        if !all_ready {
+            return;
+        }
+        let Some(p) = &mut self.pending else {
+            if self.deployed.is_some() {
+                self.deploy(Self::sub_reqid().0, true, ctx);
+            }
+            return;
+        };
+        if p.waiting.is_some() {
+            return;
+        }
+        let agents: Vec<String> = self.configured.keys().cloned().collect();
+        p.waiting = Some(agents.iter().cloned().collect());
+        let reqid = p.reqid.clone();
+        let config = p.config.clone();
+        for agent in agents {
+            let subid = Self::sub_reqid();
+            let request = Request::SetConfiguration(SetConfigurationRequest {
+                reqid: subid.clone(),
+                config: config.clone(),
+            });
+            let r = reqid.clone();
+            self.call(&agent.clone(), request, ctx, move |act, outcome, ctx| {
+                let results = match outcome {
+                    Ok(resp) => answers::set_configuration(&subid.0, &resp.result),
+                    Err(e) => vec![answers::agent_failed(
+                        &subid.0,
+                        &agent,
+                        &Self::call_error(&agent, e),
+                    )],
+                };
+                act.deployed_to(&r, &agent, results, ctx);
+            });
+        }
+    }
+
+    fn deployed_to(
+        &mut self,
+        reqid: &str,
+        agent: &str,
+        mut results: Vec<BrokerResult>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(p) = self.pending.as_mut().filter(|p| p.reqid == reqid) else {
+            tracing::info!("late answer of agent {agent} to deployment {reqid} dropped");
+            return;
+        };
+        p.results.append(&mut results);
+        let Some(waiting) = p.waiting.as_mut() else {
+            return;
+        };
+        waiting.remove(agent);
+        if !waiting.is_empty() {
+            return;
+        }
+        let Some(p) = self.pending.take() else {
+            return;
+        };
+        let id = p.config.id.clone();
+        tracing::info!("deployment {reqid} of configuration {id} complete");
+        self.deployed = Some(p.config);
+        let reqid = reqid.to_owned();
+        let mut all = sorted(p.results);
+        all.push(BrokerResult::ok(&reqid).with_data(Value::String(id)));
+        let internal = p.internal;
+        self.persist_then(ctx, move |act| {
+            if !internal {
+                act.answer("deploy", &reqid, &all);
+            }
+        });
+    }
+}

@@ -1,0 +1,184 @@
+//! Client requests answered by many agents (`get_nodes`, `restart`,
+//! `get_id_value`): one sub-request per agent, the answers gathered by the
+//! client's reqid until the last one or the deadline.
+
+use actix::prelude::*;
+
+use super::{sorted, Core, Gather};
+use crate::api::events::{GetNodesRequest, Request};
+use crate::api::types::ReqId;
+use crate::broker::records::BrokerResult;
+use crate::controller::answers;
+
+impl Core {
+    pub(super) fn get_nodes(&mut self, reqid: String, ctx: &mut Context<Self>) {
+        if self.known.is_empty() {
+            let r = BrokerResult::failure(&reqid, "no instances connected");
+            return self.answer("get_nodes", &reqid, &[r]);
+        }
+        let agents: Vec<String> = self.known.keys().cloned().collect();
+        self.gathers.insert(
+            reqid.clone(),
+            Gather {
+                stem: "get_nodes",
+                waiting: agents.iter().cloned().collect(),
+                leading: Vec::new(),
+                results: Vec::new(),
+            },
+        );
+        self.deadline(&reqid, ctx);
+        for agent in agents {
+            let subid = Self::sub_reqid();
+            let request = Request::GetNodes(GetNodesRequest {
+                reqid: subid.clone(),
+            });
+            let r = reqid.clone();
+            self.call(&agent.clone(), request, ctx, move |act, outcome, _| {
+                let result = match outcome {
+                    Ok(resp) => answers::get_nodes(&subid.0, &resp.result),
+                    Err(e) => answers::agent_failed(&subid.0, &agent, &Self::call_error(&agent, e)),
+                };
+                act.gathered(&r, &agent, vec![result]);
+            });
+        }
+    }
+
+    /// `restart` and `get_id_value`: a request about nodes, sent to every
+    /// ready configured agent that announces `feature` (`make` builds it
+    /// from a sub-reqid and the valid names, empty for all); each node of
+    /// an agent without it gets "<stem> is not supported by agent <name>".
+    pub(super) fn ask_nodes(
+        &mut self,
+        reqid: String,
+        stem: &'static str,
+        nodes: &[String],
+        feature: &str,
+        make: Option<fn(ReqId, Vec<String>) -> Request>,
+        ctx: &mut Context<Self>,
+    ) {
+        let restart = stem == "restart";
+        let nothing = if restart {
+            self.known.is_empty().then_some("no instances connected")
+        } else {
+            self.configured.is_empty().then_some("no cluster deployed")
+        };
+        if let Some(why) = nothing {
+            return self.answer(stem, &reqid, &[BrokerResult::failure(&reqid, why)]);
+        }
+        let deployed_nodes: Vec<crate::api::types::Node> = match &self.deployed {
+            Some(d) => d.nodes.clone(),
+            None if restart => {
+                let r = BrokerResult::failure(&reqid, "no active cluster deployment");
+                return self.answer(stem, &reqid, &[r]);
+            }
+            None => Vec::new(),
+        };
+        let mut leading = Vec::new();
+        for n in nodes
+            .iter()
+            .filter(|n| !deployed_nodes.iter().any(|d| &d.name == *n))
+        {
+            leading.push(BrokerResult::failure(&reqid, "unknown cluster node").for_node(n));
+        }
+        let valid: Vec<String> = nodes
+            .iter()
+            .filter(|n| deployed_nodes.iter().any(|d| &d.name == *n))
+            .cloned()
+            .collect();
+        if !nodes.is_empty() && valid.is_empty() {
+            return self.answer(stem, &reqid, &leading);
+        }
+        let ready: Vec<String> = self
+            .configured
+            .keys()
+            .filter(|a| self.welcomed.contains(*a) && self.known.contains_key(*a))
+            .cloned()
+            .collect();
+        if ready.is_empty() {
+            // Nothing would be sent, so only the deadline could answer:
+            // answer now, with the same words.
+            leading.push(BrokerResult::failure(&reqid, "request timed out"));
+            return self.answer(stem, &reqid, &leading);
+        }
+        let mut asked = Vec::new();
+        for agent in ready {
+            let able = self
+                .known
+                .get(&agent)
+                .is_some_and(|k| k.features.iter().any(|f| f == feature));
+            match make.filter(|_| able) {
+                Some(make) => asked.push((agent, make)),
+                None => {
+                    let concerned = deployed_nodes.iter().filter(|n| {
+                        n.instance == agent && (valid.is_empty() || valid.contains(&n.name))
+                    });
+                    for n in concerned {
+                        let error = format!("{stem} is not supported by agent {agent}");
+                        let r = BrokerResult::failure(&reqid, error).for_node(&n.name);
+                        // Without an instance, zeek-client lists a restart's
+                        // failure under errors (and exits 1).
+                        leading.push(if restart { r } else { r.from_instance(&agent) });
+                    }
+                }
+            }
+        }
+        if asked.is_empty() {
+            return self.answer(stem, &reqid, &leading);
+        }
+        self.gathers.insert(
+            reqid.clone(),
+            Gather {
+                stem,
+                waiting: asked.iter().map(|(a, _)| a.clone()).collect(),
+                leading,
+                results: Vec::new(),
+            },
+        );
+        self.deadline(&reqid, ctx);
+        for (agent, make) in asked {
+            let subid = Self::sub_reqid();
+            let request = make(subid.clone(), valid.clone());
+            let r = reqid.clone();
+            self.call(&agent.clone(), request, ctx, move |act, outcome, _| {
+                let results = match outcome {
+                    Ok(resp) => answers::per_node(&subid.0, &resp.result),
+                    Err(e) => vec![answers::agent_failed(
+                        &subid.0,
+                        &agent,
+                        &Self::call_error(&agent, e),
+                    )],
+                };
+                act.gathered(&r, &agent, results);
+            });
+        }
+    }
+
+    fn deadline(&mut self, reqid: &str, ctx: &mut Context<Self>) {
+        let reqid = reqid.to_owned();
+        ctx.run_later(self.settings.request_timeout, move |act, _| {
+            if let Some(mut g) = act.gathers.remove(&reqid) {
+                tracing::info!("{}_request {reqid} timed out", g.stem);
+                let mut all = std::mem::take(&mut g.leading);
+                all.append(&mut sorted(g.results));
+                all.push(BrokerResult::failure(&reqid, "request timed out"));
+                act.answer(g.stem, &reqid, &all);
+            }
+        });
+    }
+
+    fn gathered(&mut self, reqid: &str, agent: &str, mut results: Vec<BrokerResult>) {
+        let Some(g) = self.gathers.get_mut(reqid) else {
+            tracing::info!("late answer of agent {agent} to {reqid} dropped");
+            return;
+        };
+        g.waiting.remove(agent);
+        g.results.append(&mut results);
+        if g.waiting.is_empty() {
+            if let Some(mut g) = self.gathers.remove(reqid) {
+                let mut all = std::mem::take(&mut g.leading);
+                all.append(&mut sorted(g.results));
+                self.answer(g.stem, reqid, &all);
+            }
+        }
+    }
+}

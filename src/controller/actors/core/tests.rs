@@ -1,0 +1,336 @@
+//! The core through its messages: fake agents behind `AgentLink`s, a probe
+//! subscribed through the real hub in place of zeek-client.
+
+use std::sync::{Arc, Mutex};
+
+use super::*;
+use crate::api::events::Stem;
+use crate::api::types::{Addr as ZeekAddr, ApiResult, Node, Role};
+use crate::broker::message::{Event, CONTROLLER_TOPIC};
+use crate::controller::actors::hub::Join;
+use crate::controller::actors::messages::{ClientId, SendText};
+use crate::controller::requests::Call;
+use crate::testing::{wait_until, Probe, Seen};
+
+/// How a fake agent answers `set_configuration`.
+#[derive(Clone, Copy)]
+enum Answer {
+    Success,
+    Lost,
+    Never,
+}
+
+/// An agent that records what it was asked.
+struct FakeAgent {
+    name: String,
+    asked: Arc<Mutex<Vec<Stem>>>,
+    deploy: Answer,
+}
+
+impl Actor for FakeAgent {
+    type Context = Context<Self>;
+}
+
+impl Handler<AgentCall> for FakeAgent {
+    type Result = ResponseFuture<Result<Response, CallError>>;
+
+    fn handle(&mut self, msg: AgentCall, _: &mut Context<Self>) -> Self::Result {
+        let stem = msg.request.stem();
+        if let Ok(mut a) = self.asked.lock() {
+            a.push(stem);
+        }
+        let reqid = msg.request.reqid().clone();
+        let result = ApiResult::ok(reqid.clone(), &self.name);
+        let answer = match (stem, self.deploy) {
+            (Stem::SetConfiguration, Answer::Lost) => Err(CallError::Lost),
+            (Stem::SetConfiguration, Answer::Never) => {
+                return Box::pin(async move {
+                    tokio::time::sleep(msg.timeout).await;
+                    Err(CallError::TimedOut)
+                })
+            }
+            _ => Ok(Response {
+                stem,
+                reqid,
+                result,
+            }),
+        };
+        Box::pin(async move { answer })
+    }
+}
+
+impl Handler<CloseAgent> for FakeAgent {
+    type Result = ();
+
+    fn handle(&mut self, _: CloseAgent, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+struct Setup {
+    core: Addr<Core>,
+    seen: Seen<SendText>,
+    _dir: tempfile::TempDir,
+}
+
+fn setup_with(snapshot: Snapshot, dir: tempfile::TempDir) -> Setup {
+    let hub = Hub::default().start();
+    let (probe, seen) = Probe::<SendText>::start();
+    hub.do_send(Join {
+        id: ClientId(1),
+        subscriptions: vec![CONTROLLER_TOPIC.to_owned()],
+        out: probe,
+    });
+    let path = dir.path().to_owned();
+    let store = SyncArbiter::start(1, move || Store { dir: path.clone() });
+    let settings = CoreSettings {
+        request_timeout: Duration::from_secs(5),
+        policy: PortPolicy::default(),
+        dial_interval: Duration::from_secs(1),
+    };
+    let core = Core::new(settings, hub, store, snapshot, Box::new(|_, _, _| {})).start();
+    Setup {
+        core,
+        seen,
+        _dir: dir,
+    }
+}
+
+fn setup() -> Setup {
+    setup_with(Snapshot::default(), tempfile::tempdir().expect("tmp"))
+}
+
+/// A fake agent checked in at the core; returns what it gets asked.
+fn agent(core: &Addr<Core>, id: u64, name: &str, deploy: Answer) -> Arc<Mutex<Vec<Stem>>> {
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let fake = FakeAgent {
+        name: name.into(),
+        asked: Arc::clone(&asked),
+        deploy,
+    }
+    .start();
+    core.do_send(AgentUp {
+        id,
+        name: name.into(),
+        api_version: 1,
+        host: IpAddr::from([127, 0, 0, 1]),
+        listen_port: None,
+        features: vec![],
+        link: AgentLink {
+            call: fake.clone().recipient(),
+            close: fake.recipient(),
+        },
+    });
+    asked
+}
+
+fn asked(a: &Arc<Mutex<Vec<Stem>>>) -> Vec<Stem> {
+    a.lock().map(|v| v.clone()).unwrap_or_default()
+}
+
+fn two_agents() -> Configuration {
+    let inst = |name: &str| Instance {
+        name: name.into(),
+        host: ZeekAddr(IpAddr::from([0, 0, 0, 0])),
+        listen_port: None,
+    };
+    Configuration {
+        id: "c1".into(),
+        instances: vec![inst("a"), inst("b")],
+        nodes: vec![
+            Node::new("manager", "a", Role::Manager),
+            Node::new("worker-1", "b", Role::Worker),
+        ],
+    }
+}
+
+fn ask(core: &Addr<Core>, reqid: &str, call: Call) {
+    core.do_send(ClientRequest {
+        reqid: reqid.into(),
+        call,
+    });
+}
+
+/// The response events published so far: (name, reqid, second argument).
+fn responses(seen: &Seen<SendText>) -> Vec<(String, String, Value)> {
+    seen.all()
+        .into_iter()
+        .filter_map(|t| {
+            let m = crate::broker::message::DataMessage::parse(&t.0).ok()?;
+            let e = Event::from_value(&m.value)?;
+            let name = e.name.rsplit("::").next()?.to_owned();
+            Some((name, e.args[0].as_str()?.to_owned(), e.args[1].clone()))
+        })
+        .collect()
+}
+
+/// The (success, error, instance, node) of each Result of a response.
+fn results(v: &Value) -> Vec<(bool, Option<String>, Option<String>, Option<String>)> {
+    v.as_list()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            let f = r.as_list().unwrap_or_default();
+            let text = |i: usize| f.get(i).and_then(Value::as_str).map(str::to_owned);
+            (
+                f.get(1) == Some(&Value::Boolean(true)),
+                text(4),
+                text(2),
+                text(5),
+            )
+        })
+        .collect()
+}
+
+#[actix_rt::test]
+async fn a_deployment_waits_until_every_configured_agent_is_ready() {
+    let s = setup();
+    let a = agent(&s.core, 1, "a", Answer::Success);
+    ask(&s.core, "s1", Call::Stage(two_agents()));
+    wait_until(|| responses(&s.seen).len() == 1, 2_000).await;
+    ask(&s.core, "d1", Call::Deploy);
+    wait_until(|| asked(&a) == [Stem::AgentWelcome], 2_000).await;
+    // b is configured but not connected: nobody gets the configuration.
+    ask(&s.core, "d2", Call::Deploy);
+    wait_until(|| responses(&s.seen).len() == 2, 2_000).await;
+    let (name, reqid, v) = &responses(&s.seen)[1];
+    assert_eq!((name.as_str(), reqid.as_str()), ("deploy_response", "d2"));
+    assert_eq!(
+        results(v),
+        [(
+            false,
+            Some("earlier deployment d1 still pending".into()),
+            None,
+            None
+        )]
+    );
+    assert_eq!(asked(&a), [Stem::AgentWelcome]);
+    let b = agent(&s.core, 2, "b", Answer::Success);
+    wait_until(|| responses(&s.seen).len() == 3, 2_000).await;
+    assert_eq!(asked(&a), [Stem::AgentWelcome, Stem::SetConfiguration]);
+    assert_eq!(asked(&b), [Stem::AgentWelcome, Stem::SetConfiguration]);
+    let (name, reqid, v) = &responses(&s.seen)[2];
+    assert_eq!((name.as_str(), reqid.as_str()), ("deploy_response", "d1"));
+    // One node-less success per agent (the fakes send no per-node
+    // results), then the controller's own with the id.
+    let r = results(v);
+    assert_eq!(r.len(), 3, "{r:?}");
+    assert_eq!(r[0].2.as_deref(), Some("a"));
+    assert_eq!(r[1].2.as_deref(), Some("b"));
+    assert_eq!(r[2], (true, None, None, None));
+    // Deployed: get_configuration shows it, with the resolved host.
+    ask(&s.core, "g", Call::GetConfiguration { deployed: true });
+    wait_until(|| responses(&s.seen).len() == 4, 2_000).await;
+    let (_, _, v) = &responses(&s.seen)[3];
+    assert!(v.to_json().contains("127.0.0.1"), "{}", v.to_json());
+}
+
+#[actix_rt::test]
+async fn an_agent_lost_mid_deploy_fails_its_part_at_once() {
+    let s = setup();
+    let _a = agent(&s.core, 1, "a", Answer::Success);
+    let _b = agent(&s.core, 2, "b", Answer::Lost);
+    ask(&s.core, "s1", Call::Stage(two_agents()));
+    ask(&s.core, "d1", Call::Deploy);
+    wait_until(|| responses(&s.seen).len() == 2, 2_000).await;
+    let r = results(&responses(&s.seen)[1].2);
+    assert_eq!(
+        r[1],
+        (
+            false,
+            Some("lost connection to agent b".into()),
+            Some("b".into()),
+            None
+        )
+    );
+    // Every agent answered: the configuration counts as deployed.
+    assert_eq!(r[2], (true, None, None, None));
+}
+
+#[actix_rt::test]
+async fn a_deployment_that_outlives_its_deadline_answers_timed_out() {
+    tokio::time::pause();
+    let s = setup();
+    let _a = agent(&s.core, 1, "a", Answer::Success);
+    let _b = agent(&s.core, 2, "b", Answer::Never);
+    ask(&s.core, "s1", Call::Stage(two_agents()));
+    ask(&s.core, "d1", Call::Deploy);
+    wait_until(|| responses(&s.seen).len() == 2, 20_000).await;
+    let r = results(&responses(&s.seen)[1].2);
+    assert_eq!(
+        r.last(),
+        Some(&(false, Some("request timed out".into()), None, None))
+    );
+    // Nothing was deployed.
+    ask(&s.core, "g", Call::GetConfiguration { deployed: true });
+    wait_until(|| responses(&s.seen).len() == 3, 2_000).await;
+    assert_eq!(
+        results(&Value::Vector(vec![responses(&s.seen)[2].2.clone()])),
+        [(
+            false,
+            Some("no deployed configuration available".into()),
+            None,
+            None
+        )]
+    );
+}
+
+#[actix_rt::test]
+async fn after_a_restart_the_deployed_configuration_goes_out_again_unasked() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let snapshot = Snapshot {
+        version: 1,
+        staged: Some(two_agents()),
+        ready: Some(two_agents()),
+        deployed: Some(two_agents()),
+    };
+    let s = setup_with(snapshot, dir);
+    let a = agent(&s.core, 1, "a", Answer::Success);
+    let b = agent(&s.core, 2, "b", Answer::Success);
+    wait_until(
+        || {
+            asked(&a).contains(&Stem::SetConfiguration)
+                && asked(&b).contains(&Stem::SetConfiguration)
+        },
+        2_000,
+    )
+    .await;
+    // An internal deployment answers nobody.
+    ask(&s.core, "n", Call::GetNodes);
+    wait_until(|| !responses(&s.seen).is_empty(), 2_000).await;
+    assert_eq!(responses(&s.seen)[0].0, "get_nodes_response");
+}
+
+#[actix_rt::test]
+async fn a_newer_connection_of_an_agent_replaces_the_older() {
+    let s = setup();
+    let _old = agent(&s.core, 1, "a", Answer::Success);
+    let _new = agent(&s.core, 2, "a", Answer::Success);
+    // The older one's loss is not the newer one's.
+    s.core.do_send(AgentGone {
+        id: 1,
+        name: "a".into(),
+    });
+    ask(&s.core, "i", Call::GetInstances);
+    wait_until(|| responses(&s.seen).len() == 1, 2_000).await;
+    assert!(responses(&s.seen)[0].2.to_json().contains("\"a\""));
+    s.core.do_send(AgentGone {
+        id: 2,
+        name: "a".into(),
+    });
+    ask(&s.core, "i2", Call::GetInstances);
+    wait_until(|| responses(&s.seen).len() == 2, 2_000).await;
+    assert!(!responses(&s.seen)[1].2.to_json().contains("\"a\""));
+}
+
+#[actix_rt::test]
+async fn staging_persists_before_it_answers() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().to_owned();
+    let s = setup_with(Snapshot::default(), dir);
+    ask(&s.core, "s1", Call::Stage(two_agents()));
+    wait_until(|| responses(&s.seen).len() == 1, 2_000).await;
+    let saved = crate::controller::store::load(&path);
+    assert_eq!(saved.staged, Some(two_agents()));
+    assert!(saved.ready.is_some() && saved.deployed.is_none());
+}
