@@ -164,8 +164,11 @@ fn responses(seen: &Seen<SendText>) -> Vec<(String, String, Value)> {
         .collect()
 }
 
-/// The (success, error, instance, node) of each Result of a response.
-fn results(v: &Value) -> Vec<(bool, Option<String>, Option<String>, Option<String>)> {
+/// What a test reads of a Result: (success, error, instance, node).
+type Seen4 = (bool, Option<String>, Option<String>, Option<String>);
+
+/// Each Result of a response.
+fn results(v: &Value) -> Vec<Seen4> {
     v.as_list()
         .unwrap_or_default()
         .iter()
