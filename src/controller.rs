@@ -24,8 +24,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::WebSocketStream;
 
 use crate::api::types::Port;
 use crate::protocol::connection::{Connection, ControllerOptions};
@@ -69,6 +70,92 @@ impl tokio_tungstenite::tungstenite::handshake::server::Callback for Inspect<'_>
             .is_some_and(|v| !v.to_str().is_ok_and(application_name_ok));
         Ok(resp)
     }
+}
+
+/// The largest message a client may send (a staged configuration of
+/// 10,000 nodes is about 8 MiB).
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// How long a new client may take to complete its upgrade request.
+const UPGRADE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether the HTTP request waiting on `stream` (read without consuming
+/// it) asks for a WebSocket upgrade; `None` when no complete request head
+/// arrives.
+async fn asks_for_upgrade(stream: &TcpStream) -> Option<bool> {
+    let mut buf = vec![0u8; 8192];
+    loop {
+        let n = stream.peek(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        let head = &buf[..n];
+        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
+            return Some(text.lines().any(|l| {
+                l.split_once(':')
+                    .is_some_and(|(k, v)| k.trim() == "upgrade" && v.contains("websocket"))
+            }));
+        }
+        if n == buf.len() {
+            return Some(false);
+        }
+        // The head is still on its way, unless the client has gone.
+        let ready = stream.ready(tokio::io::Interest::READABLE).await.ok()?;
+        if ready.is_read_closed() {
+            return None;
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Completes a client's WebSocket upgrade; a plain HTTP request gets 400.
+async fn upgrade(
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<(WebSocketStream<TcpStream>, Upgrade)> {
+    use tokio::io::AsyncWriteExt;
+    let _ = stream.set_nodelay(true);
+    let attempt = async move {
+        let mut stream = stream;
+        match asks_for_upgrade(&stream).await {
+            None => return None,
+            Some(false) => {
+                tracing::info!("HTTP request from {peer} without a WebSocket upgrade: 400");
+                // Take the request off the socket first: closing with
+                // unread bytes would reset the connection, answer and all.
+                let mut sink = [0u8; 8192];
+                let _ = stream.try_read(&mut sink);
+                let _ = stream
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+                let _ = stream.shutdown().await;
+                return None;
+            }
+            Some(true) => {}
+        }
+        let mut upgrade = Upgrade::default();
+        let callback = Inspect(&mut upgrade);
+        // Small buffers that grow with the message: most clients send a few
+        // hundred bytes, and a connection's buffers should not outweigh it.
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0)
+            .max_message_size(Some(MAX_MESSAGE_BYTES))
+            .max_frame_size(Some(MAX_MESSAGE_BYTES));
+        match tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await
+        {
+            Ok(ws) => Some((ws, upgrade)),
+            Err(e) => {
+                tracing::info!("WebSocket handshake with {peer} failed: {e}");
+                None
+            }
+        }
+    };
+    tokio::time::timeout(UPGRADE_TIMEOUT, attempt)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// A running controller.
@@ -210,9 +297,14 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
     if let Some(listener) = ws_listener {
         let (core, hub) = (core.clone(), hub.clone());
         let prefix = uuid::Uuid::new_v4().to_string();
+        let places = Arc::new(tokio::sync::Semaphore::new(config.max_clients));
         actix_rt::spawn(async move {
             let mut n: u64 = 0;
             loop {
+                // A place first: at the limit, newcomers wait in the backlog.
+                let Ok(place) = Arc::clone(&places).acquire_owned().await else {
+                    return;
+                };
                 let (stream, peer) = match listener.accept().await {
                     Ok(s) => s,
                     Err(e) => {
@@ -226,17 +318,14 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
                     (core.clone(), hub.clone(), format!("{prefix}-websocket-{n}"));
                 let id = ClientId(n);
                 actix_rt::spawn(async move {
-                    let _ = stream.set_nodelay(true);
-                    let mut upgrade = Upgrade::default();
-                    let callback = Inspect(&mut upgrade);
-                    match tokio_tungstenite::accept_hdr_async(stream, callback).await {
-                        Ok(ws) => {
-                            tracing::info!(client = n, "WebSocket client from {peer}");
-                            ClientSession::new(ws, id, endpoint, upgrade, hub, core.recipient())
-                                .start();
-                        }
-                        Err(e) => tracing::info!("WebSocket handshake with {peer} failed: {e}"),
-                    }
+                    let Some(ws) = upgrade(stream, peer).await else {
+                        return;
+                    };
+                    let (ws, upgrade) = ws;
+                    tracing::info!(client = n, "WebSocket client from {peer}");
+                    ClientSession::new(ws, id, endpoint, upgrade, hub, core.recipient())
+                        .holding(place)
+                        .start();
                 });
             }
         });

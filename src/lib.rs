@@ -84,6 +84,7 @@ pub mod broker;
 pub mod client;
 pub mod controller;
 pub mod logging;
+pub mod memory;
 pub mod protocol;
 pub mod settings;
 pub mod testing;

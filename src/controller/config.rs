@@ -27,6 +27,8 @@ pub struct Config {
     pub dial_interval: Duration,
     /// Heartbeat announced to agents.
     pub heartbeat: Duration,
+    /// WebSocket clients connected at once; more wait to be accepted.
+    pub max_clients: usize,
     /// The agent port as configured, which nodes may not use (kept when
     /// the listener is off or on a free port).
     pub agent_port_setting: u16,
@@ -46,6 +48,7 @@ impl Default for Config {
             auto_assign_metrics_ports: true,
             dial_interval: Duration::from_secs(1),
             heartbeat: Duration::from_secs(5),
+            max_clients: 256,
             agent_port_setting: 2150,
         }
     }
@@ -110,6 +113,9 @@ pub struct Settings {
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     #[serde(default, deserialize_with = "de::duration")]
     pub heartbeat: Option<Duration>,
+    /// WebSocket clients connected at once; more wait to be accepted (more than 0) [default: 256]
+    #[arg(long)]
+    pub max_clients: Option<usize>,
 }
 
 /// The environment variables, each with the flag it stands for.
@@ -149,7 +155,8 @@ impl Settings {
             auto_assign_ports,
             auto_assign_metrics_ports,
             dial_interval,
-            heartbeat
+            heartbeat,
+            max_clients
         );
         if let Some(p) = self.websocket_port {
             config.websocket_port = (p != 0).then_some(p);
@@ -174,6 +181,12 @@ impl Config {
                     hint: "; only heartbeat takes 0, to mean off",
                 });
             }
+        }
+        if self.max_clients == 0 {
+            return Err(ConfigError::Zero {
+                key: "max_clients",
+                hint: "",
+            });
         }
         Ok(())
     }

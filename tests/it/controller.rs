@@ -27,7 +27,7 @@ fn zeek_client() -> PathBuf {
     PathBuf::from("zeek-client")
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -35,15 +35,19 @@ fn free_port() -> u16 {
 }
 
 /// A running controller.
-struct Controller {
+pub struct Controller {
     child: Child,
-    ws: SocketAddr,
-    agents: u16,
+    pub ws: SocketAddr,
+    pub agents: u16,
     dir: PathBuf,
 }
 
 impl Controller {
-    fn start(dir: &Path, ws_port: u16, agent_port: u16) -> Controller {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn start(dir: &Path, ws_port: u16, agent_port: u16) -> Controller {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -91,7 +95,7 @@ impl Controller {
 
     /// Runs zeek-client against this controller: (exit code, stdout,
     /// stderr).
-    fn client(&self, args: &[&str]) -> (i32, String, String) {
+    pub fn client(&self, args: &[&str]) -> (i32, String, String) {
         let program = zeek_client();
         let out = Command::new(&program)
             .arg("--controller")

@@ -13,3 +13,4 @@ mod protocol;
 mod settings;
 mod support;
 mod tls;
+mod websocket;

@@ -93,16 +93,6 @@ pub struct Tracker {
     busy: bool,
 }
 
-/// Hands freed heap pages back to the system after a burst (glibc keeps
-/// them otherwise, and a long-lived daemon would stay at its peak).
-fn release_free_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only releases free memory; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// How often an idle tracker hands memory left from a burst back.
 const TRIM_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -248,7 +238,7 @@ impl Actor for Tracker {
             if act.busy && act.in_flight.is_empty() {
                 act.busy = false;
                 act.in_flight.shrink_to_fit();
-                release_free_memory();
+                crate::memory::release_free_memory();
             }
         });
     }

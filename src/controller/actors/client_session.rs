@@ -54,9 +54,17 @@ pub struct ClientSession {
     acked: bool,
     hub: Addr<Hub>,
     core: Recipient<ClientRequest>,
+    /// One of the listener's places, given back when the session ends.
+    _place: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl ClientSession {
+    /// The same session, holding one of the listener's places for its life.
+    pub fn holding(mut self, place: tokio::sync::OwnedSemaphorePermit) -> Self {
+        self._place = Some(place);
+        self
+    }
+
     /// A session over an upgraded connection; `endpoint` goes into the ack.
     pub fn new(
         ws: WebSocketStream<TcpStream>,
@@ -88,6 +96,7 @@ impl ClientSession {
             acked: false,
             hub,
             core,
+            _place: None,
         }
     }
 
@@ -181,6 +190,7 @@ impl Actor for ClientSession {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         tracing::info!(client = self.id.0, "client gone");
+        // Also for a client never acked: the hub trims after departures.
         self.hub.do_send(Leave(self.id));
     }
 }

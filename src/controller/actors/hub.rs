@@ -12,10 +12,29 @@ use super::messages::{ClientId, Publish, SendText};
 #[derive(Default)]
 pub struct Hub {
     clients: HashMap<ClientId, (Vec<String>, Recipient<SendText>)>,
+    trim_scheduled: bool,
 }
 
 impl Actor for Hub {
     type Context = Context<Self>;
+}
+
+/// After clients came and went, the allocator is asked to give the freed
+/// memory back (a burst of short-lived clients would otherwise leave the
+/// daemon's resident size at its peak for good).
+const TRIM_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Hub {
+    fn trim_soon(&mut self, ctx: &mut Context<Self>) {
+        if self.trim_scheduled {
+            return;
+        }
+        self.trim_scheduled = true;
+        ctx.run_later(TRIM_AFTER, |act, _| {
+            act.trim_scheduled = false;
+            crate::memory::release_free_memory();
+        });
+    }
 }
 
 /// A client was acked with these subscriptions.
@@ -27,7 +46,7 @@ pub struct Join {
     pub out: Recipient<SendText>,
 }
 
-/// A client left.
+/// A client left (or never got as far as its ack).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Leave(pub ClientId);
@@ -43,8 +62,9 @@ impl Handler<Join> for Hub {
 impl Handler<Leave> for Hub {
     type Result = ();
 
-    fn handle(&mut self, msg: Leave, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
         self.clients.remove(&msg.0);
+        self.trim_soon(ctx);
     }
 }
 

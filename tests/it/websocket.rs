@@ -1,0 +1,280 @@
+//! The controller's WebSocket transport, raw: Zeek's error frames for every
+//! kind of bad input, the connection staying usable after each, fan-out to
+//! other clients, plain HTTP, and clients vanishing by the thousand.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::controller::{free_port, Controller};
+
+type Ws = WebSocketStream<TcpStream>;
+
+const GET_INSTANCES: &str = r#"{"@data-type": "vector", "data": [{"@data-type": "count", "data": 1}, {"@data-type": "count", "data": 1}, {"@data-type": "vector", "data": [{"@data-type": "string", "data": "Management::Controller::API::get_instances_request"}, {"@data-type": "vector", "data": [{"@data-type": "string", "data": "r1"}]}]}], "topic": "zeek/management/controller", "type": "data-message"}"#;
+
+async fn open(c: &Controller, path: &str, app: Option<&str>) -> Ws {
+    let mut req = format!("ws://{}{path}", c.ws)
+        .into_client_request()
+        .expect("request");
+    if let Some(a) = app {
+        req.headers_mut()
+            .insert("X-Application-Name", a.parse().expect("header"));
+    }
+    let tcp = TcpStream::connect(c.ws).await.expect("connect");
+    tokio_tungstenite::client_async(req, tcp)
+        .await
+        .expect("upgrade")
+        .0
+}
+
+/// The next text frame.
+async fn text(ws: &mut Ws) -> String {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return t.as_str().to_owned(),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, t: &str) {
+    ws.send(Message::text(t)).await.expect("send");
+}
+
+fn error(code: &str, context: &str) -> String {
+    format!(r#"{{"type":"error","code":"{code}","context":"{context}"}}"#)
+}
+
+async fn acked(c: &Controller) -> Ws {
+    let mut ws = open(c, "/v1/messages/json", None).await;
+    send(&mut ws, r#"["zeek/management/controller"]"#).await;
+    let ack: serde_json::Value = serde_json::from_str(&text(&mut ws).await).expect("ack");
+    assert_eq!(ack["type"], "ack");
+    ws
+}
+
+fn controller() -> (tempfile::TempDir, Controller) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let c = Controller::start(tmp.path(), free_port(), free_port());
+    (tmp, c)
+}
+
+#[tokio::test]
+async fn a_wrong_path_or_application_name_is_told_then_closed_with_1008() {
+    let (_tmp, c) = controller();
+    for (path, app, code, context) in [
+        (
+            "/other",
+            None,
+            "invalid_uri",
+            "Invalid URI - use /v1/messages/json",
+        ),
+        (
+            "/v1/messages/json",
+            Some("has space"),
+            "invalid_application_name",
+            "Invalid X-Application-Name",
+        ),
+    ] {
+        let mut ws = open(&c, path, app).await;
+        assert_eq!(text(&mut ws).await, error(code, context));
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Close(Some(f))))) => {
+                assert_eq!(f.code, CloseCode::Policy);
+                assert_eq!(f.reason.as_str(), context);
+            }
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+    // An acceptable application name is fine.
+    let mut ws = open(&c, "/v1/messages/json", Some("zeek-client/1.5.0")).await;
+    send(&mut ws, "[]").await;
+    assert!(text(&mut ws)
+        .await
+        .starts_with(r#"{"type":"ack","endpoint":""#));
+}
+
+#[tokio::test]
+async fn bad_frames_get_zeeks_error_frames_and_the_connection_stays_usable() {
+    let (_tmp, c) = controller();
+    let mut ws = open(&c, "/v1/messages/json", None).await;
+    // Before the ack: subscriptions that are not an array of strings.
+    send(&mut ws, r#"{"a": 1}"#).await;
+    assert_eq!(
+        text(&mut ws).await,
+        error("deserialization_failed", "subscriptions not an array")
+    );
+    send(&mut ws, r#"["a", 1]"#).await;
+    assert_eq!(
+        text(&mut ws).await,
+        error(
+            "deserialization_failed",
+            "individual subscription not a string"
+        )
+    );
+    send(&mut ws, r#"["zeek/management/controller"]"#).await;
+    let ack = text(&mut ws).await;
+    let v: serde_json::Value = serde_json::from_str(&ack).expect("ack");
+    let keys: Vec<&String> = v.as_object().expect("object").keys().collect();
+    assert_eq!(keys.len(), 3, "{ack}");
+    assert!(ack.starts_with(r#"{"type":"ack","endpoint":""#), "{ack}");
+    assert!(v["endpoint"]
+        .as_str()
+        .is_some_and(|e| e.contains("-websocket-")));
+    // After it: every kind of bad message, each told, none fatal.
+    for (frame, context) in [
+        ("not json", "failed to decode JSON object"),
+        (
+            r#"{"type": "data-message", "@data-type": "count", "data": 1}"#,
+            "no topic in top-level JSON object",
+        ),
+        (
+            r#"{"type": "data-message", "topic": "zeek/management/controller", "@data-type": "count", "data": 1}"#,
+            "failed to create Zeek event",
+        ),
+        (
+            &GET_INSTANCES.replace("get_instances_request", "test_noop_request"),
+            "failed to create Zeek event",
+        ),
+        (
+            &GET_INSTANCES.replace(r#"{"@data-type": "string", "data": "r1"}"#, ""),
+            "failed to create Zeek event",
+        ),
+    ] {
+        send(&mut ws, frame).await;
+        assert_eq!(
+            text(&mut ws).await,
+            error("deserialization_failed", context),
+            "{frame}"
+        );
+    }
+    // Binary frames are taken as text.
+    ws.send(Message::binary(GET_INSTANCES.as_bytes().to_vec()))
+        .await
+        .expect("send");
+    let answer = text(&mut ws).await;
+    assert!(
+        answer.starts_with(
+            r#"{"type":"data-message","topic":"zeek/management/controller","@data-type":"vector""#
+        ),
+        "{answer}"
+    );
+    assert!(answer.contains("get_instances_response") && answer.contains("\"r1\""));
+}
+
+#[tokio::test]
+async fn other_clients_see_requests_and_responses_but_not_their_own_request() {
+    let (_tmp, c) = controller();
+    let mut a = acked(&c).await;
+    let mut b = acked(&c).await;
+    send(&mut a, GET_INSTANCES).await;
+    let first_a = text(&mut a).await;
+    assert!(first_a.contains("get_instances_response"), "{first_a}");
+    let relayed = text(&mut b).await;
+    assert!(relayed.contains("get_instances_request"), "{relayed}");
+    let response = text(&mut b).await;
+    assert_eq!(response, first_a);
+}
+
+#[tokio::test]
+async fn a_plain_http_request_gets_400() {
+    let (_tmp, c) = controller();
+    let mut tcp = TcpStream::connect(c.ws).await.expect("connect");
+    tcp.write_all(b"GET /v1/messages/json HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_string(&mut reply))
+        .await
+        .expect("answered")
+        .expect("read");
+    assert!(reply.starts_with("HTTP/1.1 400 "), "{reply:?}");
+}
+
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn ten_thousand_clients_vanishing_at_every_stage_leave_nothing_behind() {
+    let (_tmp, c) = controller();
+    // Warm up: one full session, so that lazily made things exist.
+    drop(acked(&c).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pid = c.pid();
+    let (fds_before, rss_before) = (fds(pid), rss_kib(pid));
+    let start = std::time::Instant::now();
+    let mut peak = 0;
+    for i in 0..10_000 {
+        if i % 1000 == 999 {
+            peak = peak.max(rss_kib(pid));
+        }
+        match i % 4 {
+            // TCP only.
+            0 => drop(TcpStream::connect(c.ws).await.expect("connect")),
+            // Half an upgrade request.
+            1 => {
+                let mut t = TcpStream::connect(c.ws).await.expect("connect");
+                let _ = t.write_all(b"GET /v1/messages/json HTTP/1.1\r\nUpgr").await;
+            }
+            // Upgraded, never subscribed.
+            2 => drop(open(&c, "/v1/messages/json", None).await),
+            // Acked, a request sent, gone before the answer (as
+            // zeek-client does: no close frame).
+            _ => {
+                let mut ws = acked(&c).await;
+                send(&mut ws, GET_INSTANCES).await;
+            }
+        }
+    }
+    let took = start.elapsed();
+    // Still serving.
+    let mut ws = acked(&c).await;
+    send(&mut ws, GET_INSTANCES).await;
+    assert!(text(&mut ws).await.contains("get_instances_response"));
+    drop(ws);
+    let settled = {
+        let end = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let now = fds(pid);
+            if now <= fds_before || std::time::Instant::now() > end {
+                break now;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    // Memory comes back too (the hub hands freed pages back after
+    // departures): within 8 MiB of where it started.
+    let limit = rss_before + 8 * 1024;
+    let end = std::time::Instant::now() + Duration::from_secs(15);
+    while rss_kib(pid) > limit && std::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rss_after = rss_kib(pid);
+    println!(
+        "10000 connect-and-drop cycles in {took:?}; fds {fds_before} -> {settled}; rss {rss_before} KiB -> peak {peak} KiB -> {rss_after} KiB"
+    );
+    assert!(settled <= fds_before, "fds {fds_before} -> {settled}");
+    assert!(
+        rss_after <= limit,
+        "rss {rss_before} KiB -> {rss_after} KiB"
+    );
+}
