@@ -465,3 +465,60 @@ fn zeek_client_gets_the_controllers_refusals_word_for_word() {
         )
     );
 }
+
+#[test]
+fn a_stage_of_ten_thousand_nodes_and_two_clients_deploying_at_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let controller = Controller::start(dir, free_port(), free_port());
+    let mut ini = String::from("[manager]\ninstance = agent-a\nrole = manager\n\n");
+    for i in 1..=10_000 {
+        ini.push_str(&format!(
+            "[worker-{i}]\ninstance = agent-a\nrole = worker\n\n"
+        ));
+    }
+    std::fs::write(dir.join("big.ini"), ini).expect("big.ini");
+    let started = std::time::Instant::now();
+    let (code, out, err) = controller.client(&["stage-config", "big.ini"]);
+    println!(
+        "stage-config of 10,001 nodes through zeek-client: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = controller.client(&["get-config", "--as-json"]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["nodes"].as_array().map(Vec::len), Some(10_001));
+
+    // Two clients deploy at once: each gets one answer, a success or the
+    // other's pending deployment, and the cluster ends deployed.
+    std::fs::write(
+        dir.join("small.ini"),
+        "[manager]\ninstance = agent-b\nrole = manager\n\n[worker-1]\ninstance = agent-b\nrole = worker\n",
+    )
+    .expect("small.ini");
+    let _b = Agent::start_dialling(controller.agents, &["--name", "agent-b"]);
+    assert!(
+        eventually(Duration::from_secs(10), || controller
+            .client(&["get-instances"])
+            .1
+            .contains("agent-b")),
+        "agent-b never checked in"
+    );
+    let (code, _, err) = controller.client(&["stage-config", "small.ini"]);
+    assert_eq!(code, 0, "{err}");
+    let (first, second) = std::thread::scope(|s| {
+        let one = s.spawn(|| controller.client(&["deploy"]));
+        let two = s.spawn(|| controller.client(&["deploy"]));
+        (one.join().expect("first"), two.join().expect("second"))
+    });
+    for (code, out, err) in [&first, &second] {
+        let ok = *code == 0 && out.contains("\"id\"");
+        let refused = *code == 1 && out.contains("still pending");
+        assert!(ok || refused, "{code} {out} {err}");
+    }
+    assert!(first.0 == 0 || second.0 == 0, "{first:?} {second:?}");
+    let (code, out, _) = controller.client(&["get-nodes"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.matches("\"RUNNING\"").count(), 3, "{out}");
+}
