@@ -26,12 +26,11 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-use tokio_tungstenite::WebSocketStream;
 
 use crate::api::types::Port;
 use crate::protocol::connection::{Connection, ControllerOptions};
 use actors::agent_session::AgentSession;
-use actors::client_session::{application_name_ok, ClientSession, Upgrade};
+use actors::client_session::{application_name_ok, ClientIo, ClientSession, ClientSocket, Upgrade};
 use actors::core::{Core, CoreSettings};
 use actors::hub::Hub;
 use actors::messages::ClientId;
@@ -47,6 +46,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Tls(#[from] crate::protocol::tls::TlsError),
     #[error("state directory {path} cannot be used: {source}")]
     StateDir {
         path: std::path::PathBuf,
@@ -109,53 +110,74 @@ async fn asks_for_upgrade(stream: &TcpStream) -> Option<bool> {
     }
 }
 
-/// Completes a client's WebSocket upgrade; a plain HTTP request gets 400.
+/// Completes a client's WebSocket upgrade (inside TLS when `tls` is set);
+/// a plain HTTP request gets 400.
 async fn upgrade(
     stream: TcpStream,
     peer: SocketAddr,
-) -> Option<(WebSocketStream<TcpStream>, Upgrade)> {
-    use tokio::io::AsyncWriteExt;
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> Option<(ClientSocket, Upgrade)> {
     let _ = stream.set_nodelay(true);
     let attempt = async move {
-        let mut stream = stream;
-        match asks_for_upgrade(&stream).await {
-            None => return None,
-            Some(false) => {
-                tracing::info!("HTTP request from {peer} without a WebSocket upgrade: 400");
-                // Take the request off the socket first: closing with
-                // unread bytes would reset the connection, answer and all.
-                let mut sink = [0u8; 8192];
-                let _ = stream.try_read(&mut sink);
-                let _ = stream
-                    .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                    .await;
-                let _ = stream.shutdown().await;
-                return None;
-            }
-            Some(true) => {}
-        }
-        let mut upgrade = Upgrade::default();
-        let callback = Inspect(&mut upgrade);
-        // Small buffers that grow with the message: most clients send a few
-        // hundred bytes, and a connection's buffers should not outweigh it.
-        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-            .read_buffer_size(4096)
-            .write_buffer_size(0)
-            .max_message_size(Some(MAX_MESSAGE_BYTES))
-            .max_frame_size(Some(MAX_MESSAGE_BYTES));
-        match tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await
-        {
-            Ok(ws) => Some((ws, upgrade)),
-            Err(e) => {
-                tracing::info!("WebSocket handshake with {peer} failed: {e}");
-                None
-            }
-        }
+        let io: Box<dyn ClientIo> = match tls {
+            Some(tls) => match tls.accept(stream).await {
+                Ok(s) => Box::new(s),
+                Err(e) => {
+                    tracing::info!("TLS handshake with {peer} failed: {e}");
+                    return None;
+                }
+            },
+            None => Box::new(plain_upgrade(stream, peer).await?),
+        };
+        websocket(io, peer).await
     };
     tokio::time::timeout(UPGRADE_TIMEOUT, attempt)
         .await
         .ok()
         .flatten()
+}
+
+/// The TCP stream again once it carries a WebSocket upgrade request; a
+/// plain HTTP request gets 400.
+async fn plain_upgrade(mut stream: TcpStream, peer: SocketAddr) -> Option<TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    match asks_for_upgrade(&stream).await? {
+        true => Some(stream),
+        false => {
+            tracing::info!("HTTP request from {peer} without a WebSocket upgrade: 400");
+            // Take the request off the socket first: closing with unread
+            // bytes would reset the connection, answer and all.
+            let mut sink = [0u8; 8192];
+            let _ = stream.try_read(&mut sink);
+            let _ = stream
+                .write_all(
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .await;
+            let _ = stream.shutdown().await;
+            None
+        }
+    }
+}
+
+/// The WebSocket handshake proper.
+async fn websocket(io: Box<dyn ClientIo>, peer: SocketAddr) -> Option<(ClientSocket, Upgrade)> {
+    let mut upgrade = Upgrade::default();
+    let callback = Inspect(&mut upgrade);
+    // Small buffers that grow with the message: most clients send a few
+    // hundred bytes, and a connection's buffers should not outweigh it.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES));
+    match tokio_tungstenite::accept_hdr_async_with_config(io, callback, Some(config)).await {
+        Ok(ws) => Some((ws, upgrade)),
+        Err(e) => {
+            tracing::info!("WebSocket handshake with {peer} failed: {e}");
+            None
+        }
+    }
 }
 
 /// A running controller.
@@ -167,15 +189,51 @@ pub struct ControllerHandle {
     pub agent_addr: Option<SocketAddr>,
 }
 
+/// The certificate and key of one TLS setting pair, which go together.
+fn pair<'a>(
+    cert: &'a Option<std::path::PathBuf>,
+    key: &'a Option<std::path::PathBuf>,
+    flags: &str,
+) -> Result<Option<(&'a std::path::Path, &'a std::path::Path)>, StartError> {
+    match (cert, key) {
+        (Some(c), Some(k)) => Ok(Some((c.as_path(), k.as_path()))),
+        (None, None) => Ok(None),
+        _ => Err(StartError::Tls(crate::protocol::tls::TlsError::Setting(
+            format!("{flags} go together"),
+        ))),
+    }
+}
+
 /// The options of the controller's side of each agent connection.
-fn agent_options(config: &Config) -> ControllerOptions {
-    ControllerOptions {
+fn agent_options(config: &Config) -> Result<ControllerOptions, StartError> {
+    use crate::protocol::tls;
+    let identity = pair(
+        &config.tls_cert,
+        &config.tls_key,
+        "--tls-cert and --tls-key",
+    )?;
+    let tls_server = match identity {
+        Some((c, k)) => Some(tls::server_config(c, k, config.tls_ca.as_deref())?),
+        None if config.tls_ca.is_some() => {
+            return Err(StartError::Tls(tls::TlsError::Setting(
+                "--tls-ca needs --tls-cert and --tls-key, for the agents dialling in".into(),
+            )))
+        }
+        None => None,
+    };
+    let tls = match &config.tls_ca {
+        Some(ca) => Some(tls::client_config(ca, identity)?),
+        None => None,
+    };
+    Ok(ControllerOptions {
         endpoint: config.name.clone(),
         role: "controller".into(),
         heartbeat: config.heartbeat.as_secs(),
         hello_timeout: config.request_timeout,
+        tls,
+        tls_server,
         ..ControllerOptions::default()
-    }
+    })
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -196,7 +254,17 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
     let store = SyncArbiter::start(1, move || Store { dir: dir.clone() });
     let hub = Hub::default().start();
     let sessions = Arc::new(AtomicU64::new(1));
-    let options = agent_options(&config);
+    let options = agent_options(&config)?;
+    let ws_tls = match pair(
+        &config.websocket_tls_cert,
+        &config.websocket_tls_key,
+        "--websocket-tls-cert and --websocket-tls-key",
+    )? {
+        Some((c, k)) => Some(tokio_rustls::TlsAcceptor::from(
+            crate::protocol::tls::server_config(c, k, None)?,
+        )),
+        None => None,
+    };
     let heartbeat = config.heartbeat;
 
     let agent_listener = if config.listen_port.is_some() {
@@ -316,9 +384,10 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
                 n += 1;
                 let (core, hub, endpoint) =
                     (core.clone(), hub.clone(), format!("{prefix}-websocket-{n}"));
+                let tls = ws_tls.clone();
                 let id = ClientId(n);
                 actix_rt::spawn(async move {
-                    let Some(ws) = upgrade(stream, peer).await else {
+                    let Some(ws) = upgrade(stream, peer, tls).await else {
                         return;
                     };
                     let (ws, upgrade) = ws;

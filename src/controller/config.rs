@@ -29,6 +29,15 @@ pub struct Config {
     pub heartbeat: Duration,
     /// WebSocket clients connected at once; more wait to be accepted.
     pub max_clients: usize,
+    /// `wss://` with this certificate and key.
+    pub websocket_tls_cert: Option<PathBuf>,
+    pub websocket_tls_key: Option<PathBuf>,
+    /// TLS 1.3 towards the agents: certificate and key for agents dialling
+    /// in, CA to verify agents (both ways; mutual TLS for those dialling
+    /// in).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
     /// The agent port as configured, which nodes may not use (kept when
     /// the listener is off or on a free port).
     pub agent_port_setting: u16,
@@ -49,6 +58,11 @@ impl Default for Config {
             dial_interval: Duration::from_secs(1),
             heartbeat: Duration::from_secs(5),
             max_clients: 256,
+            websocket_tls_cert: None,
+            websocket_tls_key: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
             agent_port_setting: 2150,
         }
     }
@@ -116,6 +130,21 @@ pub struct Settings {
     /// WebSocket clients connected at once; more wait to be accepted (more than 0) [default: 256]
     #[arg(long)]
     pub max_clients: Option<usize>,
+    /// Certificate (PEM) for wss:// towards zeek-client (TLS 1.3); with --websocket-tls-key
+    #[arg(long, value_name = "PEM")]
+    pub websocket_tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --websocket-tls-cert
+    #[arg(long, value_name = "PEM")]
+    pub websocket_tls_key: Option<PathBuf>,
+    /// TLS certificate (PEM) towards agents; with --tls-key agents dialling in speak only TLS 1.3
+    #[arg(long, value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of --tls-cert
+    #[arg(long, value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM): agents dialling in must present a certificate of it (mutual TLS), and dialled agents are verified against it
+    #[arg(long, value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// The environment variables, each with the flag it stands for.
@@ -158,6 +187,17 @@ impl Settings {
             heartbeat,
             max_clients
         );
+        for (from, to) in [
+            (self.websocket_tls_cert, &mut config.websocket_tls_cert),
+            (self.websocket_tls_key, &mut config.websocket_tls_key),
+            (self.tls_cert, &mut config.tls_cert),
+            (self.tls_key, &mut config.tls_key),
+            (self.tls_ca, &mut config.tls_ca),
+        ] {
+            if from.is_some() {
+                *to = from;
+            }
+        }
         if let Some(p) = self.websocket_port {
             config.websocket_port = (p != 0).then_some(p);
         }

@@ -48,6 +48,10 @@ impl Controller {
     }
 
     pub fn start(dir: &Path, ws_port: u16, agent_port: u16) -> Controller {
+        Controller::start_with(dir, ws_port, agent_port, &[])
+    }
+
+    pub fn start_with(dir: &Path, ws_port: u16, agent_port: u16, extra: &[&str]) -> Controller {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -66,6 +70,7 @@ impl Controller {
                 "--dial-interval",
                 "0.1",
             ])
+            .args(extra)
             .current_dir(dir)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -521,4 +526,72 @@ fn a_stage_of_ten_thousand_nodes_and_two_clients_deploying_at_once() {
     let (code, out, _) = controller.client(&["get-nodes"]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(out.matches("\"RUNNING\"").count(), 3, "{out}");
+}
+
+#[test]
+fn tls_towards_zeek_client_and_towards_the_agents() {
+    use crate::tls::{ca, leaf};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let ours = ca("cluster CA");
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, &ours.pem).expect("ca");
+    let (server_cert, server_key) = leaf(dir, "controller", &ours, false);
+    let (agent_cert, agent_key) = leaf(dir, "agent", &ours, false);
+    let (client_cert, client_key) = leaf(dir, "client", &ours, false);
+    let p = |p: &std::path::Path| p.display().to_string();
+    let controller = Controller::start_with(
+        dir,
+        free_port(),
+        free_port(),
+        &[
+            "--websocket-tls-cert",
+            &p(&server_cert),
+            "--websocket-tls-key",
+            &p(&server_key),
+            "--tls-cert",
+            &p(&server_cert),
+            "--tls-key",
+            &p(&server_key),
+            "--tls-ca",
+            &p(&ca_path),
+        ],
+    );
+    // zeek-client's two TLS modes: encrypted without verification, and
+    // verifying the controller against the CA.
+    let (code, out, err) = controller.client(&["--set", "ssl.enable=true", "get-instances"]);
+    assert_eq!((code, out.as_str()), (0, "{}\n"), "{err}");
+    let verified = [
+        "--set".to_owned(),
+        "ssl.enable=true".to_owned(),
+        "--set".to_owned(),
+        format!("ssl.cafile={}", p(&ca_path)),
+        "--set".to_owned(),
+        format!("ssl.certificate={}", p(&client_cert)),
+        "--set".to_owned(),
+        format!("ssl.keyfile={}", p(&client_key)),
+    ];
+    let mut args: Vec<&str> = verified.iter().map(String::as_str).collect();
+    args.push("get-instances");
+    // An agent dialling in with mutual TLS, verifying the controller.
+    let _a = Agent::start_dialling(
+        controller.agents,
+        &[
+            "--name",
+            "agent-tls",
+            "--tls-ca",
+            &p(&ca_path),
+            "--tls-cert",
+            &p(&agent_cert),
+            "--tls-key",
+            &p(&agent_key),
+        ],
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let (code, out, _) = controller.client(&args);
+            code == 0 && out.contains("agent-tls")
+        }),
+        "the TLS agent never checked in over TLS, or zeek-client could not verify"
+    );
 }

@@ -14,13 +14,13 @@ use zeek_mgmt_agent::protocol::tls;
 
 use crate::support::*;
 
-struct Ca {
+pub struct Ca {
     params: CertificateParams,
     key: KeyPair,
-    pem: String,
+    pub pem: String,
 }
 
-fn ca(name: &str) -> Ca {
+pub fn ca(name: &str) -> Ca {
     let key = KeyPair::generate().expect("key");
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -31,7 +31,7 @@ fn ca(name: &str) -> Ca {
 
 /// Writes a certificate for `names` signed by `ca` and its key; returns
 /// the two paths.
-fn leaf(dir: &Path, file: &str, ca: &Ca, expired: bool) -> (PathBuf, PathBuf) {
+pub fn leaf(dir: &Path, file: &str, ca: &Ca, expired: bool) -> (PathBuf, PathBuf) {
     let key = KeyPair::generate().expect("key");
     let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
     params

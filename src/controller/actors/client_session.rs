@@ -7,7 +7,6 @@
 use actix::prelude::*;
 use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -29,6 +28,14 @@ pub struct ClientRequest {
     pub call: requests::Call,
 }
 
+/// A client's byte stream: TCP, or TLS over TCP.
+pub trait ClientIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> ClientIo for T {}
+
+/// A client's WebSocket.
+pub type ClientSocket = WebSocketStream<Box<dyn ClientIo>>;
+
 /// What the upgrade request said that the session must act on.
 #[derive(Debug, Clone, Default)]
 pub struct Upgrade {
@@ -49,7 +56,7 @@ pub struct ClientSession {
     id: ClientId,
     endpoint: String,
     upgrade: Upgrade,
-    stream: Option<SplitStream<WebSocketStream<TcpStream>>>,
+    stream: Option<SplitStream<ClientSocket>>,
     out: mpsc::UnboundedSender<Message>,
     acked: bool,
     hub: Addr<Hub>,
@@ -67,7 +74,7 @@ impl ClientSession {
 
     /// A session over an upgraded connection; `endpoint` goes into the ack.
     pub fn new(
-        ws: WebSocketStream<TcpStream>,
+        ws: ClientSocket,
         id: ClientId,
         endpoint: String,
         upgrade: Upgrade,
