@@ -1,0 +1,449 @@
+//! Benchmarks of the controller binary, each beside its own baseline
+//! measured in the same run. Prints a table; asserts nothing.
+//!
+//! ```text
+//! cargo build --release && cargo run --release --example controller_bench
+//! cargo run --release --example controller_bench -- --quick   # 20 agents, fewer rounds
+//! ```
+//! The controller and the agents are the release binaries next to this
+//! example; the nodes are a program that only sleeps; the client is a
+//! WebSocket client speaking as zeek-client does (and zeek-client itself
+//! for the last row, when `$ZEEK_CLIENT` or `.ci/venv/bin/zeek-client`
+//! exists).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use zeek_mgmt_agent::api::events::{GetNodesRequest, Request, SetConfigurationRequest};
+use zeek_mgmt_agent::api::types::{Addr, Configuration, Instance, Node, Port, ReqId, Role};
+use zeek_mgmt_agent::broker::message::{DataMessage, Event, CONTROLLER_TOPIC};
+use zeek_mgmt_agent::broker::records;
+use zeek_mgmt_agent::broker::Value;
+use zeek_mgmt_agent::protocol::connection::{Connection, ControllerOptions};
+
+fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|d| d.join(name))
+        .expect("target dir")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A child process ended with SIGTERM when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // SAFETY: plain signal delivery to our own child.
+        unsafe {
+            libc::kill(self.0.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `program` and returns it with the address its ready line names
+/// after `marker`.
+fn start(program: &Path, args: &[String], log: &Path, marker: &str) -> (Proc, String) {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(log).expect("log")))
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {}: {e} (cargo build --release first)",
+                program.display()
+            )
+        });
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready line");
+    let addr = line
+        .split_once(marker)
+        .map(|(_, a)| a.split_whitespace().next().unwrap_or("").to_owned())
+        .unwrap_or_default();
+    (Proc(child), addr)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+fn p50(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// A WebSocket client that speaks as zeek-client does.
+struct Client {
+    ws: Ws,
+    next: u64,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> Client {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let (mut ws, _) =
+            tokio_tungstenite::client_async(format!("ws://{addr}/v1/messages/json"), tcp)
+                .await
+                .expect("upgrade");
+        ws.send(Message::text(format!("[\"{CONTROLLER_TOPIC}\"]")))
+            .await
+            .expect("subscribe");
+        let _ack = ws.next().await;
+        Client { ws, next: 0 }
+    }
+
+    /// Sends `<stem>_request(reqid, args...)` and waits for its response;
+    /// returns its second argument.
+    async fn ask(&mut self, stem: &str, args: Vec<Value>) -> Value {
+        self.next += 1;
+        let reqid = format!("bench-{}", self.next);
+        let mut all = vec![Value::string(&reqid)];
+        all.extend(args);
+        let m = DataMessage {
+            topic: CONTROLLER_TOPIC.into(),
+            value: Event {
+                name: format!("Management::Controller::API::{stem}_request"),
+                args: all,
+            }
+            .into_value(),
+        };
+        self.ws
+            .send(Message::text(m.to_json()))
+            .await
+            .expect("send");
+        let want = format!("Management::Controller::API::{stem}_response");
+        loop {
+            let Some(Ok(Message::Text(t))) = self.ws.next().await else {
+                panic!("connection lost")
+            };
+            let Ok(m) = DataMessage::parse(t.as_str()) else {
+                continue;
+            };
+            let Some(e) = Event::from_value(&m.value) else {
+                continue;
+            };
+            if e.name == want && e.args.first().and_then(Value::as_str) == Some(&reqid) {
+                return e.args.get(1).cloned().unwrap_or(Value::None);
+            }
+        }
+    }
+}
+
+fn cluster(id: &str, agents: &[(String, SocketAddr)], per_agent: usize) -> Configuration {
+    let mut nodes = Vec::new();
+    for (i, (name, _)) in agents.iter().enumerate() {
+        for j in 0..per_agent {
+            let role = if i == 0 && j == 0 {
+                Role::Manager
+            } else {
+                Role::Worker
+            };
+            let mut node = Node::new(&format!("{name}-n{j}"), name, role);
+            if role == Role::Manager {
+                // The agent needs a manager's port; nothing binds it here.
+                node.p = Some(Port::tcp(27_999));
+            }
+            nodes.push(node);
+        }
+    }
+    Configuration {
+        id: id.into(),
+        instances: agents
+            .iter()
+            .map(|(name, addr)| Instance {
+                name: name.clone(),
+                host: Addr(addr.ip()),
+                listen_port: Some(Port::tcp(addr.port())),
+            })
+            .collect(),
+        nodes,
+    }
+}
+
+/// Stages and deploys `config` through the controller; the deploy's time.
+async fn deploy(c: &mut Client, config: &Configuration) -> Duration {
+    let staged = c
+        .ask("stage_configuration", vec![records::configuration(config)])
+        .await;
+    assert!(
+        staged.to_json().contains("\"boolean\",\"data\":true"),
+        "{}",
+        staged.to_json()
+    );
+    let t = Instant::now();
+    let r = c.ask("deploy", vec![]).await;
+    let took = t.elapsed();
+    assert!(
+        !r.to_json().contains("\"boolean\",\"data\":false"),
+        "deploy failed: {}",
+        r.to_json()
+    );
+    took
+}
+
+struct Setup {
+    _controller: Proc,
+    controller_pid: u32,
+    ws: SocketAddr,
+    agents: Vec<(String, SocketAddr, Proc)>,
+    _dir: PathBuf,
+}
+
+/// A controller and `n` listening agents, which the controller dials.
+fn setup(dir: &Path, n: usize) -> Setup {
+    std::fs::create_dir_all(dir).expect("dir");
+    let node = dir.join("node.sh");
+    std::fs::write(&node, "#!/bin/sh\nexec sleep 100000\n").expect("node");
+    std::fs::set_permissions(&node, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let ws_port = free_port();
+    let (controller, _) = start(
+        &binary("zeek-mgmt-controller"),
+        &[
+            "--websocket-port".into(),
+            ws_port.to_string(),
+            "--listen-port".into(),
+            free_port().to_string(),
+            "--state-dir".into(),
+            dir.join("controller-state").display().to_string(),
+            "--dial-interval".into(),
+            "0.05".into(),
+            "--request-timeout".into(),
+            "60".into(),
+        ],
+        &dir.join("controller.log"),
+        "listening on ",
+    );
+    let controller_pid = controller.0.id();
+    let mut agents = Vec::new();
+    for i in 0..n {
+        let name = format!("agent-{i:03}");
+        let d = dir.join(&name);
+        std::fs::create_dir_all(&d).expect("agent dir");
+        let (p, addr) = start(
+            &binary("zeek-mgmt-agent"),
+            &[
+                "--name".into(),
+                name.clone(),
+                "--listen-port".into(),
+                "0".into(),
+                "--settle-time".into(),
+                "0".into(),
+                "--cluster-backend".into(),
+                "none".into(),
+                "--cluster-dir".into(),
+                d.join("cluster").display().to_string(),
+                "--state-dir".into(),
+                d.join("state").display().to_string(),
+                "--zeek-binary".into(),
+                node.display().to_string(),
+            ],
+            &d.join("agent.log"),
+            "listening on ",
+        );
+        agents.push((name, addr.parse().expect("agent addr"), p));
+    }
+    Setup {
+        _controller: controller,
+        controller_pid,
+        ws: SocketAddr::from(([127, 0, 0, 1], ws_port)),
+        agents,
+        _dir: dir.to_owned(),
+    }
+}
+
+fn zeek_client() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ZEEK_CLIENT") {
+        return Some(PathBuf::from(p));
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/venv/bin/zeek-client");
+    venv.exists().then_some(venv)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let rounds = if quick { 200 } else { 2000 };
+    let many = if quick { 20 } else { 100 };
+    let tmp = std::env::temp_dir().join(format!("zeek-mgmt-cbench-{}", std::process::id()));
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+
+    // Two agents with two nodes each.
+    {
+        let s = setup(&tmp.join("small"), 2);
+        let idle = rss_kib(s.controller_pid);
+        let agents: Vec<(String, SocketAddr)> =
+            s.agents.iter().map(|(n, a, _)| (n.clone(), *a)).collect();
+        let mut c = Client::connect(s.ws).await;
+        // Deploy of 4 nodes through the controller, against the same
+        // set_configuration sent straight to both agents at once.
+        let mut via = Vec::new();
+        let mut direct = Vec::new();
+        let conns: Vec<Connection> = {
+            let mut v = Vec::new();
+            for (_, a) in &agents {
+                v.push(
+                    Connection::connect(*a, ControllerOptions::default())
+                        .await
+                        .expect("direct"),
+                );
+            }
+            v
+        };
+        for i in 0..if quick { 3 } else { 10 } {
+            via.push(deploy(&mut c, &cluster(&format!("via-{i}"), &agents, 2)).await);
+            let config = cluster(&format!("direct-{i}"), &agents, 2);
+            let t = Instant::now();
+            let waits: Vec<_> = conns
+                .iter()
+                .map(|conn| {
+                    conn.start_request(Request::SetConfiguration(SetConfigurationRequest {
+                        reqid: ReqId(format!("d{i}")),
+                        config: config.clone(),
+                    }))
+                    .expect("send")
+                })
+                .collect();
+            for w in waits {
+                assert!(w.await.expect("answer").result.success);
+            }
+            direct.push(t.elapsed());
+        }
+        let (via, direct) = (p50(via), p50(direct));
+        rows.push((
+            "deploy of 4 nodes on 2 agents, p50".into(),
+            format!(
+                "{} via the controller, {} straight to the agents",
+                ms(via),
+                ms(direct)
+            ),
+            format!(
+                "controller's share {} (goal < 5 ms)",
+                ms(via.saturating_sub(direct))
+            ),
+        ));
+        // get_nodes through the controller against straight to an agent.
+        let mut via = Vec::new();
+        for _ in 0..rounds {
+            let t = Instant::now();
+            c.ask("get_nodes", vec![]).await;
+            via.push(t.elapsed());
+        }
+        // The same get_nodes straight to both agents at once.
+        let mut direct = Vec::new();
+        for i in 0..rounds {
+            let t = Instant::now();
+            let waits: Vec<_> = conns
+                .iter()
+                .map(|conn| {
+                    conn.start_request(Request::GetNodes(GetNodesRequest {
+                        reqid: ReqId(format!("g{i}")),
+                    }))
+                    .expect("send")
+                })
+                .collect();
+            for w in waits {
+                w.await.expect("get_nodes");
+            }
+            direct.push(t.elapsed());
+        }
+        let (via, direct) = (p50(via), p50(direct));
+        rows.push((
+            "get_nodes round trip, p50".into(),
+            format!(
+                "{} via the controller, {} straight to both agents at once",
+                ms(via),
+                ms(direct)
+            ),
+            format!(
+                "controller adds {} = {:.2} agent round trips (goal < 1)",
+                ms(via.saturating_sub(direct)),
+                via.saturating_sub(direct).as_secs_f64() / direct.as_secs_f64().max(1e-9)
+            ),
+        ));
+        rows.push((
+            "controller resident memory, idle".into(),
+            format!("{idle} KiB"),
+            "goal < 10 MiB".into(),
+        ));
+        if let Some(zc) = zeek_client() {
+            let mut times = Vec::new();
+            for _ in 0..if quick { 3 } else { 10 } {
+                let t = Instant::now();
+                let out = Command::new(&zc)
+                    .args(["--controller", &s.ws.to_string(), "get-nodes"])
+                    .output()
+                    .expect("zeek-client");
+                assert!(out.status.success());
+                times.push(t.elapsed());
+            }
+            let t = Instant::now();
+            let _ = Command::new(&zc).arg("--version").output();
+            let startup = t.elapsed();
+            rows.push((
+                "zeek-client get-nodes end to end, p50".into(),
+                ms(p50(times)),
+                format!("zeek-client --version alone: {}", ms(startup)),
+            ));
+        }
+    }
+
+    // Many agents with 10 nodes each, deployed at once.
+    {
+        let s = setup(&tmp.join("many"), many);
+        let agents: Vec<(String, SocketAddr)> =
+            s.agents.iter().map(|(n, a, _)| (n.clone(), *a)).collect();
+        let mut c = Client::connect(s.ws).await;
+        let took = deploy(&mut c, &cluster("many", &agents, 10)).await;
+        let rss = rss_kib(s.controller_pid);
+        rows.push((
+            format!("deploy of {many} agents x 10 nodes, end to end"),
+            ms(took),
+            "goal < 2 s for 100 agents".into(),
+        ));
+        rows.push((
+            format!("controller resident memory, {many} agents connected"),
+            format!("{rss} KiB"),
+            "goal < 20 MiB for 100 agents".into(),
+        ));
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+
+    println!("| measure | figure | against |");
+    println!("| --- | --- | --- |");
+    for (a, b, c) in rows {
+        println!("| {a} | {b} | {c} |");
+    }
+}
