@@ -236,10 +236,30 @@ fn agent_options(config: &Config) -> Result<ControllerOptions, StartError> {
     })
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+/// A listener on `ip:port`, or none when the port is off.
+async fn bind(ip: std::net::IpAddr, port: Option<u16>) -> Result<Option<TcpListener>, StartError> {
+    let Some(port) = port else {
+        return Ok(None);
+    };
+    let addr = SocketAddr::new(ip, port);
     TcpListener::bind(addr)
         .await
+        .map(Some)
         .map_err(|source| StartError::Listen { addr, source })
+}
+
+/// The next connection; an accept error (out of file descriptors and
+/// the like) is logged and retried after a pause instead of spinning.
+async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(s) => return s,
+            Err(e) => {
+                tracing::error!("accept failed: {e}");
+                actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
 }
 
 /// Starts the controller's actors and listeners inside the running actix
@@ -267,28 +287,8 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
     };
     let heartbeat = config.heartbeat;
 
-    let agent_listener = if config.listen_port.is_some() {
-        Some(
-            bind(SocketAddr::new(
-                config.listen_addr,
-                config.listen_port.unwrap_or(0),
-            ))
-            .await?,
-        )
-    } else {
-        None
-    };
-    let ws_listener = if config.websocket_port.is_some() {
-        Some(
-            bind(SocketAddr::new(
-                config.websocket_addr,
-                config.websocket_port.unwrap_or(0),
-            ))
-            .await?,
-        )
-    } else {
-        None
-    };
+    let agent_listener = bind(config.listen_addr, config.listen_port).await?;
+    let ws_listener = bind(config.websocket_addr, config.websocket_port).await?;
 
     let settings = CoreSettings {
         request_timeout: config.request_timeout,
@@ -330,14 +330,7 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
         let (core, ids) = (core.clone(), Arc::clone(&sessions));
         actix_rt::spawn(async move {
             loop {
-                let (stream, _) = match listener.accept().await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::error!("accept failed: {e}");
-                        actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
+                let (stream, _) = accept(&listener).await;
                 let (core, opts, ids) = (core.clone(), options.clone(), Arc::clone(&ids));
                 actix_rt::spawn(async move {
                     let peer = stream.peer_addr().ok();
@@ -373,14 +366,7 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
                 let Ok(place) = Arc::clone(&places).acquire_owned().await else {
                     return;
                 };
-                let (stream, peer) = match listener.accept().await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::error!("accept failed: {e}");
-                        actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
+                let (stream, peer) = accept(&listener).await;
                 n += 1;
                 let (core, hub, endpoint) =
                     (core.clone(), hub.clone(), format!("{prefix}-websocket-{n}"));

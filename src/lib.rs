@@ -83,6 +83,7 @@ pub mod api;
 pub mod broker;
 pub mod client;
 pub mod controller;
+pub mod daemon;
 pub mod logging;
 pub mod memory;
 pub mod protocol;

@@ -2,7 +2,7 @@
 //! then run until SIGINT or SIGTERM, stop every node, exit 0.
 
 use std::ffi::OsString;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -47,30 +47,8 @@ fn command_line() -> Result<Cli, zeek_mgmt_agent::Error> {
     Ok(Cli::parse_from(argv))
 }
 
-async fn wait_for_signal() -> std::io::Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
-}
-
 fn main() -> ExitCode {
-    // Log lines are buffered and written out every few milliseconds (at
-    // once for warnings and errors); the guard flushes the rest at the end.
-    let (writer, _log_guard) = zeek_mgmt_agent::logging::BufferedStderr::start();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(writer)
-        .event_format(zeek_mgmt_agent::logging::LineFormat {
-            ansi: std::io::stderr().is_terminal(),
-        })
-        .init();
+    let _log_guard = zeek_mgmt_agent::daemon::init_logging();
     let config = match command_line().and_then(build_config) {
         Ok(c) => c,
         Err(e) => {
@@ -103,7 +81,7 @@ fn main() -> ExitCode {
         }
         let _ = out.flush();
         drop(out);
-        match wait_for_signal().await {
+        match zeek_mgmt_agent::daemon::wait_for_signal().await {
             Ok(sig) => tracing::info!("{sig} received"),
             Err(e) => {
                 tracing::error!("cannot watch for signals: {e}");
