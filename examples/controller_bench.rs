@@ -4,6 +4,7 @@
 //! ```text
 //! cargo build --release && cargo run --release --example controller_bench
 //! cargo run --release --example controller_bench -- --quick   # 20 agents, fewer rounds
+//! cargo run --release --example controller_bench -- --only get-nodes --rounds N
 //! ```
 //! The controller and the agents are the release binaries next to this
 //! example; the nodes are a program that only sleeps; the client is a
@@ -294,8 +295,20 @@ fn zeek_client() -> Option<PathBuf> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let rounds = if quick { 200 } else { 2000 };
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    // `--only get-nodes`: the get_nodes rows alone (for profiling, with
+    // `--rounds N`).
+    let only_get_nodes = flag("--only").as_deref() == Some("get-nodes");
+    let rounds = flag("--rounds")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(if quick { 200 } else { 2000 });
     let many = if quick { 20 } else { 100 };
     let tmp = std::env::temp_dir().join(format!("zeek-mgmt-cbench-{}", std::process::id()));
     let mut rows: Vec<(String, String, String)> = Vec::new();
@@ -322,7 +335,13 @@ async fn main() {
             }
             v
         };
-        for i in 0..if quick { 3 } else { 10 } {
+        for i in 0..if only_get_nodes {
+            1
+        } else if quick {
+            3
+        } else {
+            10
+        } {
             via.push(deploy(&mut c, &cluster(&format!("via-{i}"), &agents, 2)).await);
             let config = cluster(&format!("direct-{i}"), &agents, 2);
             let t = Instant::now();
@@ -398,7 +417,7 @@ async fn main() {
             format!("{idle} KiB"),
             "goal < 10 MiB".into(),
         ));
-        if let Some(zc) = zeek_client() {
+        if let Some(zc) = zeek_client().filter(|_| !only_get_nodes) {
             let mut times = Vec::new();
             for _ in 0..if quick { 3 } else { 10 } {
                 let t = Instant::now();
@@ -421,7 +440,7 @@ async fn main() {
     }
 
     // Many agents with 10 nodes each, deployed at once.
-    {
+    if !only_get_nodes {
         let s = setup(&tmp.join("many"), many);
         let agents: Vec<(String, SocketAddr)> =
             s.agents.iter().map(|(n, a, _)| (n.clone(), *a)).collect();

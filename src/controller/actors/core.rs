@@ -56,6 +56,8 @@ struct Deployment {
     /// agent is ready and the configuration has gone out.
     waiting: Option<BTreeSet<String>>,
     results: Vec<BrokerResult>,
+    /// The deadline's timer, cancelled when the last agent answers.
+    deadline: Option<SpawnHandle>,
 }
 
 /// A client request gathering one answer per agent.
@@ -65,6 +67,8 @@ struct Gather {
     /// Results of the controller's own, before the agents'.
     leading: Vec<BrokerResult>,
     results: Vec<BrokerResult>,
+    /// The deadline's timer, cancelled when the last agent answers.
+    deadline: Option<SpawnHandle>,
 }
 
 /// Starts a dial of an agent that listens; the core hands it the

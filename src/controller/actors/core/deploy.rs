@@ -65,8 +65,9 @@ impl Core {
             config,
             waiting: None,
             results: Vec::new(),
+            deadline: None,
         });
-        ctx.run_later(self.settings.request_timeout, move |act, _| {
+        let handle = ctx.run_later(self.settings.request_timeout, move |act, _| {
             if act.pending.as_ref().is_some_and(|p| p.reqid == reqid) {
                 if let Some(mut p) = act.pending.take() {
                     tracing::warn!("deployment {reqid} timed out");
@@ -78,6 +79,9 @@ impl Core {
                 }
             }
         });
+        if let Some(p) = &mut self.pending {
+            p.deadline = Some(handle);
+        }
         self.send_when_all_ready(ctx);
     }
 
@@ -232,9 +236,17 @@ impl Core {
         if !waiting.is_empty() {
             return;
         }
-        let Some(p) = self.pending.take() else {
+        let Some(mut p) = self.pending.take() else {
             return;
         };
+        if let Some(h) = p.deadline.take() {
+            ctx.cancel_future(h);
+        }
+        // The configuration went out as one copy per agent: hand the
+        // memory back once they are gone.
+        ctx.run_later(std::time::Duration::from_millis(100), |_, _| {
+            crate::memory::release_free_memory()
+        });
         let id = p.config.id.clone();
         tracing::info!("deployment {reqid} of configuration {id} complete");
         self.deployed = Some(p.config);

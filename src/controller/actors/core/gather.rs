@@ -24,6 +24,7 @@ impl Core {
                 waiting: agents.iter().cloned().collect(),
                 leading: Vec::new(),
                 results: Vec::new(),
+                deadline: None,
             },
         );
         self.deadline(&reqid, ctx);
@@ -33,12 +34,12 @@ impl Core {
                 reqid: subid.clone(),
             });
             let r = reqid.clone();
-            self.call(&agent.clone(), request, ctx, move |act, outcome, _| {
+            self.call(&agent.clone(), request, ctx, move |act, outcome, ctx| {
                 let result = match outcome {
                     Ok(resp) => answers::get_nodes(&subid.0, &resp.result),
                     Err(e) => answers::agent_failed(&subid.0, &agent, &Self::call_error(&agent, e)),
                 };
-                act.gathered(&r, &agent, vec![result]);
+                act.gathered(&r, &agent, vec![result], ctx);
             });
         }
     }
@@ -132,6 +133,7 @@ impl Core {
                 waiting: asked.iter().map(|(a, _)| a.clone()).collect(),
                 leading,
                 results: Vec::new(),
+                deadline: None,
             },
         );
         self.deadline(&reqid, ctx);
@@ -139,7 +141,7 @@ impl Core {
             let subid = Self::sub_reqid();
             let request = make(subid.clone(), valid.clone());
             let r = reqid.clone();
-            self.call(&agent.clone(), request, ctx, move |act, outcome, _| {
+            self.call(&agent.clone(), request, ctx, move |act, outcome, ctx| {
                 let results = match outcome {
                     Ok(resp) => answers::per_node(&subid.0, &resp.result),
                     Err(e) => vec![answers::agent_failed(
@@ -148,14 +150,19 @@ impl Core {
                         &Self::call_error(&agent, e),
                     )],
                 };
-                act.gathered(&r, &agent, results);
+                act.gathered(&r, &agent, results, ctx);
             });
         }
     }
 
+    /// Answers the gather `reqid` with what it has at the deadline. The
+    /// timer is cancelled when the gather completes first: the core's
+    /// context polls every pending timer at each wake, so none may outlive
+    /// its request.
     fn deadline(&mut self, reqid: &str, ctx: &mut Context<Self>) {
-        let reqid = reqid.to_owned();
-        ctx.run_later(self.settings.request_timeout, move |act, _| {
+        let owned = reqid.to_owned();
+        let handle = ctx.run_later(self.settings.request_timeout, move |act, _| {
+            let reqid = owned;
             if let Some(mut g) = act.gathers.remove(&reqid) {
                 tracing::info!("{}_request {reqid} timed out", g.stem);
                 let mut all = std::mem::take(&mut g.leading);
@@ -164,9 +171,18 @@ impl Core {
                 act.answer(g.stem, &reqid, &all);
             }
         });
+        if let Some(g) = self.gathers.get_mut(reqid) {
+            g.deadline = Some(handle);
+        }
     }
 
-    fn gathered(&mut self, reqid: &str, agent: &str, mut results: Vec<BrokerResult>) {
+    fn gathered(
+        &mut self,
+        reqid: &str,
+        agent: &str,
+        mut results: Vec<BrokerResult>,
+        ctx: &mut Context<Self>,
+    ) {
         let Some(g) = self.gathers.get_mut(reqid) else {
             tracing::info!("late answer of agent {agent} to {reqid} dropped");
             return;
@@ -175,6 +191,9 @@ impl Core {
         g.results.append(&mut results);
         if g.waiting.is_empty() {
             if let Some(mut g) = self.gathers.remove(reqid) {
+                if let Some(h) = g.deadline.take() {
+                    ctx.cancel_future(h);
+                }
                 let mut all = std::mem::take(&mut g.leading);
                 all.append(&mut sorted(g.results));
                 self.answer(g.stem, reqid, &all);
