@@ -445,8 +445,26 @@ async fn main() {
         let agents: Vec<(String, SocketAddr)> =
             s.agents.iter().map(|(n, a, _)| (n.clone(), *a)).collect();
         let mut c = Client::connect(s.ws).await;
+        // Every agent is dialled and known once get_instances lists it.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let v = c.ask("get_instances", vec![]).await;
+            if v.to_json().matches("\"address\"").count() >= many {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let before = rss_kib(s.controller_pid);
         let took = deploy(&mut c, &cluster("many", &agents, 10)).await;
+        let during = rss_kib(s.controller_pid);
+        // Steady state, once the deployment's copies are gone.
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let rss = rss_kib(s.controller_pid);
+        rows.push((
+            format!("controller resident memory around the deploy of {many} agents"),
+            format!("{before} KiB before, {during} KiB at its end"),
+            "(the configuration goes out as one copy per agent)".into(),
+        ));
         rows.push((
             format!("deploy of {many} agents x 10 nodes, end to end"),
             ms(took),
