@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::messages::{AgentCall, AgentGone, AgentLink, AgentUp, CallError, CloseAgent};
-use crate::api::events::Notification;
+use crate::api::events::{Notification, Stem};
 use crate::api::types::Port;
-use crate::protocol::cbor::Frame;
+use crate::protocol::cbor::{ErrorCode, Frame};
 use crate::protocol::connection::{Connection, Incoming};
 
 /// One connected agent.
@@ -28,6 +28,11 @@ pub struct AgentSession {
     heartbeat: Duration,
     last_heard: Instant,
     name: Option<String>,
+    /// Requests the agent answered `unknown-event` to: later ones fail at
+    /// once.
+    unknown: std::collections::HashSet<Stem>,
+    /// Calls in flight by kind, each with the means to fail it early.
+    aborts: Vec<(Stem, tokio::sync::oneshot::Sender<()>)>,
 }
 
 impl AgentSession {
@@ -53,6 +58,8 @@ impl AgentSession {
             heartbeat,
             last_heard: Instant::now(),
             name: None,
+            unknown: std::collections::HashSet::new(),
+            aborts: Vec::new(),
         }
     }
 
@@ -87,11 +94,44 @@ impl AgentSession {
             }
             Incoming::Error { code, message } => {
                 tracing::warn!(agent = ?self.name, "agent sent error {}: {message}", code.as_str());
+                if code == ErrorCode::UnknownEvent {
+                    self.unknown_event(&message);
+                }
             }
             Incoming::Heartbeat => {}
         }
     }
 }
+
+impl AgentSession {
+    /// The agent did not know an event it was sent: the extension requests
+    /// it names (every one, when it names none) are marked missing, and
+    /// their calls in flight fail as unsupported.
+    fn unknown_event(&mut self, message: &str) {
+        let named: Vec<Stem> = EXTENSIONS
+            .iter()
+            .copied()
+            .filter(|s| message.contains(s.request_name().rsplit("::").next().unwrap_or("")))
+            .collect();
+        let missing = if named.is_empty() {
+            EXTENSIONS.to_vec()
+        } else {
+            named
+        };
+        self.unknown.extend(missing.iter().copied());
+        let (fail, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.aborts)
+            .into_iter()
+            .partition(|(stem, _)| missing.contains(stem));
+        self.aborts = keep;
+        for (_, abort) in fail {
+            let _ = abort.send(());
+        }
+    }
+}
+
+/// The requests beyond Zeek's agent API that the controller sends only to
+/// agents announcing them.
+const EXTENSIONS: &[Stem] = &[Stem::Restart];
 
 impl Actor for AgentSession {
     type Context = Context<Self>;
@@ -143,17 +183,33 @@ impl Handler<AgentCall> for AgentSession {
 
     fn handle(&mut self, msg: AgentCall, _: &mut Context<Self>) -> Self::Result {
         let name = self.name.clone().unwrap_or_default();
+        let stem = msg.request.stem();
+        if self.unknown.contains(&stem) {
+            return Box::pin(async { Err(CallError::Unsupported) });
+        }
+        let (abort, aborted) = tokio::sync::oneshot::channel();
+        self.aborts.retain(|(_, a)| !a.is_closed());
+        if EXTENSIONS.contains(&stem) {
+            self.aborts.push((stem, abort));
+        }
         tracing::info!(agent = %name, "tx {} {}", msg.request.stem().request_name(), msg.request.reqid());
         let rx = self.conn.start_request(msg.request);
         let limit = msg.timeout;
         Box::pin(async move {
             let rx = rx.map_err(|_| CallError::Lost)?;
-            match tokio::time::timeout(limit, rx).await {
-                Ok(Ok(r)) => {
+            let answer = async {
+                tokio::select! {
+                    r = rx => Some(r),
+                    Ok(()) = aborted => None,
+                }
+            };
+            match tokio::time::timeout(limit, answer).await {
+                Ok(None) => Err(CallError::Unsupported),
+                Ok(Some(Ok(r))) => {
                     tracing::info!(agent = %name, "rx {} {}: {}", r.stem.response_name(), r.reqid, r.result.summary());
                     Ok(r)
                 }
-                Ok(Err(_)) => Err(CallError::Lost),
+                Ok(Some(Err(_))) => Err(CallError::Lost),
                 Err(_) => Err(CallError::TimedOut),
             }
         })
@@ -168,5 +224,97 @@ impl Handler<CloseAgent> for AgentSession {
         // now belongs to the newer one.
         self.name = None;
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::api::events::{NotifyAgentHello, Request, RestartRequest};
+    use crate::api::types::Addr as ZeekAddr;
+    use crate::protocol::cbor::{self, EventBody, Hello};
+    use crate::protocol::connection::ControllerOptions;
+    use crate::testing::{wait_until, Probe};
+
+    async fn read_frame(s: &mut TcpStream) -> Vec<u8> {
+        let len = s.read_u32().await.expect("length");
+        let mut buf = vec![0; len as usize];
+        s.read_exact(&mut buf).await.expect("frame");
+        buf
+    }
+
+    async fn write(s: &mut TcpStream, frame: &Frame) {
+        let mut buf = BytesMut::new();
+        cbor::put_frame(&mut buf, frame).expect("encode");
+        s.write_all(&buf).await.expect("write");
+    }
+
+    /// An agent that announces `restart` and then answers it
+    /// `unknown-event`, as an agent of another make might.
+    async fn fake_agent(listener: TcpListener) {
+        let (mut s, _) = listener.accept().await.expect("accept");
+        let _controller_hello = read_frame(&mut s).await;
+        write(
+            &mut s,
+            &Frame::Hello(Hello::new("agent-x", "agent", 0).with_features(&["restart"])),
+        )
+        .await;
+        let hello = Notification::AgentHello(NotifyAgentHello {
+            instance: "agent-x".into(),
+            host: ZeekAddr([127, 0, 0, 1].into()),
+            api_version: 1,
+        });
+        write(
+            &mut s,
+            &Frame::Event {
+                topic: "zeek/management/agent/agent-x".into(),
+                body: EventBody::Notification(hello),
+            },
+        )
+        .await;
+        let _restart = read_frame(&mut s).await;
+        write(
+            &mut s,
+            &Frame::Error {
+                code: ErrorCode::UnknownEvent,
+                message: "unknown event Management::Agent::API::restart_request".into(),
+            },
+        )
+        .await;
+        // Stay connected.
+        let _ = read_frame(&mut s).await;
+    }
+
+    fn restart() -> AgentCall {
+        AgentCall {
+            request: Request::Restart(RestartRequest {
+                reqid: "r".into(),
+                nodes: vec![],
+            }),
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_request_the_agent_does_not_know_fails_as_unsupported_now_and_later() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        actix_rt::spawn(fake_agent(listener));
+        let conn = Connection::connect(addr, ControllerOptions::default())
+            .await
+            .expect("connect");
+        let (up, seen_up) = Probe::<AgentUp>::start();
+        let (gone, _) = Probe::<AgentGone>::start();
+        let session = AgentSession::new(conn, 1, None, up, gone, Duration::ZERO).start();
+        wait_until(|| seen_up.len() == 1, 5_000).await;
+        assert_eq!(seen_up.all()[0].features, ["restart"]);
+        let first = session.send(restart()).await.expect("answered");
+        assert_eq!(first.err(), Some(CallError::Unsupported));
+        let again = session.send(restart()).await.expect("answered");
+        assert_eq!(again.err(), Some(CallError::Unsupported));
     }
 }

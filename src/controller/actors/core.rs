@@ -188,6 +188,7 @@ impl Core {
         match e {
             CallError::Lost => format!("lost connection to agent {agent}"),
             CallError::TimedOut => "request timed out".to_owned(),
+            CallError::Unsupported => format!("agent {agent} does not know the request"),
         }
     }
 

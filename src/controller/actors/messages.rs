@@ -17,6 +17,9 @@ pub enum CallError {
     Lost,
     /// The deadline passed first.
     TimedOut,
+    /// The agent answered `unknown-event`: it does not implement the
+    /// request after all.
+    Unsupported,
 }
 
 /// A sub-request to one agent; answered exactly once.
@@ -41,7 +44,7 @@ pub struct AgentLink {
 }
 
 /// An agent checked in (`notify_agent_hello`).
-#[derive(Message)]
+#[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct AgentUp {
     /// The connection's number, unique for the controller's life.
@@ -58,7 +61,7 @@ pub struct AgentUp {
 }
 
 /// An agent's connection ended.
-#[derive(Message)]
+#[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct AgentGone {
     pub id: u64,

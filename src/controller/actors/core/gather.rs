@@ -4,7 +4,7 @@
 
 use actix::prelude::*;
 
-use super::{sorted, Core, Gather};
+use super::{sorted, CallError, Core, Gather};
 use crate::api::events::{GetNodesRequest, Request};
 use crate::api::types::ReqId;
 use crate::broker::records::BrokerResult;
@@ -101,26 +101,37 @@ impl Core {
             leading.push(BrokerResult::failure(&reqid, "request timed out"));
             return self.answer(stem, &reqid, &leading);
         }
+        // What an agent without the feature answers for its nodes.
+        let unsupported = move |reqid: &str, agent: &str, nodes: &[String]| -> Vec<BrokerResult> {
+            nodes
+                .iter()
+                .map(|n| {
+                    let error = format!("{stem} is not supported by agent {agent}");
+                    let r = BrokerResult::failure(reqid, error).for_node(n);
+                    // Without an instance, zeek-client lists a restart's
+                    // failure under errors (and exits 1).
+                    if restart {
+                        r
+                    } else {
+                        r.from_instance(agent)
+                    }
+                })
+                .collect()
+        };
         let mut asked = Vec::new();
         for agent in ready {
             let able = self
                 .known
                 .get(&agent)
                 .is_some_and(|k| k.features.iter().any(|f| f == feature));
+            let concerned: Vec<String> = deployed_nodes
+                .iter()
+                .filter(|n| n.instance == agent && (valid.is_empty() || valid.contains(&n.name)))
+                .map(|n| n.name.clone())
+                .collect();
             match make.filter(|_| able) {
-                Some(make) => asked.push((agent, make)),
-                None => {
-                    let concerned = deployed_nodes.iter().filter(|n| {
-                        n.instance == agent && (valid.is_empty() || valid.contains(&n.name))
-                    });
-                    for n in concerned {
-                        let error = format!("{stem} is not supported by agent {agent}");
-                        let r = BrokerResult::failure(&reqid, error).for_node(&n.name);
-                        // Without an instance, zeek-client lists a restart's
-                        // failure under errors (and exits 1).
-                        leading.push(if restart { r } else { r.from_instance(&agent) });
-                    }
-                }
+                Some(make) => asked.push((agent, make, concerned)),
+                None => leading.extend(unsupported(&reqid, &agent, &concerned)),
             }
         }
         if asked.is_empty() {
@@ -130,20 +141,22 @@ impl Core {
             reqid.clone(),
             Gather {
                 stem,
-                waiting: asked.iter().map(|(a, _)| a.clone()).collect(),
+                waiting: asked.iter().map(|(a, _, _)| a.clone()).collect(),
                 leading,
                 results: Vec::new(),
                 deadline: None,
             },
         );
         self.deadline(&reqid, ctx);
-        for (agent, make) in asked {
+        for (agent, make, concerned) in asked {
             let subid = Self::sub_reqid();
             let request = make(subid.clone(), valid.clone());
             let r = reqid.clone();
             self.call(&agent.clone(), request, ctx, move |act, outcome, ctx| {
                 let results = match outcome {
                     Ok(resp) => answers::per_node(&subid.0, &resp.result),
+                    // It announced the feature, then did not know the event.
+                    Err(CallError::Unsupported) => unsupported(&r, &agent, &concerned),
                     Err(e) => vec![answers::agent_failed(
                         &subid.0,
                         &agent,

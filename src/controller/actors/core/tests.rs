@@ -18,6 +18,8 @@ enum Answer {
     Success,
     Lost,
     Never,
+    /// Announces `restart`, then answers it `unknown-event`.
+    UnknownRestart,
 }
 
 /// An agent that records what it was asked.
@@ -43,6 +45,7 @@ impl Handler<AgentCall> for FakeAgent {
         let result = ApiResult::ok(reqid.clone(), &self.name);
         let answer = match (stem, self.deploy) {
             (Stem::SetConfiguration, Answer::Lost) => Err(CallError::Lost),
+            (Stem::Restart, Answer::UnknownRestart) => Err(CallError::Unsupported),
             (Stem::SetConfiguration, Answer::Never) => {
                 return Box::pin(async move {
                     tokio::time::sleep(msg.timeout).await;
@@ -102,6 +105,16 @@ fn setup() -> Setup {
 
 /// A fake agent checked in at the core; returns what it gets asked.
 fn agent(core: &Addr<Core>, id: u64, name: &str, deploy: Answer) -> Arc<Mutex<Vec<Stem>>> {
+    agent_with(core, id, name, deploy, &[])
+}
+
+fn agent_with(
+    core: &Addr<Core>,
+    id: u64,
+    name: &str,
+    deploy: Answer,
+    features: &[&str],
+) -> Arc<Mutex<Vec<Stem>>> {
     let asked = Arc::new(Mutex::new(Vec::new()));
     let fake = FakeAgent {
         name: name.into(),
@@ -115,7 +128,7 @@ fn agent(core: &Addr<Core>, id: u64, name: &str, deploy: Answer) -> Arc<Mutex<Ve
         api_version: 1,
         host: IpAddr::from([127, 0, 0, 1]),
         listen_port: None,
-        features: vec![],
+        features: features.iter().map(|f| (*f).to_owned()).collect(),
         link: AgentLink {
             call: fake.clone().recipient(),
             close: fake.recipient(),
@@ -336,4 +349,45 @@ async fn staging_persists_before_it_answers() {
     let saved = crate::controller::store::load(&path);
     assert_eq!(saved.staged, Some(two_agents()));
     assert!(saved.ready.is_some() && saved.deployed.is_none());
+}
+
+#[actix_rt::test]
+async fn restart_goes_to_agents_that_announce_it_and_falls_back_when_they_do_not_know_it() {
+    let s = setup();
+    let a = agent_with(&s.core, 1, "a", Answer::Success, &["restart"]);
+    let b = agent_with(&s.core, 2, "b", Answer::UnknownRestart, &["restart"]);
+    ask(&s.core, "s1", Call::Stage(two_agents()));
+    ask(&s.core, "d1", Call::Deploy);
+    wait_until(|| responses(&s.seen).len() == 2, 2_000).await;
+    ask(
+        &s.core,
+        "r1",
+        Call::Restart {
+            nodes: vec!["bogus".into()],
+        },
+    );
+    ask(&s.core, "r2", Call::Restart { nodes: vec![] });
+    wait_until(|| responses(&s.seen).len() == 4, 2_000).await;
+    let r = responses(&s.seen);
+    assert_eq!(
+        results(&r[2].2),
+        [(
+            false,
+            Some("unknown cluster node".into()),
+            None,
+            Some("bogus".into())
+        )]
+    );
+    assert!(asked(&a).contains(&Stem::Restart) && asked(&b).contains(&Stem::Restart));
+    // a answered (no per-node results from the fake); b did not know the
+    // event: its node is "not supported", without an instance.
+    assert_eq!(
+        results(&r[3].2),
+        [(
+            false,
+            Some("restart is not supported by agent b".into()),
+            None,
+            Some("worker-1".into())
+        )]
+    );
 }
