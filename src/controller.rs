@@ -371,6 +371,7 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
                 let (core, hub, endpoint) =
                     (core.clone(), hub.clone(), format!("{prefix}-websocket-{n}"));
                 let tls = ws_tls.clone();
+                let ping = config.websocket_ping;
                 let id = ClientId(n);
                 actix_rt::spawn(async move {
                     let Some(ws) = upgrade(stream, peer, tls).await else {
@@ -380,6 +381,7 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
                     tracing::info!(client = n, "WebSocket client from {peer}");
                     ClientSession::new(ws, id, endpoint, upgrade, hub, core.recipient())
                         .holding(place)
+                        .pinging(ping)
                         .start();
                 });
             }

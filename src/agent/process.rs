@@ -367,9 +367,23 @@ impl std::fmt::Display for Exit {
 
 /// The last `lines` lines of a file (reading at most its last 16 KiB).
 pub fn tail(path: &Path, lines: usize) -> String {
+    tail_of(path, lines).0
+}
+
+/// The last `lines` lines of a node's output file as the node wrote them:
+/// with the final newline when the file ends with one.
+pub fn output_tail(path: &Path, lines: usize) -> String {
+    match tail_of(path, lines) {
+        (text, true) if !text.is_empty() => text + "\n",
+        (text, _) => text,
+    }
+}
+
+/// The last lines, joined, and whether the file ended with a newline.
+fn tail_of(path: &Path, lines: usize) -> (String, bool) {
     const MAX: u64 = 16 * 1024;
     let Ok(mut f) = std::fs::File::open(path) else {
-        return String::new();
+        return (String::new(), false);
     };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let _ = f.seek(SeekFrom::Start(len.saturating_sub(MAX)));
@@ -377,7 +391,10 @@ pub fn tail(path: &Path, lines: usize) -> String {
     let _ = f.take(MAX).read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf);
     let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    (
+        all[all.len().saturating_sub(lines)..].join("\n"),
+        buf.ends_with(b"\n"),
+    )
 }
 
 /// Figures sampled for one process.
@@ -471,6 +488,7 @@ mod tests {
             .expect("wait");
         assert_eq!(status.code(), Some(3));
         assert_eq!(tail(&dir.path().join("n/stdout"), 20), "out\nout");
+        assert_eq!(output_tail(&dir.path().join("n/stdout"), 20), "out\nout\n");
     }
 
     #[actix_rt::test]

@@ -29,6 +29,8 @@ pub struct Config {
     pub heartbeat: Duration,
     /// WebSocket clients connected at once; more wait to be accepted.
     pub max_clients: usize,
+    /// Ping interval towards WebSocket clients (zero: none).
+    pub websocket_ping: Duration,
     /// `wss://` with this certificate and key.
     pub websocket_tls_cert: Option<PathBuf>,
     pub websocket_tls_key: Option<PathBuf>,
@@ -58,6 +60,7 @@ impl Default for Config {
             dial_interval: Duration::from_secs(1),
             heartbeat: Duration::from_secs(5),
             max_clients: 256,
+            websocket_ping: Duration::from_secs(5),
             websocket_tls_cert: None,
             websocket_tls_key: None,
             tls_cert: None,
@@ -130,6 +133,10 @@ pub struct Settings {
     /// WebSocket clients connected at once; more wait to be accepted (more than 0) [default: 256]
     #[arg(long)]
     pub max_clients: Option<usize>,
+    /// Ping WebSocket clients this often and drop one silent for three intervals; 0 turns pings off [default: 5s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "de::duration")]
+    pub websocket_ping: Option<Duration>,
     /// Certificate (PEM) for wss:// towards zeek-client (TLS 1.3); with --websocket-tls-key
     #[arg(long, value_name = "PEM")]
     pub websocket_tls_cert: Option<PathBuf>,
@@ -185,7 +192,8 @@ impl Settings {
             auto_assign_metrics_ports,
             dial_interval,
             heartbeat,
-            max_clients
+            max_clients,
+            websocket_ping
         );
         for (from, to) in [
             (self.websocket_tls_cert, &mut config.websocket_tls_cert),

@@ -406,7 +406,7 @@ fn a_node_that_fails_is_shown_with_its_output() {
     let w = &v["results"]["nodes"]["worker-1"];
     assert_eq!(w["success"], false);
     assert_eq!(w["instance"], "agent-a");
-    assert_eq!(w["stderr"], "fatal error: stand-in told to fail at start");
+    assert_eq!(w["stderr"], "fatal error: stand-in told to fail at start\n");
     assert!(
         w["stdout"]
             .as_str()

@@ -278,3 +278,39 @@ async fn ten_thousand_clients_vanishing_at_every_stage_leave_nothing_behind() {
         "rss {rss_before} KiB -> {rss_after} KiB"
     );
 }
+
+#[tokio::test]
+async fn a_client_that_answers_no_ping_is_dropped_and_one_that_does_stays() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let c = Controller::start_with(
+        tmp.path(),
+        free_port(),
+        free_port(),
+        &["--websocket-ping", "0.5"],
+    );
+    let mut silent = acked(&c).await;
+    let mut alive = acked(&c).await;
+    // `alive` reads (tungstenite answers each ping) for three seconds;
+    // `silent` reads nothing meanwhile.
+    let end = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut pings = 0;
+    while let Ok(Some(Ok(m))) = tokio::time::timeout_at(end, alive.next()).await {
+        if matches!(m, Message::Ping(_)) {
+            pings += 1;
+        }
+    }
+    assert!(pings >= 2, "{pings} pings");
+    send(&mut alive, GET_INSTANCES).await;
+    assert!(text(&mut alive).await.contains("get_instances_response"));
+    // `silent` was dropped: what is left to read ends.
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match silent.next().await {
+                Some(Ok(Message::Ping(_))) => continue,
+                _ => return true,
+            }
+        }
+    })
+    .await;
+    assert_eq!(ended, Ok(true));
+}

@@ -63,9 +63,20 @@ pub struct ClientSession {
     core: Recipient<ClientRequest>,
     /// One of the listener's places, given back when the session ends.
     _place: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Ping interval (zero: no pings); a client silent for three of them
+    /// is dropped.
+    ping: std::time::Duration,
+    last_heard: std::time::Instant,
 }
 
 impl ClientSession {
+    /// The same session, pinging every `interval` (as Zeek does, every 5
+    /// s) and dropping the client after three intervals of silence.
+    pub fn pinging(mut self, interval: std::time::Duration) -> Self {
+        self.ping = interval;
+        self
+    }
+
     /// The same session, holding one of the listener's places for its life.
     pub fn holding(mut self, place: tokio::sync::OwnedSemaphorePermit) -> Self {
         self._place = Some(place);
@@ -104,6 +115,8 @@ impl ClientSession {
             hub,
             core,
             _place: None,
+            ping: std::time::Duration::ZERO,
+            last_heard: std::time::Instant::now(),
         }
     }
 
@@ -193,6 +206,20 @@ impl Actor for ClientSession {
         if let Some(stream) = self.stream.take() {
             ctx.add_stream(stream);
         }
+        if !self.ping.is_zero() {
+            let limit = self.ping * 3;
+            ctx.run_interval(self.ping, move |act, ctx| {
+                if act.last_heard.elapsed() > limit {
+                    tracing::info!(
+                        client = act.id.0,
+                        "no answer to pings for {limit:?}; dropped"
+                    );
+                    ctx.stop();
+                    return;
+                }
+                let _ = act.out.send(Message::Ping("zeek-mgmt-controller".into()));
+            });
+        }
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -206,6 +233,7 @@ type WsItem = Result<Message, tokio_tungstenite::tungstenite::Error>;
 
 impl StreamHandler<WsItem> for ClientSession {
     fn handle(&mut self, item: WsItem, ctx: &mut Context<Self>) {
+        self.last_heard = std::time::Instant::now();
         match item {
             Ok(Message::Text(t)) => self.on_text(t.as_str(), ctx),
             Ok(Message::Binary(b)) => match std::str::from_utf8(&b) {

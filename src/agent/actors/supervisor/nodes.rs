@@ -295,10 +295,15 @@ impl NodeSupervisor {
         self.mark_pids_dirty(ctx);
         let dir = self.cfg.cluster_dir.join(name);
         let outputs = NodeOutputs {
-            stdout: process::tail(&dir.join("stdout"), OUTPUT_TAIL_LINES),
-            stderr: process::tail(&dir.join("stderr"), OUTPUT_TAIL_LINES),
+            stdout: process::output_tail(&dir.join("stdout"), OUTPUT_TAIL_LINES),
+            stderr: process::output_tail(&dir.join("stderr"), OUTPUT_TAIL_LINES),
         };
-        let msg = exit_message(name, &status, was_running, &outputs.stderr);
+        let msg = exit_message(
+            name,
+            &status,
+            was_running,
+            outputs.stderr.trim_end_matches('\n'),
+        );
         self.set_state(name, State::Crashed);
         self.notify_error(name, msg.clone());
         self.record(

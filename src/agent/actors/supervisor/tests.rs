@@ -411,7 +411,7 @@ async fn a_node_that_fails_is_answered_with_its_output_tails() {
     let Some(ResultData::Outputs(o)) = &per[0].data else {
         panic!("no outputs: {:?}", per[0])
     };
-    assert_eq!(o.stderr, "fatal error: stand-in told to fail at start");
+    assert_eq!(o.stderr, "fatal error: stand-in told to fail at start\n");
     assert!(
         o.stdout.starts_with("stand-in node w1 started with pid "),
         "{o:?}"
