@@ -134,3 +134,14 @@ pub fn from_file<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Resu
         message: e.to_string(),
     })
 }
+
+/// Parses the process's command line with the environment's settings
+/// (`env`, as flags from [`env_args`]) laid under it, so that flags beat
+/// them.
+pub fn parse_command_line<C: clap::Parser>(env: Vec<std::ffi::OsString>) -> C {
+    let mut args = std::env::args_os();
+    let mut argv: Vec<std::ffi::OsString> = args.next().into_iter().collect();
+    argv.extend(env);
+    argv.extend(args);
+    C::parse_from(argv)
+}

@@ -1,7 +1,6 @@
 //! `zeek-mgmt-agent`: the host daemon. Flags → `Config` → `AgentBuilder`,
 //! then run until SIGINT or SIGTERM, stop every node, exit 0.
 
-use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,11 +39,8 @@ fn build_config(mut cli: Cli) -> Result<Config, zeek_mgmt_agent::Error> {
 
 /// The command line with the environment's settings laid under it.
 fn command_line() -> Result<Cli, zeek_mgmt_agent::Error> {
-    let mut args = std::env::args_os();
-    let mut argv: Vec<OsString> = args.next().into_iter().collect();
-    argv.extend(config::env_args(|var| std::env::var_os(var))?);
-    argv.extend(args);
-    Ok(Cli::parse_from(argv))
+    let env = config::env_args(|var| std::env::var_os(var))?;
+    Ok(zeek_mgmt_agent::settings::parse_command_line(env))
 }
 
 fn main() -> ExitCode {

@@ -2,7 +2,6 @@
 //! `controller::start`, then run until SIGINT or SIGTERM and exit 0,
 //! leaving the agents' nodes running.
 
-use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,12 +39,10 @@ fn build_config(mut cli: Cli) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
+/// The command line with the environment's settings laid under it.
 fn command_line() -> Result<Cli, ConfigError> {
-    let mut args = std::env::args_os();
-    let mut argv: Vec<OsString> = args.next().into_iter().collect();
-    argv.extend(config::env_args(|var| std::env::var_os(var))?);
-    argv.extend(args);
-    Ok(Cli::parse_from(argv))
+    let env = config::env_args(|var| std::env::var_os(var))?;
+    Ok(zeek_mgmt_agent::settings::parse_command_line(env))
 }
 
 fn main() -> ExitCode {
