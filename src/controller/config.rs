@@ -122,6 +122,14 @@ pub struct Settings {
     /// Give every node without a metrics port one from 9000 on, per host [default: true]
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub auto_assign_metrics_ports: Option<bool>,
+    /// The same as --auto-assign-ports=false
+    #[arg(long, conflicts_with = "auto_assign_ports")]
+    #[serde(skip)]
+    pub no_auto_assign_ports: bool,
+    /// The same as --auto-assign-metrics-ports=false
+    #[arg(long, conflicts_with = "auto_assign_metrics_ports")]
+    #[serde(skip)]
+    pub no_auto_assign_metrics_ports: bool,
     /// Delay between dials of an agent that listens (more than 0) [default: 1s]
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     #[serde(default, deserialize_with = "de::duration")]
@@ -195,6 +203,12 @@ impl Settings {
             max_clients,
             websocket_ping
         );
+        if self.no_auto_assign_ports {
+            config.auto_assign_ports = false;
+        }
+        if self.no_auto_assign_metrics_ports {
+            config.auto_assign_metrics_ports = false;
+        }
         for (from, to) in [
             (self.websocket_tls_cert, &mut config.websocket_tls_cert),
             (self.websocket_tls_key, &mut config.websocket_tls_key),
@@ -270,6 +284,41 @@ mod tests {
             .expect_err("zero")
             .to_string()
             .contains("request_timeout (--request-timeout) must be more than 0"));
+    }
+
+    #[test]
+    fn auto_assignment_is_turned_off_either_way() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        for args in [
+            &[
+                "c",
+                "--no-auto-assign-ports",
+                "--no-auto-assign-metrics-ports",
+            ][..],
+            &[
+                "c",
+                "--auto-assign-ports=false",
+                "--auto-assign-metrics-ports=false",
+            ][..],
+        ] {
+            let cli = <Cli as clap::Parser>::try_parse_from(args).expect("parses");
+            let mut c = Config::default();
+            cli.settings.apply(&mut c);
+            assert!(
+                !c.auto_assign_ports && !c.auto_assign_metrics_ports,
+                "{args:?}"
+            );
+        }
+        let both = <Cli as clap::Parser>::try_parse_from([
+            "c",
+            "--no-auto-assign-ports",
+            "--auto-assign-ports",
+        ]);
+        assert!(both.is_err());
     }
 
     #[test]
