@@ -16,6 +16,8 @@
 //! - [`protocol`]: what both ends of the wire share: framing (`codec`), the
 //!   CBOR frames and events (`cbor`, the only CBOR user), a controller's or
 //!   client's side of a connection (`connection`), TLS (`tls`).
+//! - [`broker`]: Zeek's Broker JSON values, the WebSocket API's frames and
+//!   the Management records in that encoding (what zeek-client speaks).
 //! - [`agent`]: the agent. [`AgentBuilder`] starts its actors inside an
 //!   actix system and returns an [`AgentHandle`]; `agent::actors` holds the
 //!   actors, one per file (see `actors.md`), their shared messages in
@@ -24,9 +26,17 @@
 //!   a node exits) in `actors/supervisor/`; `config`, `validate`, `layout`,
 //!   `state` and `process` are its settings, configuration checks,
 //!   `cluster-layout.zeek`, state directory and OS process control.
+//! - [`controller`]: the controller, `zeek-mgmt-controller`: `start` runs
+//!   its actors (`controller::actors`: the `Core` that owns the
+//!   configurations, a session per WebSocket client and per agent, the
+//!   `Hub`); `stage` (checks, port assignment), `requests`, `answers` and
+//!   `store` are plain functions and data.
 //! - [`client`]: the operator client, `zeek-mgmt-client`: many agents at
 //!   once, INI and JSON cluster files.
-//! - [`logging`]: the log line format and its buffered writer.
+//! - [`settings`], [`daemon`], [`memory`], [`logging`]: what the daemons
+//!   share: the settings' syntax and environment, the log set-up and signal
+//!   wait, handing freed memory back, the log line format and its buffered
+//!   writer.
 //!
 //! ## Who owns whom
 //!
