@@ -8,7 +8,7 @@
 //! - `requests` and `answers`: the client API's events, and agents' answers
 //!   turned into the results zeek-client reads;
 //! - `store`: `controller.json`, written atomically;
-//! - `actors`: the [`Core`](actors::core::Core) that owns the state, a
+//! - `actors`: the [`Core`] that owns the state, a
 //!   `ClientSession` per WebSocket client, the `Hub` that fans messages
 //!   out, an `AgentSession` per agent connection (see `actors.md`).
 

@@ -2,7 +2,7 @@
 //! subscriptions, sends the ack, reads data messages, answers what it
 //! cannot use with Zeek's error frames, hands requests to the
 //! [`Core`](super::core::Core), relays other messages through the
-//! [`Hub`](super::hub::Hub), and writes what the hub sends it.
+//! [`Hub`], and writes what the hub sends it.
 
 use actix::prelude::*;
 use futures_util::stream::SplitStream;
