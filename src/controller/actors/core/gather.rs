@@ -5,10 +5,13 @@
 use actix::prelude::*;
 
 use super::{sorted, CallError, Core, Gather};
-use crate::api::events::{GetNodesRequest, Request};
+use crate::api::events::{GetNodesRequest, Request, Response};
 use crate::api::types::ReqId;
 use crate::broker::records::BrokerResult;
 use crate::controller::answers;
+
+/// Reads one agent's outcome into the results it contributes.
+type Reader = Box<dyn FnOnce(Result<Response, CallError>) -> Vec<BrokerResult>>;
 
 impl Core {
     pub(super) fn get_nodes(&mut self, reqid: String, ctx: &mut Context<Self>) {
@@ -16,32 +19,27 @@ impl Core {
             let r = BrokerResult::failure(&reqid, "no instances connected");
             return self.answer("get_nodes", &reqid, &[r]);
         }
-        let agents: Vec<String> = self.known.keys().cloned().collect();
-        self.gathers.insert(
-            reqid.clone(),
-            Gather {
-                stem: "get_nodes",
-                waiting: agents.iter().cloned().collect(),
-                leading: Vec::new(),
-                results: Vec::new(),
-                deadline: None,
-            },
-        );
-        self.deadline(&reqid, ctx);
-        for agent in agents {
-            let subid = Self::sub_reqid();
-            let request = Request::GetNodes(GetNodesRequest {
-                reqid: subid.clone(),
-            });
-            let r = reqid.clone();
-            self.call(&agent.clone(), request, ctx, move |act, outcome, ctx| {
-                let result = match outcome {
-                    Ok(resp) => answers::get_nodes(&subid.0, &resp.result),
-                    Err(e) => answers::agent_failed(&subid.0, &agent, &Self::call_error(&agent, e)),
-                };
-                act.gathered(&r, &agent, vec![result], ctx);
-            });
-        }
+        let asks = self
+            .known
+            .keys()
+            .map(|agent| {
+                let subid = Self::sub_reqid();
+                let request = Request::GetNodes(GetNodesRequest {
+                    reqid: subid.clone(),
+                });
+                let name = agent.clone();
+                let read: Reader = Box::new(move |outcome| {
+                    vec![match outcome {
+                        Ok(resp) => answers::get_nodes(&subid.0, &resp.result),
+                        Err(e) => {
+                            answers::agent_failed(&subid.0, &name, &Self::call_error(&name, e))
+                        }
+                    }]
+                });
+                (agent.clone(), request, read)
+            })
+            .collect();
+        self.gather(reqid, "get_nodes", Vec::new(), asks, ctx);
     }
 
     /// `restart` and `get_id_value`: a request about nodes, sent to every
@@ -134,36 +132,57 @@ impl Core {
                 None => leading.extend(unsupported(&reqid, &agent, &concerned)),
             }
         }
-        if asked.is_empty() {
+        let asks = asked
+            .into_iter()
+            .map(|(agent, make, concerned)| {
+                let subid = Self::sub_reqid();
+                let request = make(subid.clone(), valid.clone());
+                let (r, name) = (reqid.clone(), agent.clone());
+                let read: Reader = Box::new(move |outcome| match outcome {
+                    Ok(resp) => answers::per_node(&subid.0, &resp.result),
+                    // It announced the feature, then did not know the event.
+                    Err(CallError::Unsupported) => unsupported(&r, &name, &concerned),
+                    Err(e) => vec![answers::agent_failed(
+                        &subid.0,
+                        &name,
+                        &Self::call_error(&name, e),
+                    )],
+                });
+                (agent, request, read)
+            })
+            .collect();
+        self.gather(reqid, stem, leading, asks, ctx);
+    }
+
+    /// Sends each agent its request and answers the client once every
+    /// agent's outcome is read into results (after `leading`), or at the
+    /// deadline. With nobody to ask, it answers at once.
+    fn gather(
+        &mut self,
+        reqid: String,
+        stem: &'static str,
+        leading: Vec<BrokerResult>,
+        asks: Vec<(String, Request, Reader)>,
+        ctx: &mut Context<Self>,
+    ) {
+        if asks.is_empty() {
             return self.answer(stem, &reqid, &leading);
         }
         self.gathers.insert(
             reqid.clone(),
             Gather {
                 stem,
-                waiting: asked.iter().map(|(a, _, _)| a.clone()).collect(),
+                waiting: asks.iter().map(|(a, _, _)| a.clone()).collect(),
                 leading,
                 results: Vec::new(),
                 deadline: None,
             },
         );
         self.deadline(&reqid, ctx);
-        for (agent, make, concerned) in asked {
-            let subid = Self::sub_reqid();
-            let request = make(subid.clone(), valid.clone());
+        for (agent, request, read) in asks {
             let r = reqid.clone();
             self.call(&agent.clone(), request, ctx, move |act, outcome, ctx| {
-                let results = match outcome {
-                    Ok(resp) => answers::per_node(&subid.0, &resp.result),
-                    // It announced the feature, then did not know the event.
-                    Err(CallError::Unsupported) => unsupported(&r, &agent, &concerned),
-                    Err(e) => vec![answers::agent_failed(
-                        &subid.0,
-                        &agent,
-                        &Self::call_error(&agent, e),
-                    )],
-                };
-                act.gathered(&r, &agent, results, ctx);
+                act.gathered(&r, &agent, read(outcome), ctx);
             });
         }
     }
