@@ -69,6 +69,8 @@ fn main() -> std::io::Result<()> {
             state_dir: dir.join("state"),
             zeek_binary: Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("tests/fixtures/stand-in-node.sh"),
+            // The bash stand-in has no node channel.
+            node_channel: zeek_mgmt_agent::agent::channel::Mode::Off,
             ..Config::default()
         };
         let agent = match AgentBuilder::new(config).listen(false).start() {

@@ -4,6 +4,7 @@
 
 pub mod actors;
 mod builder;
+pub mod channel;
 pub mod config;
 pub mod error;
 pub mod layout;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::agent::channel::{self, Timings};
 use crate::protocol::codec::DEFAULT_MAX_FRAME_BYTES;
 use crate::settings::de;
 pub use crate::settings::{parse_duration, parse_port, ConfigError};
@@ -86,6 +87,10 @@ pub struct Config {
     /// CA (PEM): when listening, client certificates are required and
     /// verified against it; in connect mode, the controller's is.
     pub tls_ca: Option<PathBuf>,
+    /// The node channel: on for Zeek 8.0 and later (`auto`), or never.
+    pub node_channel: channel::Mode,
+    /// The node channel's timers.
+    pub channel: Timings,
 }
 
 /// Default bound of a peer's unread output (64 MiB).
@@ -125,6 +130,8 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_ca: None,
+            node_channel: channel::Mode::Auto,
+            channel: Timings::default(),
         }
     }
 }
@@ -252,6 +259,41 @@ pub struct Settings {
     /// connect mode, verify the controller against it
     #[arg(long, value_name = "PEM")]
     pub tls_ca: Option<PathBuf>,
+    /// Node channel (readiness and get_id_value through a script in each
+    /// node): auto uses it with Zeek 8.0 and later [default: auto]
+    #[arg(long, value_enum)]
+    pub node_channel: Option<channel::Mode>,
+    /// Node channel: TCP connect retry (more than 0) [default: 20ms]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "de::duration")]
+    pub channel_connect_interval: Option<Duration>,
+    /// Node channel: ping retry until the join grace passes (more than 0) [default: 100ms]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "de::duration")]
+    pub channel_ping_interval: Option<Duration>,
+    /// Node channel: ping retry after the join grace (more than 0) [default: 1s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "de::duration")]
+    pub channel_slow_ping_interval: Option<Duration>,
+    /// Node channel: a node connected but unanswered this long counts as running, degraded (more than 0) [default: 5s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "de::duration")]
+    pub channel_join_grace: Option<Duration>,
+    /// Node channel: with no connection this long after spawn, fall back to the settle time (more than 0) [default: 30s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "de::duration")]
+    pub channel_timeout: Option<Duration>,
+    /// Node channel: a node's answer to a node_dispatch command (more than 0) [default: 5s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "de::duration")]
+    pub channel_command_timeout: Option<Duration>,
+    /// Node channel: relaunches in a row with a new port when a node's channel port was taken [default: 3]
+    #[arg(long)]
+    pub channel_port_retries: Option<u32>,
+    /// Node channel: delay before reconnecting to a live node (more than 0) [default: 1s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "de::duration")]
+    pub channel_reconnect_delay: Option<Duration>,
 }
 
 /// The environment variables, each with the flag it stands for. They beat
@@ -311,7 +353,21 @@ impl Settings {
             max_revivals,
             sample_interval,
             reconnect_interval,
-            max_outbound_bytes
+            max_outbound_bytes,
+            node_channel
+        );
+        macro_rules! set_channel {
+            ($($field:ident => $to:ident),*) => { $( if let Some(v) = self.$field { config.channel.$to = v; } )* };
+        }
+        set_channel!(
+            channel_connect_interval => connect_interval,
+            channel_ping_interval => ping_interval,
+            channel_slow_ping_interval => slow_ping_interval,
+            channel_join_grace => join_grace,
+            channel_timeout => channel_timeout,
+            channel_command_timeout => command_timeout,
+            channel_port_retries => port_retries,
+            channel_reconnect_delay => reconnect_delay
         );
         if let Some(no_listen) = self.no_listen {
             config.listen_in_connect_mode = !no_listen;
@@ -347,6 +403,16 @@ impl Config {
             ("revive_reset_after", self.revive_reset_after),
             ("sample_interval", self.sample_interval),
             ("reconnect_interval", self.reconnect_interval),
+            ("channel_connect_interval", self.channel.connect_interval),
+            ("channel_ping_interval", self.channel.ping_interval),
+            (
+                "channel_slow_ping_interval",
+                self.channel.slow_ping_interval,
+            ),
+            ("channel_join_grace", self.channel.join_grace),
+            ("channel_timeout", self.channel.channel_timeout),
+            ("channel_command_timeout", self.channel.command_timeout),
+            ("channel_reconnect_delay", self.channel.reconnect_delay),
         ];
         if let Some((key, _)) = periods.iter().find(|(_, d)| d.is_zero()) {
             return Err(ConfigError::Zero {

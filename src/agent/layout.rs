@@ -81,8 +81,10 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// The arguments after the program: `[-i IFACE] [BACKEND] local SCRIPTS... NAME=VALUE...`.
-pub fn node_args(node: &Node, backend: Option<&str>) -> Vec<String> {
+/// The arguments after the program: `[-i IFACE] [BACKEND] local
+/// [CHANNEL-SCRIPT] SCRIPTS... NAME=VALUE...` (the node channel's script
+/// by absolute path, before the node's scripts).
+pub fn node_args(node: &Node, backend: Option<&str>, channel_script: Option<&str>) -> Vec<String> {
     let mut args = Vec::new();
     if let Some(iface) = &node.interface {
         args.push("-i".to_owned());
@@ -92,6 +94,7 @@ pub fn node_args(node: &Node, backend: Option<&str>) -> Vec<String> {
         args.push(b.to_owned());
     }
     args.push("local".to_owned());
+    args.extend(channel_script.map(str::to_owned));
     args.extend(node.scripts.iter().flatten().cloned());
     args.extend(
         node.options
@@ -114,6 +117,14 @@ pub fn binds_port(node: &Node, backend: Option<&str>) -> bool {
 /// (`<program> version 8.2.2`): ZeroMQ from 8.1 on, none before or when the
 /// output is not a Zeek version.
 pub fn backend_for_version(output: &str) -> Option<&'static str> {
+    zeek_version(output)
+        .filter(|v| *v >= (8, 1))
+        .map(|_| ZEROMQ_BACKEND)
+}
+
+/// Major and minor version from the output of `zeek --version`, if it is
+/// Zeek's.
+pub fn zeek_version(output: &str) -> Option<(u32, u32)> {
     let version = output
         .split_whitespace()
         .skip_while(|w| *w != "version")
@@ -121,7 +132,18 @@ pub fn backend_for_version(output: &str) -> Option<&'static str> {
     let mut parts = version.split(|c: char| !c.is_ascii_digit());
     let major: u32 = parts.next()?.parse().ok()?;
     let minor: u32 = parts.next().and_then(|m| m.parse().ok()).unwrap_or(0);
-    ((major, minor) >= (8, 1)).then_some(ZEROMQ_BACKEND)
+    Some((major, minor))
+}
+
+/// Whether `node` is a ZeroMQ logging node (a logger, or the manager when
+/// there is no logger): it must never open a WebSocket server.
+pub fn is_logging_node(node: &Node, config: &Configuration, backend: Option<&str>) -> bool {
+    backend == Some(ZEROMQ_BACKEND)
+        && match node.role {
+            Role::Logger => true,
+            Role::Manager => !config.nodes.iter().any(|n| n.role == Role::Logger),
+            _ => false,
+        }
 }
 
 #[cfg(test)]
@@ -222,7 +244,7 @@ mod tests {
             value: "T".into(),
         }]);
         assert_eq!(
-            node_args(&w, Some(ZEROMQ_BACKEND)),
+            node_args(&w, Some(ZEROMQ_BACKEND), None),
             [
                 "-i",
                 "eth1",
@@ -234,7 +256,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            node_args(&node("m", "a", Role::Manager, None), None),
+            node_args(&node("m", "a", Role::Manager, None), None, None),
             ["local"]
         );
     }

@@ -29,8 +29,11 @@ pub struct SpawnSpec {
     pub env: Vec<(String, String)>,
     /// Pin the process to this CPU.
     pub cpu: Option<usize>,
-    /// A file to put into the working directory first (the cluster layout).
-    pub file: Option<NodeFile>,
+    /// Removed from the agent's environment (before `env` is added).
+    pub unset: Vec<String>,
+    /// Files to put into the working directory first (the cluster layout,
+    /// the node channel's script).
+    pub files: Vec<NodeFile>,
 }
 
 /// A file every node of a configuration gets in its working directory: a
@@ -163,7 +166,7 @@ fn spawner() -> io::Result<&'static Mutex<mpsc::Sender<SpawnJob>>> {
 
 fn spawn_now(spec: &SpawnSpec) -> Result<NodeChild, SpawnError> {
     let prepared = std::fs::create_dir_all(&spec.cwd)
-        .and_then(|()| spec.file.as_ref().map_or(Ok(()), |f| f.place(&spec.cwd)));
+        .and_then(|()| spec.files.iter().try_for_each(|f| f.place(&spec.cwd)));
     if let Err(source) = prepared {
         return Err(SpawnError::Prepare {
             dir: spec.cwd.clone(),
@@ -192,6 +195,7 @@ fn launch_in_place(spec: &SpawnSpec) -> io::Result<NodeChild> {
         &spec.args,
         &spec.cwd,
         &spec.env,
+        &spec.unset,
         [&null, &out, &err],
         spec.cpu,
     )
@@ -379,6 +383,19 @@ pub fn output_tail(path: &Path, lines: usize) -> String {
     }
 }
 
+/// What a file holds from byte `from` on (at most 16 KiB of it, the
+/// start): one launch's lines of a node's appended output.
+pub fn read_from(path: &Path, from: u64) -> String {
+    const MAX: u64 = 16 * 1024;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let _ = f.seek(SeekFrom::Start(from));
+    let mut buf = Vec::new();
+    let _ = f.take(MAX).read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
 /// The last lines, joined, and whether the file ended with a newline.
 fn tail_of(path: &Path, lines: usize) -> (String, bool) {
     const MAX: u64 = 16 * 1024;
@@ -476,7 +493,8 @@ mod tests {
             cwd: dir.path().join("n"),
             env: vec![],
             cpu: Some(0),
-            file: None,
+            unset: vec![],
+            files: vec![],
         };
         let child = spawn(spec.clone()).await.expect("spawn");
         let status = wait_exit(child).await.expect("wait");
@@ -503,7 +521,8 @@ mod tests {
             cwd: dir.path().join("n"),
             env: vec![],
             cpu: None,
-            file: None,
+            unset: vec![],
+            files: vec![],
         };
         let child = spawn(spec).await.expect("spawn");
         let status = wait_exit_by_thread(child).await.expect("wait");
@@ -543,7 +562,8 @@ mod tests {
             cwd: dir.path().to_owned(),
             env: vec![],
             cpu: None,
-            file: None,
+            unset: vec![],
+            files: vec![],
         })
         .await
         .expect_err("must fail");

@@ -343,6 +343,11 @@ pub struct NodeStatus {
     /// Seconds the current process had run at the last background sample.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uptime_secs: Option<f64>,
+    /// Which rule made a `RUNNING` node running: `channel`, `degraded`,
+    /// `fallback`, `port` or `settle` (an extension, see
+    /// `docs/protocol.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_by: Option<String>,
 }
 
 /// The `data` of a `Management::Result`; its Zeek type is `any`, and this

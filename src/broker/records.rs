@@ -339,6 +339,7 @@ mod tests {
             rss_bytes: None,
             restarts: None,
             uptime_secs: None,
+            running_by: None,
         }
     }
 

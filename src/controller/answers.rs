@@ -229,6 +229,7 @@ mod tests {
             rss_bytes: Some(1),
             restarts: None,
             uptime_secs: None,
+            running_by: None,
         }]));
         let b = get_nodes("sub", &r);
         assert!(b.success && b.error.is_none());

@@ -328,7 +328,8 @@ async fn request_level_errors_duplicate_overloaded_timeout() {
     }
 
     // A deploy held by a port check that the test satisfies only after the
-    // request has timed out: the timeout answers, the late result is dropped.
+    // deadline: the readiness deadline (0.9 of the request timeout) answers
+    // with the node's detail, before the tracker's bare timeout.
     let agent = Agent::start(&["--port-checks", "--request-timeout", "0.5"]);
     let c = agent.connect().await;
     let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -340,10 +341,31 @@ async fn request_level_errors_duplicate_overloaded_timeout() {
     )
     .await;
     assert!(!r.result.success);
-    assert!(r.result.error.contains("timed out"), "{}", r.result.error);
+    let per = per_node(&r.result);
+    assert_eq!(per[0].error, "node manager not running within 0.5 s");
     let _manager_port = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
     wait_nodes(&c, "the manager counted as running", all_running).await;
     assert_eq!(get_nodes(&c).await.len(), 2);
+
+    // A standby held by a node that ignores SIGTERM for longer than the
+    // request timeout: the timeout answers, the late result is dropped.
+    let mut ignoring = cluster("stubborn", &[("worker-1", Role::Worker, None)]);
+    ignoring.nodes[0]
+        .env
+        .insert("STANDIN_IGNORE_TERM".into(), "1".into());
+    let r = set_config(&c, ignoring).await;
+    assert!(r.result.success, "{:?}", r.result);
+    let reqid = c.new_reqid();
+    let r = c
+        .request(Request::AgentStandby(AgentStandbyRequest { reqid }), LONG)
+        .await
+        .expect("standby response");
+    assert!(!r.result.success);
+    assert!(r.result.error.contains("timed out"), "{}", r.result.error);
+    // The node is killed after the stop grace (2 s); the standby's late
+    // answer is dropped.
+    agent.wait_log("dropped a response: its request timed out", 1);
+    assert_eq!(get_nodes(&c).await.len(), 1);
     assert_eq!(c.unmatched_responses(), 0, "the late result was sent");
 }
 

@@ -49,6 +49,10 @@ pub fn base_args(dir: &Path) -> Vec<String> {
         "8",
         "--sample-interval",
         "0.2",
+        // The bash stand-in has no node channel; tests of the channel use
+        // the Python stand-in (`channel_args`).
+        "--node-channel",
+        "off",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -4,11 +4,17 @@
 //! on request: SIGTERM to its process group, SIGKILL after the grace period.
 //! It never restarts anything; the restart policy is the supervisor's.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use super::channel::{
+    ChannelFact, ChannelReport, ChannelSpec, Dispatch, DispatchError, NodeChannel,
+};
+use crate::agent::channel::{self, Answer, Facts, Path, Rule, Timings, Verdict};
 use crate::agent::process::{self, SpawnSpec};
 
 /// Identifies one launch of one node; reports of an older launch are told
@@ -23,12 +29,19 @@ pub enum NodeEvent {
     Spawned { pid: u32 },
     /// The process could not be started (missing or non-executable program…).
     SpawnFailed { error: String },
-    /// Alive after the settle time (and, with port checks, its port accepts).
-    Running,
-    /// The process has exited and been reaped. `requested`: after a `StopNode`.
+    /// Up, by `rule` (see `channel::decide`).
+    Running { rule: Rule },
+    /// The node's own channel is acked on `port`: a route for a logging
+    /// sibling can go through it.
+    ChannelUp { port: u16 },
+    /// A logging node wants a route (none yet, or its route has ended).
+    NeedsRoute,
+    /// The process has exited and been reaped. `requested`: after a
+    /// `StopNode`; `collided`: it could not bind its channel port.
     Exited {
         status: process::Exit,
         requested: bool,
+        collided: bool,
     },
 }
 
@@ -47,15 +60,70 @@ pub struct NodeReport {
 #[rtype(result = "()")]
 pub struct StopNode;
 
+/// Sent by the supervisor to a logging node: reach it through this
+/// sibling's server.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct RouteVia {
+    pub port: u16,
+}
+
+/// Why a command could not be put to a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandError {
+    /// No channel for this launch (none planned, or fallen back).
+    NoChannel,
+    Failed(DispatchError),
+}
+
+/// A `node_dispatch` command for this node, over its channel or route.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Answer, CommandError>")]
+pub struct Command {
+    pub action: Vec<String>,
+    pub timeout: Duration,
+}
+
 /// How a `NodeProcess` decides that its node runs.
 #[derive(Debug, Clone)]
 pub struct NodeTiming {
     /// Alive this long after exec counts as running (zero: at once).
     pub settle: Duration,
-    /// With port checks on, the address that must accept a connection.
+    /// The address that must accept a connection: with port checks on, the
+    /// node's own port; for a ZeroMQ logging node, its `$p` always.
     pub port_check: Option<SocketAddr>,
     /// SIGTERM to SIGKILL.
     pub stop_grace: Duration,
+    /// How the node can be reached; `Path::None` is the settle-time rule.
+    pub path: Path,
+    /// The port of the node's own channel server.
+    pub channel_port: Option<u16>,
+    pub channel: Arc<Timings>,
+    /// Largest message taken from a channel.
+    pub max_message: usize,
+    /// Who the node must see to have joined: the manager's name, or for the
+    /// manager every other node's.
+    pub join_needs: Vec<String>,
+}
+
+impl NodeTiming {
+    /// Today's rule alone, no channel.
+    pub fn settle_only(
+        settle: Duration,
+        port_check: Option<SocketAddr>,
+        stop_grace: Duration,
+    ) -> Self {
+        NodeTiming {
+            settle,
+            port_check,
+            stop_grace,
+            path: Path::None,
+            channel_port: None,
+            channel: Arc::new(Timings::default()),
+            max_message: crate::protocol::codec::DEFAULT_MAX_FRAME_BYTES,
+            join_needs: Vec::new(),
+        }
+    }
 }
 
 const PORT_POLL: Duration = Duration::from_millis(50);
@@ -69,6 +137,22 @@ pub struct NodeProcess {
     pid: Option<u32>,
     stop_requested: bool,
     exited: bool,
+    /// Length of the stderr file before this launch.
+    stderr_start: u64,
+    spawned_at: Option<Instant>,
+    facts: Facts,
+    /// The port check has accepted once.
+    port_accepted: bool,
+    probing: bool,
+    running: bool,
+    fallen_back: bool,
+    tick: Option<SpawnHandle>,
+    channel: Option<Addr<NodeChannel>>,
+    route: Option<Addr<NodeChannel>>,
+    peers: BTreeSet<String>,
+    joined: bool,
+    /// The working directory.
+    dir: Option<std::path::PathBuf>,
 }
 
 impl NodeProcess {
@@ -88,6 +172,19 @@ impl NodeProcess {
             pid: None,
             stop_requested: false,
             exited: false,
+            stderr_start: 0,
+            spawned_at: None,
+            facts: Facts::default(),
+            port_accepted: false,
+            probing: false,
+            running: false,
+            fallen_back: false,
+            tick: None,
+            channel: None,
+            route: None,
+            peers: BTreeSet::new(),
+            joined: false,
+            dir: None,
         }
     }
 
@@ -102,26 +199,175 @@ impl NodeProcess {
     fn on_spawned(&mut self, child: process::NodeChild, ctx: &mut Context<Self>) {
         let pid = child.id();
         self.pid = Some(pid);
+        self.spawned_at = Some(Instant::now());
         self.tell(NodeEvent::Spawned { pid });
+        let stderr = self
+            .spec_dir()
+            .map(|d| d.join("stderr"))
+            .unwrap_or_default();
+        let (from, port) = (self.stderr_start, self.timing.channel_port);
         ctx.spawn(
-            process::wait_exit(child)
-                .into_actor(self)
-                .map(|res, act, ctx| {
-                    act.exited = true;
-                    act.tell(NodeEvent::Exited {
-                        status: process::Exit::from(res),
-                        requested: act.stop_requested,
-                    });
-                    ctx.stop();
-                }),
+            async move {
+                let status = process::Exit::from(process::wait_exit(child).await);
+                let collided = match (port, &status) {
+                    (Some(port), process::Exit::Code(1)) => {
+                        tokio::task::spawn_blocking(move || {
+                            channel::collided(&process::read_from(&stderr, from), port)
+                        })
+                        .await
+                        .unwrap_or(false)
+                    }
+                    _ => false,
+                };
+                (status, collided)
+            }
+            .into_actor(self)
+            .map(|(status, collided), act, ctx| {
+                act.exited = true;
+                act.close_channels();
+                act.tell(NodeEvent::Exited {
+                    status,
+                    requested: act.stop_requested,
+                    collided: collided && !act.running,
+                });
+                ctx.stop();
+            }),
         );
         if self.stop_requested {
             self.terminate(ctx);
-        } else if self.timing.settle.is_zero() && self.timing.port_check.is_none() {
-            self.tell(NodeEvent::Running);
-        } else {
-            ctx.run_later(self.timing.settle, |act, ctx| act.check_running(ctx));
+            return;
         }
+        match self.timing.path {
+            Path::None => {
+                if self.timing.settle.is_zero() && self.timing.port_check.is_none() {
+                    self.set_running(Rule::Settle);
+                } else {
+                    ctx.run_later(self.timing.settle, |act, ctx| act.check_running(ctx));
+                }
+            }
+            path => {
+                if path == Path::Own {
+                    self.open_channel(ctx);
+                }
+                if path == Path::Routed {
+                    self.tell(NodeEvent::NeedsRoute);
+                }
+                let every = self.timing.channel.connect_interval;
+                self.tick = Some(ctx.run_interval(every, |act, ctx| act.evaluate(ctx)));
+                self.evaluate(ctx);
+            }
+        }
+    }
+
+    fn spec_dir(&self) -> Option<std::path::PathBuf> {
+        self.dir.clone()
+    }
+
+    fn open_channel(&mut self, ctx: &mut Context<Self>) {
+        let (Some(port), Some(pid)) = (self.timing.channel_port, self.pid) else {
+            return;
+        };
+        self.channel = Some(self.start_channel(port, pid, false, ctx));
+    }
+
+    fn start_channel(
+        &self,
+        port: u16,
+        pid: u32,
+        route: bool,
+        ctx: &mut Context<Self>,
+    ) -> Addr<NodeChannel> {
+        NodeChannel::new(
+            ChannelSpec {
+                target: self.node.clone(),
+                port,
+                pid,
+                route,
+                timings: Arc::clone(&self.timing.channel),
+                max_message: self.timing.max_message,
+            },
+            ctx.address().recipient(),
+        )
+        .start()
+    }
+
+    fn close_channels(&mut self) {
+        for ch in [self.channel.take(), self.route.take()]
+            .into_iter()
+            .flatten()
+        {
+            ch.do_send(super::channel::CloseChannel);
+        }
+    }
+
+    /// Applies the readiness decision to what is known now.
+    fn evaluate(&mut self, ctx: &mut Context<Self>) {
+        if self.exited || self.stop_requested || self.running {
+            self.stop_tick(ctx);
+            return;
+        }
+        let Some(spawned) = self.spawned_at else {
+            return;
+        };
+        let path = self.timing.path;
+        self.facts.elapsed = spawned.elapsed();
+        // The port is probed where it decides: a logging node's `$p`
+        // (its accept opens the routed grace), or today's rule after a
+        // fallback.
+        let probe = match path {
+            Path::Routed | Path::PortOnly => !self.port_accepted,
+            Path::Own => self.fallen_back && !self.port_accepted,
+            Path::None => false,
+        };
+        if probe {
+            self.probe_port(ctx);
+        }
+        self.facts.settled = self.facts.elapsed >= self.timing.settle
+            && (self.timing.port_check.is_none() || self.port_accepted);
+        match channel::decide(path, &self.facts, &self.timing.channel) {
+            Verdict::Running(rule) => self.set_running(rule),
+            Verdict::Wait { fallen_back: true } if !self.fallen_back => {
+                self.fallen_back = true;
+                tracing::warn!(node = %self.node, "no node channel within {} s", channel::secs(self.timing.channel.channel_timeout));
+                self.close_channels();
+            }
+            Verdict::Wait { .. } => {}
+        }
+    }
+
+    fn stop_tick(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.tick.take() {
+            ctx.cancel_future(h);
+        }
+    }
+
+    fn probe_port(&mut self, ctx: &mut Context<Self>) {
+        let Some(addr) = self.timing.port_check else {
+            return;
+        };
+        if self.probing {
+            return;
+        }
+        self.probing = true;
+        let attempt = tokio::time::timeout(PORT_POLL * 4, tokio::net::TcpStream::connect(addr));
+        ctx.spawn(attempt.into_actor(self).map(|res, act, ctx| {
+            act.probing = false;
+            if matches!(res, Ok(Ok(_))) && !act.port_accepted {
+                act.port_accepted = true;
+                if act.timing.path == Path::Routed && act.facts.opened.is_none() {
+                    act.facts.opened = Some(act.facts.elapsed);
+                }
+                act.evaluate(ctx);
+            }
+        }));
+    }
+
+    fn set_running(&mut self, rule: Rule) {
+        if self.running {
+            return;
+        }
+        self.running = true;
+        self.tell(NodeEvent::Running { rule });
     }
 
     fn check_running(&mut self, ctx: &mut Context<Self>) {
@@ -129,7 +375,7 @@ impl NodeProcess {
             return;
         }
         let Some(addr) = self.timing.port_check else {
-            self.tell(NodeEvent::Running);
+            self.set_running(Rule::Settle);
             return;
         };
         let attempt = tokio::time::timeout(PORT_POLL * 4, tokio::net::TcpStream::connect(addr));
@@ -138,7 +384,7 @@ impl NodeProcess {
                 return;
             }
             if matches!(res, Ok(Ok(_))) {
-                act.tell(NodeEvent::Running);
+                act.set_running(Rule::Settle);
             } else {
                 ctx.run_later(PORT_POLL, |act, ctx| act.check_running(ctx));
             }
@@ -155,6 +401,21 @@ impl NodeProcess {
             }
         });
     }
+
+    fn on_peers(&mut self) {
+        if self.joined || self.timing.join_needs.is_empty() {
+            return;
+        }
+        if self
+            .timing
+            .join_needs
+            .iter()
+            .all(|n| self.peers.contains(n))
+        {
+            self.joined = true;
+            tracing::info!(node = %self.node, "joined");
+        }
+    }
 }
 
 impl Actor for NodeProcess {
@@ -164,6 +425,10 @@ impl Actor for NodeProcess {
         let Some(spec) = self.spec.take() else {
             return;
         };
+        self.dir = Some(spec.cwd.clone());
+        self.stderr_start = std::fs::metadata(spec.cwd.join("stderr"))
+            .map(|m| m.len())
+            .unwrap_or(0);
         tracing::debug!(node = %self.node, ?spec, "spawning");
         ctx.spawn(
             process::spawn(spec)
@@ -190,7 +455,112 @@ impl Handler<StopNode> for NodeProcess {
             return;
         }
         self.stop_requested = true;
+        self.stop_tick(ctx);
         self.terminate(ctx);
+    }
+}
+
+impl Handler<ChannelReport> for NodeProcess {
+    type Result = ();
+
+    fn handle(&mut self, msg: ChannelReport, ctx: &mut Context<Self>) {
+        if self.exited {
+            return;
+        }
+        match msg.fact {
+            ChannelFact::Opened => {
+                if !msg.route && self.facts.opened.is_none() {
+                    let since = self.spawned_at.map(|t| t.elapsed()).unwrap_or_default();
+                    self.facts.opened = Some(since);
+                }
+            }
+            ChannelFact::Acked => {
+                if !msg.route {
+                    self.tell(NodeEvent::ChannelUp { port: msg.port });
+                }
+            }
+            ChannelFact::Answered(ping) => {
+                self.facts.answered = true;
+                self.peers = ping.peers.into_iter().collect();
+                if self.running {
+                    tracing::info!(node = %self.node, "node channel answered");
+                }
+                self.on_peers();
+            }
+            ChannelFact::PeerUp(p) => {
+                self.peers.insert(p);
+                self.on_peers();
+            }
+            ChannelFact::PeerDown(p) => {
+                self.peers.remove(&p);
+            }
+            ChannelFact::Invalid(why) => {
+                tracing::error!(node = %self.node, "node {}: {why}", self.node);
+            }
+            ChannelFact::Closed { reason } => {
+                tracing::info!(node = %self.node, route = msg.route, "node channel ended: {reason}");
+                if msg.route {
+                    self.route = None;
+                    if !self.stop_requested {
+                        self.tell(NodeEvent::NeedsRoute);
+                    }
+                } else {
+                    self.channel = None;
+                    if !self.stop_requested && !self.fallen_back {
+                        let delay = self.timing.channel.reconnect_delay;
+                        ctx.run_later(delay, |act, ctx| {
+                            if !act.exited && !act.stop_requested && act.channel.is_none() {
+                                act.open_channel(ctx);
+                            }
+                        });
+                    }
+                }
+            }
+        }
+        self.evaluate(ctx);
+    }
+}
+
+impl Handler<RouteVia> for NodeProcess {
+    type Result = ();
+
+    fn handle(&mut self, msg: RouteVia, ctx: &mut Context<Self>) {
+        if self.exited || self.stop_requested || self.fallen_back || self.route.is_some() {
+            return;
+        }
+        let Some(pid) = self.pid else { return };
+        tracing::debug!(node = %self.node, port = msg.port, "route through a sibling");
+        self.route = Some(self.start_channel(msg.port, pid, true, ctx));
+    }
+}
+
+impl Handler<Command> for NodeProcess {
+    type Result = ResponseFuture<Result<Answer, CommandError>>;
+
+    fn handle(&mut self, msg: Command, _: &mut Context<Self>) -> Self::Result {
+        let via = match self.timing.path {
+            Path::Own if !self.fallen_back => self.channel.clone(),
+            Path::Routed if !self.fallen_back => self.route.clone(),
+            _ => return Box::pin(async { Err(CommandError::NoChannel) }),
+        };
+        let timeout = msg.timeout;
+        Box::pin(async move {
+            let Some(ch) = via else {
+                // The connection is being re-established: nothing to wait on.
+                tokio::time::sleep(timeout).await;
+                return Err(CommandError::Failed(DispatchError::TimedOut));
+            };
+            match ch
+                .send(Dispatch {
+                    action: msg.action,
+                    timeout,
+                })
+                .await
+            {
+                Ok(r) => r.map_err(CommandError::Failed),
+                Err(_) => Err(CommandError::Failed(DispatchError::Closed)),
+            }
+        })
     }
 }
 
@@ -206,16 +576,17 @@ mod tests {
             cwd: dir.to_owned(),
             env: vec![],
             cpu: None,
-            file: None,
+            unset: vec![],
+            files: vec![],
         }
     }
 
     fn timing(settle_ms: u64, grace_ms: u64) -> NodeTiming {
-        NodeTiming {
-            settle: Duration::from_millis(settle_ms),
-            port_check: None,
-            stop_grace: Duration::from_millis(grace_ms),
-        }
+        NodeTiming::settle_only(
+            Duration::from_millis(settle_ms),
+            None,
+            Duration::from_millis(grace_ms),
+        )
     }
 
     fn events(seen: &crate::testing::Seen<NodeReport>) -> Vec<NodeEvent> {
@@ -234,7 +605,11 @@ mod tests {
             probe,
         )
         .start();
-        wait_until(|| events(&seen).contains(&NodeEvent::Running), 5_000).await;
+        wait_until(
+            || events(&seen).contains(&NodeEvent::Running { rule: Rule::Settle }),
+            5_000,
+        )
+        .await;
         assert!(matches!(events(&seen)[0], NodeEvent::Spawned { .. }));
         node.do_send(StopNode);
         wait_until(|| events(&seen).len() == 3, 5_000).await;
@@ -242,7 +617,8 @@ mod tests {
             events(&seen)[2],
             NodeEvent::Exited {
                 status: process::Exit::Signal(libc::SIGTERM),
-                requested: true
+                requested: true,
+                collided: false,
             }
         );
     }
@@ -262,7 +638,11 @@ mod tests {
             probe,
         )
         .start();
-        wait_until(|| events(&seen).contains(&NodeEvent::Running), 5_000).await;
+        wait_until(
+            || events(&seen).contains(&NodeEvent::Running { rule: Rule::Settle }),
+            5_000,
+        )
+        .await;
         // Let the shell install its trap.
         wait_until(
             || process::tail(&dir.path().join("stdout"), 1) == "up",
@@ -275,7 +655,8 @@ mod tests {
             events(&seen)[2],
             NodeEvent::Exited {
                 status: process::Exit::Signal(libc::SIGKILL),
-                requested: true
+                requested: true,
+                collided: false,
             }
         );
     }
@@ -311,7 +692,8 @@ mod tests {
             n[1],
             NodeEvent::Exited {
                 status: process::Exit::Code(4),
-                requested: false
+                requested: false,
+                collided: false,
             }
         );
         let m: Vec<_> = all.iter().filter(|r| r.node == "m").collect();
@@ -330,22 +712,26 @@ mod tests {
             "n".into(),
             ProcId(5),
             spec(dir.path(), "exec sleep 30"),
-            NodeTiming {
-                settle: Duration::from_millis(10),
-                port_check: Some(addr),
-                stop_grace: Duration::from_millis(500),
-            },
+            NodeTiming::settle_only(
+                Duration::from_millis(10),
+                Some(addr),
+                Duration::from_millis(500),
+            ),
             probe,
         )
         .start();
         wait_until(|| !seen.is_empty(), 5_000).await;
         actix_rt::time::sleep(Duration::from_millis(300)).await;
         assert!(
-            !events(&seen).contains(&NodeEvent::Running),
+            !events(&seen).contains(&NodeEvent::Running { rule: Rule::Settle }),
             "running before its port accepts"
         );
         let _listener = std::net::TcpListener::bind(addr).expect("bind the node's port");
-        wait_until(|| events(&seen).contains(&NodeEvent::Running), 5_000).await;
+        wait_until(
+            || events(&seen).contains(&NodeEvent::Running { rule: Rule::Settle }),
+            5_000,
+        )
+        .await;
         node.do_send(StopNode);
         wait_until(|| events(&seen).len() == 3, 5_000).await;
     }

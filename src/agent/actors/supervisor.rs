@@ -86,6 +86,12 @@ pub struct NodeSupervisor {
     /// `restart_request`s waiting for their nodes.
     restarting: Vec<PendingDeploy>,
     backend: Backend,
+    /// Nodes get the node channel (Zeek 8.0 or later, `--node-channel auto`).
+    channel_on: bool,
+    /// The node channel's script, for every node directory.
+    script: NodeFile,
+    /// The node channel's timers, shared with every launch.
+    channel_timings: Arc<crate::agent::channel::Timings>,
     next_proc: u64,
     /// The agent's own last sample; the nodes' are in their slots.
     own_sample: Option<Sample>,
@@ -116,6 +122,12 @@ impl NodeSupervisor {
             .unwrap_or(1);
         let cpus = cpus.max(startup::online_cpus());
         let state = StateDir::new(cfg.state_dir.clone());
+        let script = NodeFile::new(
+            crate::agent::channel::SCRIPT_FILE,
+            &cfg.state_dir,
+            Arc::from(crate::agent::channel::SCRIPT),
+        );
+        let channel_timings = Arc::new(cfg.channel.clone());
         NodeSupervisor {
             writer: StateWriter::start(state.clone()),
             state,
@@ -130,6 +142,9 @@ impl NodeSupervisor {
             deploy: None,
             restarting: Vec::new(),
             backend: Backend::Detecting,
+            channel_on: false,
+            script,
+            channel_timings,
             next_proc: 0,
             own_sample: None,
             sampled_at: None,
@@ -238,12 +253,11 @@ impl NodeSupervisor {
                 return;
             }
             act.supersede_deploy(&format!("configuration {:?}", config.id));
-            act.deploy = Some(PendingDeploy::new(
-                &config,
-                act.name(),
-                Some(reqid),
-                Some(tx),
-            ));
+            let deadline = act.readiness_deadline(ctx);
+            act.deploy = Some(
+                PendingDeploy::new(&config, act.name(), Some(reqid), Some(tx))
+                    .with_deadline(deadline),
+            );
             tracing::info!(id = %config.id, nodes = config.nodes.len(), "applying configuration");
             act.install(config, ctx);
             act.finish_deploy_if_complete();
@@ -268,6 +282,7 @@ impl NodeSupervisor {
                 .sampled_at
                 .and_then(|at| at.checked_duration_since(self.started_at))
                 .map(|d| d.as_secs_f64()),
+            running_by: None,
         };
         slots::status_table(&self.slots, agent, self.sampled_at)
     }
@@ -429,8 +444,10 @@ impl Handler<RestartRequest> for NodeSupervisor {
                 .as_ref()
                 .map(|c| c.id.clone())
                 .unwrap_or_default();
-            self.restarting
-                .push(PendingDeploy::restart(&names, &id, reqid.clone(), tx));
+            let deadline = self.readiness_deadline(ctx);
+            self.restarting.push(
+                PendingDeploy::restart(&names, &id, reqid.clone(), tx).with_deadline(deadline),
+            );
             for name in &names {
                 self.restart_slot(name, ctx);
             }

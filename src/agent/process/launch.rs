@@ -120,6 +120,7 @@ pub fn launch(
     args: &[String],
     cwd: &Path,
     env: &[(String, String)],
+    unset: &[String],
     stdio: [&OwnedFd; 3],
     cpu: Option<usize>,
 ) -> io::Result<NodeChild> {
@@ -129,7 +130,7 @@ pub fn launch(
             format!("CPU {cpu} is beyond the {CPU_SET_CAPACITY} CPUs a CPU set can name"),
         ));
     }
-    let env = environment(env);
+    let env = environment(env, unset);
     let program = resolve(program, &env)?;
     let program = c_string(program.as_os_str())?;
     let mut args_c = vec![program.clone()];
@@ -220,14 +221,16 @@ fn pointers(strings: &[CString]) -> Vec<*const c_char> {
         .collect()
 }
 
-/// The agent's environment with `extra` added (replacing same names), in
-/// the agent's order, the new names last.
-fn environment(extra: &[(String, String)]) -> Vec<(OsString, OsString)> {
+/// The agent's environment without `unset`, with `extra` added (replacing
+/// same names), in the agent's order, the new names last.
+fn environment(extra: &[(String, String)], unset: &[String]) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
         .filter(|(k, _)| {
             !extra
                 .iter()
-                .any(|(name, _)| k.as_os_str() == OsStr::new(name))
+                .map(|(name, _)| name)
+                .chain(unset)
+                .any(|name| k.as_os_str() == OsStr::new(name))
         })
         .collect();
     env.extend(extra.iter().map(|(k, v)| (k.into(), v.into())));

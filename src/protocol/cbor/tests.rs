@@ -106,6 +106,7 @@ fn every_response_and_notification_roundtrips() {
         rss_bytes: Some(1024),
         restarts: Some(0),
         uptime_secs: Some(3.25),
+        running_by: None,
     };
     let mut per_node = ApiResult::failure("r".into(), "agent-a", "boom");
     per_node.node = Some("worker-1".into());
@@ -354,6 +355,7 @@ fn status(name: &str, uptime: Option<f64>) -> NodeStatus {
         rss_bytes: Some(4096),
         restarts: Some(1),
         uptime_secs: uptime,
+        running_by: None,
     }
 }
 

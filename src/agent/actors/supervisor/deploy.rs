@@ -3,6 +3,7 @@
 //! failed. Functions of plain data; the actor only carries them out.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
@@ -103,6 +104,8 @@ pub struct PendingDeploy {
     /// One entry per node concerned: `None` until it runs or has failed.
     results: BTreeMap<String, Option<Result<(), Failure>>>,
     kind: Kind,
+    /// Nodes still without an outcome then are answered as not running.
+    deadline: Option<Instant>,
 }
 
 impl PendingDeploy {
@@ -124,6 +127,7 @@ impl PendingDeploy {
                 .map(|n| (n.name.clone(), None))
                 .collect(),
             kind: Kind::Deploy,
+            deadline: None,
         }
     }
 
@@ -141,7 +145,26 @@ impl PendingDeploy {
             responder: Some(responder),
             results: names.iter().map(|n| (n.clone(), None)).collect(),
             kind: Kind::Restart,
+            deadline: None,
         }
+    }
+
+    /// Answers by `at` at the latest: nodes still waiting then fail.
+    pub fn with_deadline(mut self, at: Instant) -> Self {
+        self.deadline = Some(at);
+        self
+    }
+
+    /// The nodes without an outcome, once the deadline has passed.
+    pub fn overdue(&self, now: Instant) -> Vec<String> {
+        if self.deadline.is_none_or(|d| d > now) {
+            return Vec::new();
+        }
+        self.results
+            .iter()
+            .filter(|(_, r)| r.is_none())
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     /// Every node's outcome is known.

@@ -9,6 +9,7 @@ use actix::prelude::*;
 
 use super::launch_order::Candidate;
 use crate::agent::actors::node::{NodeProcess, ProcId};
+use crate::agent::channel::Rule;
 use crate::agent::layout;
 use crate::agent::process::Sample;
 use crate::agent::state::PidRecord;
@@ -28,6 +29,17 @@ pub struct Slot {
     pub revival: Option<SpawnHandle>,
     /// Set once this launch counted as running.
     pub has_run: bool,
+    /// The rule that made this launch running.
+    pub rule: Option<Rule>,
+    /// This launch's node channel port (its own server's).
+    pub channel_port: Option<u16>,
+    /// Set once this launch's own channel is acked: a logging sibling can
+    /// be routed through it.
+    pub acked_port: Option<u16>,
+    /// A logging node waiting for a route.
+    pub needs_route: bool,
+    /// Channel-port collisions in a row.
+    pub collisions: u32,
     /// The last background sample, with the pid it was taken of (a
     /// revived node's new process has none until the next one).
     pub sample: Option<(u32, Sample)>,
@@ -46,6 +58,11 @@ impl Slot {
             restarts: 0,
             revival: None,
             has_run: false,
+            rule: None,
+            channel_port: None,
+            acked_port: None,
+            needs_route: false,
+            collisions: 0,
             sample: None,
         }
     }
@@ -94,6 +111,10 @@ pub fn status_table(
             rss_bytes: sample.map(|s| s.rss_bytes),
             restarts: Some(slot.restarts),
             uptime_secs: slot.started_at.and_then(uptime),
+            running_by: slot
+                .rule
+                .filter(|_| slot.node.state == State::Running)
+                .map(|r| r.as_str().to_owned()),
         });
     }
     // The slots come sorted by name; only the agent's own entry needs its
@@ -160,6 +181,7 @@ mod tests {
             rss_bytes: None,
             restarts: None,
             uptime_secs: None,
+            running_by: None,
         }
     }
 

@@ -10,6 +10,7 @@ use super::deploy::PendingDeploy;
 use super::slots;
 use super::{Backend, NodeSupervisor};
 use crate::agent::actors::state_writer::SavePids;
+use crate::agent::channel;
 use crate::agent::config::ClusterBackend;
 use crate::agent::layout;
 use crate::agent::state::{self, Loaded};
@@ -53,6 +54,7 @@ impl NodeSupervisor {
         let leftovers = self.state.load_pids();
         let grace = self.cfg.stop_grace;
         let setting = self.cfg.cluster_backend;
+        let mode = self.cfg.node_channel;
         let binary = self.cfg.zeek_binary.clone();
         let timeout = self.cfg.version_timeout;
         let work = async move {
@@ -63,20 +65,28 @@ impl NodeSupervisor {
                     .await
                     .unwrap_or_default()
             };
-            (ended, detect_backend(setting, binary, timeout).await)
+            (ended, detect(setting, mode, binary, timeout).await)
         };
-        ctx.spawn(work.into_actor(self).map(|(ended, backend), act, ctx| {
-            for r in ended {
-                act.notify_log(
-                    &r.node,
-                    format!("ended leftover process {} of node {}", r.pid, r.node),
-                );
-            }
-            tracing::info!(backend = backend.unwrap_or("none"), "cluster backend");
-            act.backend = Backend::Known(backend);
-            act.finish_deploy_if_complete();
-            act.launch_ready(ctx);
-        }));
+        ctx.spawn(
+            work.into_actor(self)
+                .map(|(ended, (backend, channel_on)), act, ctx| {
+                    for r in ended {
+                        act.notify_log(
+                            &r.node,
+                            format!("ended leftover process {} of node {}", r.pid, r.node),
+                        );
+                    }
+                    tracing::info!(
+                        backend = backend.unwrap_or("none"),
+                        channel = channel_on,
+                        "cluster backend and node channel"
+                    );
+                    act.backend = Backend::Known(backend);
+                    act.channel_on = channel_on;
+                    act.finish_deploy_if_complete();
+                    act.launch_ready(ctx);
+                }),
+        );
     }
 
     /// The pids file is rewritten a moment after a change (launches come
@@ -106,34 +116,48 @@ pub(super) fn online_cpus() -> usize {
     usize::try_from(n).unwrap_or(1)
 }
 
-/// The backend script for the configured setting; `auto` asks
-/// `<zeek-binary> --version` (with a timeout, killed when it passes).
-async fn detect_backend(
+/// The backend script for the configured setting, and whether nodes get
+/// the node channel; `auto` (of either) asks `<zeek-binary> --version`
+/// (with a timeout, killed when it passes).
+async fn detect(
     setting: ClusterBackend,
+    mode: channel::Mode,
     binary: PathBuf,
     timeout: Duration,
-) -> Option<&'static str> {
-    match setting {
+) -> (Option<&'static str>, bool) {
+    let version = if setting == ClusterBackend::Auto || mode == channel::Mode::Auto {
+        probe_version(&binary, timeout).await
+    } else {
+        None
+    };
+    let backend = match setting {
         ClusterBackend::Zeromq => Some(layout::ZEROMQ_BACKEND),
         ClusterBackend::Broker => Some(layout::BROKER_BACKEND),
         ClusterBackend::None => None,
-        ClusterBackend::Auto => {
-            let out = tokio::process::Command::new(&binary)
-                .arg("--version")
-                .stdin(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .output();
-            match tokio::time::timeout(timeout, out).await {
-                Ok(Ok(o)) => layout::backend_for_version(&String::from_utf8_lossy(&o.stdout)),
-                Ok(Err(e)) => {
-                    tracing::warn!(binary = %binary.display(), "cannot run --version: {e}");
-                    None
-                }
-                Err(_) => {
-                    tracing::warn!(binary = %binary.display(), "--version timed out");
-                    None
-                }
-            }
+        ClusterBackend::Auto => version
+            .filter(|v| *v >= (8, 1))
+            .map(|_| layout::ZEROMQ_BACKEND),
+    };
+    let channel_on = mode == channel::Mode::Auto && version.is_some_and(|v| v >= (8, 0));
+    (backend, channel_on)
+}
+
+/// Zeek's version from `<zeek-binary> --version`, if it answers as Zeek.
+async fn probe_version(binary: &PathBuf, timeout: Duration) -> Option<(u32, u32)> {
+    let out = tokio::process::Command::new(binary)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(timeout, out).await {
+        Ok(Ok(o)) => layout::zeek_version(&String::from_utf8_lossy(&o.stdout)),
+        Ok(Err(e)) => {
+            tracing::warn!(binary = %binary.display(), "cannot run --version: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(binary = %binary.display(), "--version timed out");
+            None
         }
     }
 }

@@ -20,6 +20,8 @@ fn config(dir: &Path) -> Config {
         state_dir: dir.join("state"),
         zeek_binary: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stand-in-node.sh"),
         cluster_backend: ClusterBackend::None,
+        // The bash stand-in has no node channel.
+        node_channel: crate::agent::channel::Mode::Off,
         settle_time: Duration::from_millis(50),
         stop_grace: Duration::from_millis(500),
         revive_delay: Duration::from_millis(20),

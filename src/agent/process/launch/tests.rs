@@ -60,6 +60,7 @@ fn start(
         &args,
         dir.path(),
         &env,
+        &[],
         [&null, &out, &err],
         cpu,
     )?;

@@ -99,6 +99,7 @@ fn status() -> impl Strategy<Value = NodeStatus> {
                 rss_bytes: rss,
                 restarts,
                 uptime_secs: uptime,
+                running_by: None,
             },
         )
 }

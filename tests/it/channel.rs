@@ -1,0 +1,325 @@
+//! The node channel with real processes: the agent against the Python
+//! stand-in (`tests/fixtures/stand-in-zeek.py`), which opens Zeek's
+//! WebSocket API as `agent-channel.zeek` would, with a bus on the
+//! manager's port standing in for ZeroMQ.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use zeek_mgmt_agent::api::events::Notification;
+use zeek_mgmt_agent::api::types::{Configuration, NodeStatus, Role, State};
+
+use crate::support::*;
+
+pub fn stand_in_zeek() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stand-in-zeek.py")
+}
+
+/// A loopback port free now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// An agent with the node channel on (the Python stand-in as Zeek 8.2.2,
+/// ZeroMQ), short channel timers, plus `extra`.
+pub fn channel_agent(extra: &[&str]) -> Agent {
+    let stand_in = stand_in_zeek().display().to_string();
+    let mut args = vec![
+        "--node-channel",
+        "auto",
+        "--zeek-binary",
+        stand_in.as_str(),
+        "--channel-join-grace",
+        "2",
+        "--channel-timeout",
+        "4",
+        "--channel-slow-ping-interval",
+        "0.2",
+        "--channel-reconnect-delay",
+        "0.2",
+    ];
+    args.extend_from_slice(extra);
+    Agent::start(&args)
+}
+
+/// manager (its `$p` hosts the stand-in's bus), proxy-1, worker-1,
+/// worker-2, on free ports.
+pub fn four_nodes(id: &str) -> Configuration {
+    cluster(
+        id,
+        &[
+            ("manager", Role::Manager, Some(free_port())),
+            ("proxy-1", Role::Proxy, Some(free_port())),
+            ("worker-1", Role::Worker, None),
+            ("worker-2", Role::Worker, None),
+        ],
+    )
+}
+
+fn set_env(config: &mut Configuration, node: &str, key: &str, value: &str) {
+    let n = config
+        .nodes
+        .iter_mut()
+        .find(|n| n.name == node)
+        .expect("node");
+    n.env.insert(key.into(), value.into());
+}
+
+fn running_by<'a>(s: &'a [NodeStatus], node: &str) -> Option<&'a str> {
+    s.iter()
+        .find(|n| n.node == node)
+        .and_then(|n| n.running_by.as_deref())
+}
+
+fn read(path: PathBuf) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// No node printed the line Zeek prints for a connection closed without
+/// an HTTP request.
+fn no_http_400(agent: &Agent, nodes: &[&str]) {
+    for n in nodes {
+        let stderr = read(agent.node_dir(n).join("stderr"));
+        assert!(
+            !stderr.contains("HTTP status: 400"),
+            "{n} saw a bare connection:\n{stderr}"
+        );
+    }
+}
+
+/// Every notification up to and including the first satisfying `f`.
+async fn notes_until(
+    c: &mut zeek_mgmt_agent::protocol::connection::Connection,
+    f: impl Fn(&Notification) -> bool,
+) -> Vec<Notification> {
+    let mut seen = Vec::new();
+    loop {
+        let n = c
+            .wait_notification(LONG, |_| true)
+            .await
+            .unwrap_or_else(|e| panic!("{e}; seen {seen:#?}"));
+        let last = f(&n);
+        seen.push(n);
+        if last {
+            return seen;
+        }
+    }
+}
+
+const ALL: [&str; 4] = ["manager", "proxy-1", "worker-1", "worker-2"];
+
+#[tokio::test]
+async fn a_deploy_is_answered_once_every_node_has_answered_its_ping() {
+    let agent = channel_agent(&[]);
+    let c = agent.connect().await;
+    let mut config = four_nodes("ch-1");
+    // Zeek's timings of four nodes starting at once, and more for one.
+    for n in ALL {
+        set_env(&mut config, n, "STANDIN_CHANNEL_DELAY_MS", "500");
+    }
+    set_env(&mut config, "worker-2", "STANDIN_CHANNEL_DELAY_MS", "1200");
+    // The node's own setting of the port variable is overridden.
+    set_env(&mut config, "worker-1", "ZEEK_AGENT_CHANNEL_PORT", "1");
+    set_env(&mut config, "manager", "ZEEK_AGENT_CHANNEL_PORT", "1");
+    let t = Instant::now();
+    let r = set_config(&c, config).await;
+    let took = t.elapsed();
+    assert!(r.result.success, "{:?}", r.result);
+    // The settle time is 0.1 s: only the channel can have held the answer
+    // back until worker-2's server opened 1.2 s after its start.
+    assert!(
+        took >= Duration::from_millis(1200),
+        "answered after {took:?}"
+    );
+    let s = get_nodes(&c).await;
+    for n in ALL {
+        assert_eq!(running_by(&s, n), Some("channel"), "{n}: {s:#?}");
+        assert_eq!(
+            s.iter().find(|x| x.node == n).map(|x| x.state),
+            Some(State::Running)
+        );
+    }
+    // The script by absolute path after `local`, before the node's
+    // scripts; the port variable set last on nodes with a server, removed
+    // from the logging manager.
+    let script = agent.node_dir("worker-1").join("agent-channel.zeek");
+    let argv = read(agent.node_dir("worker-1").join("argv"));
+    let lines: Vec<&str> = argv.lines().collect();
+    let local = lines.iter().position(|l| *l == "local").expect("local");
+    assert_eq!(
+        Path::new(lines[local + 1]),
+        std::path::absolute(&script).expect("absolute")
+    );
+    assert!(read(script).contains("event zeek_init() &priority=-10000"));
+    let env = read(agent.node_dir("worker-1").join("env"));
+    let port_lines: Vec<&str> = env
+        .lines()
+        .filter(|l| l.starts_with("ZEEK_AGENT_CHANNEL_PORT="))
+        .collect();
+    assert_eq!(port_lines.len(), 1, "{port_lines:?}");
+    assert_ne!(port_lines[0], "ZEEK_AGENT_CHANNEL_PORT=1");
+    let env = read(agent.node_dir("manager").join("env"));
+    assert!(
+        !env.contains("ZEEK_AGENT_CHANNEL_PORT"),
+        "the manager is the logger: no port"
+    );
+    no_http_400(&agent, &ALL);
+}
+
+#[tokio::test]
+async fn a_node_that_dies_while_loading_fails_the_deploy_with_its_stderr() {
+    let agent = channel_agent(&[]);
+    let c = agent.connect().await;
+    let mut config = four_nodes("ch-2");
+    set_env(&mut config, "worker-1", "STANDIN_FAIL_START", "1");
+    let r = set_config(&c, config).await;
+    assert!(!r.result.success);
+    let per = per_node(&r.result);
+    let w = per
+        .iter()
+        .find(|p| p.node.as_deref() == Some("worker-1"))
+        .expect("worker-1");
+    assert!(!w.success);
+    assert!(
+        w.error
+            .contains("while starting; stderr:\nfatal error: stand-in told to fail at start"),
+        "{}",
+        w.error
+    );
+    for p in per.iter().filter(|p| p.node.as_deref() != Some("worker-1")) {
+        assert!(p.success, "{p:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_node_that_never_opens_its_port_falls_back_after_the_channel_timeout() {
+    let agent = channel_agent(&[]);
+    let c = agent.connect().await;
+    let mut config = four_nodes("ch-3");
+    set_env(&mut config, "worker-2", "STANDIN_CHANNEL", "never");
+    let r = set_config(&c, config).await;
+    assert!(r.result.success, "{:?}", r.result);
+    let s = get_nodes(&c).await;
+    assert_eq!(running_by(&s, "worker-2"), Some("fallback"));
+    assert_eq!(running_by(&s, "worker-1"), Some("channel"));
+    agent.wait_log(
+        "node worker-2 counted running without a channel: none within 4.0 s",
+        1,
+    );
+    // No channel: commands say so.
+    no_http_400(&agent, &ALL);
+}
+
+#[tokio::test]
+async fn without_the_manager_nodes_run_degraded_then_answer_once_it_is_up() {
+    let agent = channel_agent(&[]);
+    let c = agent.connect().await;
+    let mut config = four_nodes("ch-4");
+    // The manager's bus (ZeroMQ's proxy) comes 3 s late: no acks before.
+    set_env(&mut config, "manager", "STANDIN_BUS_DELAY_MS", "3000");
+    let r = set_config(&c, config).await;
+    assert!(r.result.success, "{:?}", r.result);
+    let s = get_nodes(&c).await;
+    assert_eq!(running_by(&s, "worker-1"), Some("degraded"), "{s:#?}");
+    agent.wait_log(
+        "node worker-1 counted running without a channel answer after 2.0 s",
+        1,
+    );
+    // Once the manager is up, the slow pings are answered.
+    agent.wait_log("node channel answered", 3);
+}
+
+#[tokio::test]
+async fn a_wrong_pid_is_never_taken_for_the_node_and_retries_are_normal() {
+    let agent = channel_agent(&[]);
+    let c = agent.connect().await;
+    let mut config = four_nodes("ch-5");
+    set_env(&mut config, "worker-1", "STANDIN_PING_PID", "1");
+    set_env(&mut config, "worker-2", "STANDIN_DROP_REQUESTS", "2");
+    let r = set_config(&c, config).await;
+    assert!(r.result.success, "{:?}", r.result);
+    let s = get_nodes(&c).await;
+    assert_eq!(running_by(&s, "worker-1"), Some("degraded"));
+    assert_eq!(running_by(&s, "worker-2"), Some("channel"));
+    let log = agent.wait_log("channel answered by pid 1, expected", 1);
+    assert_eq!(
+        log.matches("channel answered by pid 1, expected").count(),
+        1,
+        "logged once per launch"
+    );
+}
+
+#[tokio::test]
+async fn a_channel_port_collision_relaunches_at_once_without_a_crash() {
+    let agent = channel_agent(&[]);
+    let mut c = agent.connect().await;
+    let mut config = four_nodes("ch-6");
+    set_env(&mut config, "worker-1", "STANDIN_COLLIDE", "1");
+    let r = set_config(&c, config).await;
+    assert!(r.result.success, "{:?}", r.result);
+    let notes = notes_until(&mut c, |n| {
+        matches!(n, Notification::Log(l) if l.msg.starts_with("configuration \"ch-6\" applied"))
+    })
+    .await;
+    assert!(
+        notes.iter().any(|n| matches!(n, Notification::Log(l)
+            if l.msg.starts_with("node worker-1 relaunched: channel port "))),
+        "{notes:#?}"
+    );
+    assert!(
+        !notes.iter().any(|n| matches!(n, Notification::Change(ch)
+            if ch.node.name == "worker-1" && ch.new == State::Crashed)),
+        "{notes:#?}"
+    );
+    assert!(!notes.iter().any(|n| matches!(n, Notification::Error(_))));
+    let pids = read(agent.node_dir("worker-1").join("pids"));
+    assert_eq!(pids.lines().count(), 2, "two launches: {pids}");
+    let s = get_nodes(&c).await;
+    assert_eq!(running_by(&s, "worker-1"), Some("channel"));
+}
+
+#[tokio::test]
+async fn a_lone_logging_manager_runs_by_its_port() {
+    let agent = channel_agent(&[]);
+    let c = agent.connect().await;
+    let config = cluster("ch-7", &[("manager", Role::Manager, Some(free_port()))]);
+    let r = set_config(&c, config).await;
+    assert!(r.result.success, "{:?}", r.result);
+    let s = get_nodes(&c).await;
+    assert_eq!(running_by(&s, "manager"), Some("port"));
+}
+
+#[tokio::test]
+async fn nodes_stop_within_the_grace_and_close_their_channels() {
+    // A logging manager that would hang once a WebSocket client left: the
+    // agent never opens one to it, so it stops on SIGTERM.
+    let agent = channel_agent(&[]);
+    let c = agent.connect().await;
+    let mut config = four_nodes("ch-8");
+    set_env(&mut config, "manager", "STANDIN_HANG_AFTER_CLIENT", "1");
+    let r = set_config(&c, config).await;
+    assert!(r.result.success, "{:?}", r.result);
+    let reqid = c.new_reqid();
+    let r = c
+        .request(
+            zeek_mgmt_agent::api::events::Request::AgentStandby(
+                zeek_mgmt_agent::api::events::AgentStandbyRequest { reqid },
+            ),
+            LONG,
+        )
+        .await
+        .expect("standby");
+    assert!(r.result.success, "{:?}", r.result);
+    for n in ALL {
+        let stderr = read(agent.node_dir(n).join("stderr"));
+        assert!(
+            stderr.contains("received termination signal"),
+            "{n} did not stop on SIGTERM:\n{stderr}"
+        );
+    }
+    agent.wait_log("node channel ended: closed 1001 Terminating", 3);
+    no_http_400(&agent, &ALL);
+}
