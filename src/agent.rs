@@ -16,4 +16,10 @@ pub use builder::{AgentBuilder, AgentHandle, LocalPeer};
 
 /// The protocol extensions this agent announces in its hello (see
 /// `docs/protocol.md`, "Extensions").
-pub const FEATURES: &[&str] = &["restart", "metrics_port", "node_outputs", "unchanged"];
+pub const FEATURES: &[&str] = &[
+    "restart",
+    "metrics_port",
+    "node_outputs",
+    "unchanged",
+    "node_dispatch",
+];

@@ -48,6 +48,16 @@ macro_rules! with_requests {
             Restart(restart) RestartRequest {
                 nodes: Vec<String> = "node names"
             } -> RestartResponse;
+            /// `node_dispatch_request(reqid, action, nodes)` (an extension):
+            /// handled by the node supervisor, which puts `action` (a command
+            /// and its arguments, passed on unchanged) to the named local
+            /// nodes (every one when `nodes` is empty) over their node
+            /// channels. The response's `data` holds one result per node,
+            /// sorted by name, each with the node's answer as text.
+            NodeDispatch(node_dispatch) NodeDispatchRequest {
+                action: Vec<String> = "action",
+                nodes: Vec<String> = "node names"
+            } -> NodeDispatchResponse;
         }
     };
 }

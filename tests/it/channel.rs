@@ -9,18 +9,11 @@ use std::time::{Duration, Instant};
 use zeek_mgmt_agent::api::events::Notification;
 use zeek_mgmt_agent::api::types::{Configuration, NodeStatus, Role, State};
 
+use crate::controller::free_port;
 use crate::support::*;
 
 pub fn stand_in_zeek() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stand-in-zeek.py")
-}
-
-/// A loopback port free now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// An agent with the node channel on (the Python stand-in as Zeek 8.2.2,
@@ -322,4 +315,140 @@ async fn nodes_stop_within_the_grace_and_close_their_channels() {
     }
     agent.wait_log("node channel ended: closed 1001 Terminating", 3);
     no_http_400(&agent, &ALL);
+}
+
+async fn dispatch(
+    c: &zeek_mgmt_agent::protocol::connection::Connection,
+    action: &[&str],
+    nodes: &[&str],
+) -> zeek_mgmt_agent::api::types::ApiResult {
+    use zeek_mgmt_agent::api::events::{NodeDispatchRequest, Request};
+    let reqid = c.new_reqid();
+    c.request(
+        Request::NodeDispatch(NodeDispatchRequest {
+            reqid,
+            action: action.iter().map(|s| s.to_string()).collect(),
+            nodes: nodes.iter().map(|s| s.to_string()).collect(),
+        }),
+        LONG,
+    )
+    .await
+    .expect("node_dispatch response")
+    .result
+}
+
+/// (node, success, data as text, error) of each per-node result.
+fn answers(r: &zeek_mgmt_agent::api::types::ApiResult) -> Vec<(String, bool, String, String)> {
+    use zeek_mgmt_agent::api::types::ResultData;
+    per_node(r)
+        .into_iter()
+        .map(|p| {
+            assert_eq!(p.instance, AGENT);
+            let data = match p.data {
+                Some(ResultData::Text(t)) => t,
+                None => String::new(),
+                other => panic!("data: {other:?}"),
+            };
+            (p.node.unwrap_or_default(), p.success, data, p.error)
+        })
+        .collect()
+}
+
+fn row(node: &str, ok: bool, data: &str, error: &str) -> (String, bool, String, String) {
+    (node.into(), ok, data.into(), error.into())
+}
+
+#[tokio::test]
+async fn node_dispatch_answers_from_each_node_with_zeeks_errors() {
+    let agent = channel_agent(&["--channel-command-timeout", "0.5", "--max-revivals", "0"]);
+    let c = agent.connect().await;
+    let mut config = cluster(
+        "ch-9",
+        &[
+            ("manager", Role::Manager, Some(free_port())),
+            ("proxy-1", Role::Proxy, Some(free_port())),
+            ("worker-1", Role::Worker, None),
+            ("worker-2", Role::Worker, None),
+            ("worker-3", Role::Worker, None),
+            ("worker-4", Role::Worker, None),
+        ],
+    );
+    config.nodes[2].options = Some(vec![zeek_mgmt_agent::api::types::ZeekOption {
+        name: "Pcap::bufsize".into(),
+        value: "128".into(),
+    }]);
+    set_env(&mut config, "worker-2", "STANDIN_CHANNEL", "never");
+    set_env(&mut config, "worker-3", "STANDIN_DROP_REQUESTS", "100000");
+    set_env(&mut config, "worker-4", "STANDIN_FAIL_START", "1");
+    let r = set_config(&c, config).await;
+    assert!(!r.result.success, "worker-4 fails");
+
+    let r = dispatch(&c, &["get_id_value", "Cluster::node"], &[]).await;
+    assert!(!r.success);
+    assert_eq!(r.error, "");
+    assert_eq!(
+        answers(&r),
+        [
+            row("manager", true, "\"manager\"", ""),
+            row("proxy-1", true, "\"proxy-1\"", ""),
+            row("worker-1", true, "\"worker-1\"", ""),
+            row(
+                "worker-2",
+                false,
+                "",
+                "cluster node worker-2 has no node channel"
+            ),
+            row("worker-3", false, "", "request timed out"),
+            row(
+                "worker-4",
+                false,
+                "",
+                "cluster node worker-4 not in running state"
+            ),
+        ]
+    );
+    let r = dispatch(
+        &c,
+        &["get_id_value", "Pcap::bufsize"],
+        &["worker-1", "elsewhere"],
+    )
+    .await;
+    assert!(r.success);
+    assert_eq!(answers(&r), [row("worker-1", true, "128", "")]);
+    for (action, error) in [
+        (&[][..], "no dispatch arguments provided"),
+        (
+            &["get_id_value"][..],
+            "get_id_value expects name of global identifier",
+        ),
+        (&["get_id_value", "No::such_id"][..], "unknown id"),
+        (&["get_id_value", "StandIn::no_value"][..], "no ID value"),
+        (&["frob", "x"][..], "dispatch frob unknown"),
+    ] {
+        let r = dispatch(&c, action, &["manager", "worker-1"]).await;
+        assert!(!r.success);
+        assert_eq!(
+            answers(&r),
+            [
+                row("manager", false, "", error),
+                row("worker-1", false, "", error)
+            ],
+            "{action:?}"
+        );
+    }
+    // Names this agent does not run are ignored; none left is a success.
+    let r = dispatch(&c, &["get_id_value", "Cluster::node"], &["elsewhere"]).await;
+    assert!(r.success);
+    // An empty list, which reads as any list type.
+    assert!(
+        matches!(
+            &r.data,
+            Some(zeek_mgmt_agent::api::types::ResultData::Results(v)) if v.is_empty()
+        ) || matches!(
+            &r.data,
+            Some(zeek_mgmt_agent::api::types::ResultData::NodeStatuses(v)) if v.is_empty()
+        ),
+        "{:?}",
+        r.data
+    );
 }

@@ -595,3 +595,71 @@ fn tls_towards_zeek_client_and_towards_the_agents() {
         "the TLS agent never checked in over TLS, or zeek-client could not verify"
     );
 }
+
+#[test]
+fn zeek_client_gets_id_values_from_the_nodes_through_their_channels() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (ws_port, agent_port) = (free_port(), free_port());
+    let controller = Controller::start(dir, ws_port, agent_port);
+    let stand_in = crate::channel::stand_in_zeek().display().to_string();
+    let channel = ["--node-channel", "auto", "--zeek-binary", stand_in.as_str()];
+    let with = |name: &'static str| {
+        let mut a = vec!["--name", name];
+        a.extend_from_slice(&channel);
+        a
+    };
+    let _a = Agent::start_dialling(controller.agents, &with("agent-a"));
+    let b = Agent::start(&with("agent-b"));
+    let b_port = b.addr.expect("agent-b listens").port();
+    let (mp, pp) = (free_port(), free_port());
+    // The manager's port hosts the stand-in's bus, which the nodes of both
+    // agents reach (ZeroMQ's cluster-wide publish/subscribe).
+    std::fs::write(
+        dir.join("cluster.ini"),
+        format!(
+            "[instances]\nagent-a\nagent-b = 127.0.0.1:{b_port}\n\n\
+             [manager]\ninstance = agent-a\nrole = manager\nport = {mp}\n\n\
+             [proxy-1]\ninstance = agent-a\nrole = proxy\nport = {pp}\n\n\
+             [worker-1]\ninstance = agent-b\nrole = worker\n\n\
+             [worker-2]\ninstance = agent-b\nrole = worker\n"
+        ),
+    )
+    .expect("cluster.ini");
+    assert!(
+        eventually(Duration::from_secs(10), || controller
+            .client(&["get-instances"])
+            .1
+            .contains("agent-a")),
+        "agent-a never checked in"
+    );
+    let (code, out, err) = controller.client(&["deploy-config", "cluster.ini"]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // At once after the deploy: every node answers with its own name.
+    let (code, out, err) = controller.client(&["get-id-value", "Cluster::node"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            0,
+            "{\n  \"errors\": [],\n  \"results\": {\n    \"manager\": \"manager\",\n    \"proxy-1\": \"proxy-1\",\n    \"worker-1\": \"worker-1\",\n    \"worker-2\": \"worker-2\"\n  }\n}\n"
+        ),
+        "{err}"
+    );
+    let (code, out, _) = controller.client(&["get-id-value", "Cluster::node", "worker-2", "nope"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            1,
+            "{\n  \"errors\": [\n    {\n      \"error\": \"unknown cluster node\",\n      \"source\": \"nope\"\n    }\n  ],\n  \"results\": {\n    \"worker-2\": \"worker-2\"\n  }\n}\n"
+        )
+    );
+    let (code, out, _) = controller.client(&["get-id-value", "No::such_id", "worker-1"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            1,
+            "{\n  \"errors\": [\n    {\n      \"error\": \"unknown id\",\n      \"source\": \"worker-1\"\n    }\n  ],\n  \"results\": {}\n}\n"
+        )
+    );
+}

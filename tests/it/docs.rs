@@ -47,7 +47,7 @@ fn the_protocol_document_names_everything_on_the_wire() {
         rss_bytes: Some(0),
         restarts: Some(0),
         uptime_secs: Some(0.0),
-        running_by: None,
+        running_by: Some("channel".into()),
     };
     let value = serde_json::to_value(&full).expect("json");
     for key in value.as_object().expect("a record").keys() {

@@ -48,9 +48,15 @@ async fn hello_and_check_in() {
             endpoint: AGENT.into(),
             role: "agent".into(),
             heartbeat: 5,
-            features: ["restart", "metrics_port", "node_outputs", "unchanged"]
-                .map(String::from)
-                .to_vec()
+            features: [
+                "restart",
+                "metrics_port",
+                "node_outputs",
+                "unchanged",
+                "node_dispatch"
+            ]
+            .map(String::from)
+            .to_vec()
         }
     );
     assert_eq!(c.topic(), format!("zeek/management/agent/{AGENT}"));

@@ -31,8 +31,8 @@ pub enum NodeEvent {
     SpawnFailed { error: String },
     /// Up, by `rule` (see `channel::decide`).
     Running { rule: Rule },
-    /// The node's own channel is acked on `port`: a route for a logging
-    /// sibling can go through it.
+    /// The node's own channel on `port` has answered a ping: a route for a
+    /// logging sibling can go through it.
     ChannelUp { port: u16 },
     /// A logging node wants a route (none yet, or its route has ended).
     NeedsRoute,
@@ -366,6 +366,11 @@ impl NodeProcess {
         if self.running {
             return;
         }
+        if rule == Rule::Fallback {
+            // No channel until the next launch.
+            self.fallen_back = true;
+            self.close_channels();
+        }
         self.running = true;
         self.tell(NodeEvent::Running { rule });
     }
@@ -474,12 +479,13 @@ impl Handler<ChannelReport> for NodeProcess {
                     self.facts.opened = Some(since);
                 }
             }
-            ChannelFact::Acked => {
+            ChannelFact::Acked => {}
+            ChannelFact::Answered(ping) => {
+                // A sibling whose own pings are answered carries requests:
+                // a logging node can be routed through it.
                 if !msg.route {
                     self.tell(NodeEvent::ChannelUp { port: msg.port });
                 }
-            }
-            ChannelFact::Answered(ping) => {
                 self.facts.answered = true;
                 self.peers = ping.peers.into_iter().collect();
                 if self.running {

@@ -39,6 +39,7 @@ use crate::api::types::{
 };
 
 mod deploy;
+mod dispatch;
 mod launch_order;
 mod nodes;
 mod revival;

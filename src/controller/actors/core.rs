@@ -14,7 +14,7 @@ use actix::prelude::*;
 use super::client_session::ClientRequest;
 use super::hub::Hub;
 use super::messages::{AgentCall, AgentGone, AgentLink, AgentUp, CallError, CloseAgent, Publish};
-use crate::api::events::{Request, Response, RestartRequest};
+use crate::api::events::{NodeDispatchRequest, Request, Response, RestartRequest};
 use crate::api::types::{Configuration, Instance, Port, ReqId};
 use crate::broker::records::{self, BrokerResult};
 use crate::broker::Value;
@@ -229,14 +229,19 @@ impl Core {
             Call::Deploy => self.deploy(reqid, false, ctx),
             Call::GetNodes => self.get_nodes(reqid, ctx),
             Call::Restart { nodes } => {
-                let make: fn(ReqId, Vec<String>) -> Request =
-                    |reqid, nodes| Request::Restart(RestartRequest { reqid, nodes });
-                self.ask_nodes(reqid, "restart", &nodes, "restart", Some(make), ctx)
+                let make = |reqid, nodes| Request::Restart(RestartRequest { reqid, nodes });
+                self.ask_nodes(reqid, "restart", &nodes, "restart", &make, ctx)
             }
-            Call::GetIdValue { nodes, .. } => {
-                // No agent can reach its nodes yet: each one concerned is
-                // "not supported".
-                self.ask_nodes(reqid, "get_id_value", &nodes, "node_dispatch", None, ctx)
+            Call::GetIdValue { id, nodes } => {
+                // The agents put it to their nodes over the node channel.
+                let make = move |reqid, nodes| {
+                    Request::NodeDispatch(NodeDispatchRequest {
+                        reqid,
+                        action: vec!["get_id_value".to_owned(), id.clone()],
+                        nodes,
+                    })
+                };
+                self.ask_nodes(reqid, "get_id_value", &nodes, "node_dispatch", &make, ctx)
             }
             Call::TestTimeout { with_state } => {
                 if with_state {

@@ -379,7 +379,7 @@ impl NodeSupervisor {
         49152 + u16::try_from(self.next_proc % 16_000).unwrap_or(0)
     }
 
-    /// Gives every logging node waiting for a route one through an acked
+    /// Gives every logging node waiting for a route one through an answering
     /// sibling: proxies first, then a manager that is not the logger, then
     /// workers, by name.
     fn route_logging_nodes(&mut self) {

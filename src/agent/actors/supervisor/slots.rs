@@ -33,8 +33,8 @@ pub struct Slot {
     pub rule: Option<Rule>,
     /// This launch's node channel port (its own server's).
     pub channel_port: Option<u16>,
-    /// Set once this launch's own channel is acked: a logging sibling can
-    /// be routed through it.
+    /// Set once this launch's own channel has answered a ping: a logging
+    /// sibling can be routed through it.
     pub acked_port: Option<u16>,
     /// A logging node waiting for a route.
     pub needs_route: bool,

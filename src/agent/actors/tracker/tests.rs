@@ -8,8 +8,8 @@ use actix::{Actor, Addr, Context, Handler, MessageResult, Recipient, ResponseFut
 use super::*;
 use crate::api::events::{
     AgentStandbyRequest, AgentStandbyResponse, AgentWelcomeRequest, AgentWelcomeResponse,
-    GetNodesRequest, GetNodesResponse, RestartRequest, RestartResponse, SetConfigurationRequest,
-    SetConfigurationResponse,
+    GetNodesRequest, GetNodesResponse, NodeDispatchRequest, NodeDispatchResponse, RestartRequest,
+    RestartResponse, SetConfigurationRequest, SetConfigurationResponse,
 };
 use crate::api::events::{Request, Response};
 use crate::api::types::Configuration;
@@ -80,6 +80,16 @@ impl Handler<RestartRequest> for Worker {
     type Result = MessageResult<RestartRequest>;
     fn handle(&mut self, r: RestartRequest, _: &mut Context<Self>) -> Self::Result {
         MessageResult(RestartResponse {
+            result: ApiResult::ok(r.reqid.clone(), "w"),
+            reqid: r.reqid,
+        })
+    }
+}
+
+impl Handler<NodeDispatchRequest> for Worker {
+    type Result = MessageResult<NodeDispatchRequest>;
+    fn handle(&mut self, r: NodeDispatchRequest, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(NodeDispatchResponse {
             result: ApiResult::ok(r.reqid.clone(), "w"),
             reqid: r.reqid,
         })

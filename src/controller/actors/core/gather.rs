@@ -52,7 +52,7 @@ impl Core {
         stem: &'static str,
         nodes: &[String],
         feature: &str,
-        make: Option<fn(ReqId, Vec<String>) -> Request>,
+        make: &dyn Fn(ReqId, Vec<String>) -> Request,
         ctx: &mut Context<Self>,
     ) {
         let restart = stem == "restart";
@@ -127,14 +127,15 @@ impl Core {
                 .filter(|n| n.instance == agent && (valid.is_empty() || valid.contains(&n.name)))
                 .map(|n| n.name.clone())
                 .collect();
-            match make.filter(|_| able) {
-                Some(make) => asked.push((agent, make, concerned)),
-                None => leading.extend(unsupported(&reqid, &agent, &concerned)),
+            if able {
+                asked.push((agent, concerned));
+            } else {
+                leading.extend(unsupported(&reqid, &agent, &concerned));
             }
         }
         let asks = asked
             .into_iter()
-            .map(|(agent, make, concerned)| {
+            .map(|(agent, concerned)| {
                 let subid = Self::sub_reqid();
                 let request = make(subid.clone(), valid.clone());
                 let (r, name) = (reqid.clone(), agent.clone());
