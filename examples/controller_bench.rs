@@ -12,155 +12,18 @@
 //! for the last row, when `$ZEEK_CLIENT` or `.ci/venv/bin/zeek-client`
 //! exists).
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 use zeek_mgmt_agent::api::events::{GetNodesRequest, Request, SetConfigurationRequest};
 use zeek_mgmt_agent::api::types::{Addr, Configuration, Instance, Node, Port, ReqId, Role};
-use zeek_mgmt_agent::broker::message::{DataMessage, Event, CONTROLLER_TOPIC};
-use zeek_mgmt_agent::broker::records;
-use zeek_mgmt_agent::broker::Value;
 use zeek_mgmt_agent::protocol::connection::{Connection, ControllerOptions};
 
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .map(|d| d.join(name))
-        .expect("target dir")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// A child process ended with SIGTERM when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        // SAFETY: plain signal delivery to our own child.
-        unsafe {
-            libc::kill(self.0.id() as i32, libc::SIGTERM);
-        }
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `program` and returns it with the address its ready line names
-/// after `marker`.
-fn start(program: &Path, args: &[String], log: &Path, marker: &str) -> (Proc, String) {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(std::fs::File::create(log).expect("log")))
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start {}: {e} (cargo build --release first)",
-                program.display()
-            )
-        });
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("ready line");
-    let addr = line
-        .split_once(marker)
-        .map(|(_, a)| a.split_whitespace().next().unwrap_or("").to_owned())
-        .unwrap_or_default();
-    (Proc(child), addr)
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
-
-fn p50(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-type Ws = WebSocketStream<TcpStream>;
-
-/// A WebSocket client that speaks as zeek-client does.
-struct Client {
-    ws: Ws,
-    next: u64,
-}
-
-impl Client {
-    async fn connect(addr: SocketAddr) -> Client {
-        let tcp = TcpStream::connect(addr).await.expect("connect");
-        let (mut ws, _) =
-            tokio_tungstenite::client_async(format!("ws://{addr}/v1/messages/json"), tcp)
-                .await
-                .expect("upgrade");
-        ws.send(Message::text(format!("[\"{CONTROLLER_TOPIC}\"]")))
-            .await
-            .expect("subscribe");
-        let _ack = ws.next().await;
-        Client { ws, next: 0 }
-    }
-
-    /// Sends `<stem>_request(reqid, args...)` and waits for its response;
-    /// returns its second argument.
-    async fn ask(&mut self, stem: &str, args: Vec<Value>) -> Value {
-        self.next += 1;
-        let reqid = format!("bench-{}", self.next);
-        let mut all = vec![Value::string(&reqid)];
-        all.extend(args);
-        let m = DataMessage {
-            topic: CONTROLLER_TOPIC.into(),
-            value: Event {
-                name: format!("Management::Controller::API::{stem}_request"),
-                args: all,
-            }
-            .into_value(),
-        };
-        self.ws
-            .send(Message::text(m.to_json()))
-            .await
-            .expect("send");
-        let want = format!("Management::Controller::API::{stem}_response");
-        loop {
-            let Some(Ok(Message::Text(t))) = self.ws.next().await else {
-                panic!("connection lost")
-            };
-            let Ok(m) = DataMessage::parse(t.as_str()) else {
-                continue;
-            };
-            let Some(e) = Event::from_value(&m.value) else {
-                continue;
-            };
-            if e.name == want && e.args.first().and_then(Value::as_str) == Some(&reqid) {
-                return e.args.get(1).cloned().unwrap_or(Value::None);
-            }
-        }
-    }
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::*;
 
 fn cluster(id: &str, agents: &[(String, SocketAddr)], per_agent: usize) -> Configuration {
     let mut nodes = Vec::new();
@@ -191,27 +54,6 @@ fn cluster(id: &str, agents: &[(String, SocketAddr)], per_agent: usize) -> Confi
             .collect(),
         nodes,
     }
-}
-
-/// Stages and deploys `config` through the controller; the deploy's time.
-async fn deploy(c: &mut Client, config: &Configuration) -> Duration {
-    let staged = c
-        .ask("stage_configuration", vec![records::configuration(config)])
-        .await;
-    assert!(
-        staged.to_json().contains("\"boolean\",\"data\":true"),
-        "{}",
-        staged.to_json()
-    );
-    let t = Instant::now();
-    let r = c.ask("deploy", vec![]).await;
-    let took = t.elapsed();
-    assert!(
-        !r.to_json().contains("\"boolean\",\"data\":false"),
-        "deploy failed: {}",
-        r.to_json()
-    );
-    took
 }
 
 struct Setup {

@@ -167,6 +167,9 @@ pub fn status_json(s: &NodeStatus) -> Value {
     if let Some(v) = s.uptime_secs {
         m.insert("uptime_secs".into(), json!(v));
     }
+    if let Some(v) = &s.running_by {
+        m.insert("running_by".into(), json!(v));
+    }
     Value::Object(m)
 }
 
@@ -256,7 +259,7 @@ pub async fn standby(opts: &ClientOptions) -> Outcome {
 /// An aligned table of a `get-nodes` outcome.
 pub fn nodes_table(outcome: &Outcome) -> String {
     let mut rows = vec![[
-        "instance", "node", "role", "mgmt", "state", "pid", "port", "rss", "cpu%",
+        "instance", "node", "role", "mgmt", "state", "by", "pid", "port", "rss", "cpu%",
     ]
     .map(String::from)];
     if let Some(results) = outcome.json["results"].as_object() {
@@ -281,6 +284,7 @@ pub fn nodes_table(outcome: &Outcome) -> String {
                     text("cluster_role"),
                     text("mgmt_role"),
                     text("state"),
+                    text("running_by"),
                     text("pid"),
                     text("port"),
                     rss,
@@ -289,7 +293,7 @@ pub fn nodes_table(outcome: &Outcome) -> String {
             }
         }
     }
-    let widths: Vec<usize> = (0..9)
+    let widths: Vec<usize> = (0..10)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();

@@ -189,8 +189,10 @@ fn launch_in_place(spec: &SpawnSpec) -> io::Result<NodeChild> {
     // Opened in this order, so their numbers ascend (see `launch`).
     let null = OwnedFd::from(std::fs::File::open("/dev/null")?);
     let out = OwnedFd::from(open("stdout")?);
-    let err = OwnedFd::from(open("stderr")?);
-    launch::launch(
+    let err = open("stderr")?;
+    let stderr_start = err.metadata().map(|m| m.len()).unwrap_or(0);
+    let err = OwnedFd::from(err);
+    let mut child = launch::launch(
         &spec.program,
         &spec.args,
         &spec.cwd,
@@ -198,7 +200,9 @@ fn launch_in_place(spec: &SpawnSpec) -> io::Result<NodeChild> {
         &spec.unset,
         [&null, &out, &err],
         spec.cpu,
-    )
+    )?;
+    child.set_stderr_start(stderr_start);
+    Ok(child)
 }
 
 /// Spawns a node process from the long-lived spawner thread (which also

@@ -452,3 +452,77 @@ async fn node_dispatch_answers_from_each_node_with_zeeks_errors() {
         r.data
     );
 }
+
+fn pid_of(s: &[NodeStatus], node: &str) -> Option<i64> {
+    s.iter().find(|n| n.node == node).and_then(|n| n.pid)
+}
+
+fn channel_port(agent: &Agent, node: &str) -> String {
+    read(agent.node_dir(node).join("env"))
+        .lines()
+        .find_map(|l| l.strip_prefix("ZEEK_AGENT_CHANNEL_PORT="))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_revival_gets_a_new_port_and_runs_once_its_new_process_answers() {
+    let agent = channel_agent(&[]);
+    let c = agent.connect().await;
+    let r = set_config(&c, four_nodes("ch-10")).await;
+    assert!(r.result.success, "{:?}", r.result);
+    let before = get_nodes(&c).await;
+    let (old_pid, old_port) = (
+        pid_of(&before, "worker-1"),
+        channel_port(&agent, "worker-1"),
+    );
+    std::fs::write(agent.node_dir("worker-1").join("crash-now"), "").expect("crash-now");
+    let after = wait_nodes(&c, "worker-1 revived", |s| {
+        pid_of(s, "worker-1") != old_pid
+            && s.iter()
+                .any(|n| n.node == "worker-1" && n.state == State::Running)
+    })
+    .await;
+    assert_eq!(running_by(&after, "worker-1"), Some("channel"));
+    assert_ne!(channel_port(&agent, "worker-1"), old_port, "a fresh port");
+    // Its siblings were not disturbed.
+    for n in ["manager", "proxy-1", "worker-2"] {
+        assert_eq!(pid_of(&after, n), pid_of(&before, n), "{n}");
+    }
+    let r = dispatch(&c, &["get_id_value", "Cluster::node"], &["worker-1"]).await;
+    assert_eq!(answers(&r), [row("worker-1", true, "\"worker-1\"", "")]);
+}
+
+#[tokio::test]
+async fn a_restarted_logging_manager_is_reached_again_through_its_route() {
+    use zeek_mgmt_agent::api::events::{Request, RestartRequest};
+    let agent = channel_agent(&[]);
+    let c = agent.connect().await;
+    let r = set_config(&c, four_nodes("ch-11")).await;
+    assert!(r.result.success, "{:?}", r.result);
+    let before = get_nodes(&c).await;
+    let reqid = c.new_reqid();
+    let r = c
+        .request(
+            Request::Restart(RestartRequest {
+                reqid,
+                nodes: vec!["manager".into()],
+            }),
+            LONG,
+        )
+        .await
+        .expect("restart response");
+    assert!(r.result.success, "{:?}", r.result);
+    // Answered once the new manager answered through a sibling's server.
+    let after = get_nodes(&c).await;
+    assert_ne!(pid_of(&after, "manager"), pid_of(&before, "manager"));
+    assert_eq!(running_by(&after, "manager"), Some("channel"));
+    // The others stay RUNNING through the manager's restart.
+    for n in ["proxy-1", "worker-1", "worker-2"] {
+        assert_eq!(pid_of(&after, n), pid_of(&before, n), "{n}");
+        assert_eq!(running_by(&after, n), Some("channel"), "{n}");
+    }
+    let r = dispatch(&c, &["get_id_value", "Cluster::node"], &[]).await;
+    assert!(r.success, "{r:?}");
+    assert_eq!(answers(&r).len(), 4);
+}

@@ -199,6 +199,7 @@ impl NodeProcess {
     fn on_spawned(&mut self, child: process::NodeChild, ctx: &mut Context<Self>) {
         let pid = child.id();
         self.pid = Some(pid);
+        self.stderr_start = child.stderr_start();
         self.spawned_at = Some(Instant::now());
         self.tell(NodeEvent::Spawned { pid });
         let stderr = self
@@ -431,9 +432,6 @@ impl Actor for NodeProcess {
             return;
         };
         self.dir = Some(spec.cwd.clone());
-        self.stderr_start = std::fs::metadata(spec.cwd.join("stderr"))
-            .map(|m| m.len())
-            .unwrap_or(0);
         tracing::debug!(node = %self.node, ?spec, "spawning");
         ctx.spawn(
             process::spawn(spec)

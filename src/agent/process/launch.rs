@@ -24,9 +24,21 @@ use std::process::ExitStatus;
 #[derive(Debug)]
 pub struct NodeChild {
     pid: libc::pid_t,
+    /// The length of the stderr file when the process started: what it
+    /// writes comes after.
+    stderr_start: u64,
 }
 
 impl NodeChild {
+    pub(super) fn set_stderr_start(&mut self, at: u64) {
+        self.stderr_start = at;
+    }
+
+    /// Where this launch's lines begin in the (appended) stderr file.
+    pub fn stderr_start(&self) -> u64 {
+        self.stderr_start
+    }
+
     pub fn id(&self) -> u32 {
         // A pid returned by clone is positive.
         self.pid.unsigned_abs()
@@ -193,7 +205,10 @@ pub fn launch(
     // SAFETY: the child wrote `error` (or not) before execve or exit, and
     // clone returned after that; the read must not be assumed unchanged.
     let error = unsafe { std::ptr::read_volatile(&plan.error) };
-    let mut child = NodeChild { pid };
+    let mut child = NodeChild {
+        pid,
+        stderr_start: 0,
+    };
     if error != 0 {
         child.wait()?;
         return Err(io::Error::from_raw_os_error(error));

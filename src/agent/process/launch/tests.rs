@@ -135,7 +135,10 @@ fn the_child_dies_with_the_thread_that_launched_it() {
     .expect("thread");
     // The launching thread has ended: the parent-death signal kills the
     // child (left a zombie until reaped here).
-    let mut child = NodeChild { pid };
+    let mut child = NodeChild {
+        pid,
+        stderr_start: 0,
+    };
     let status = child.wait().expect("wait");
     assert_eq!(status.signal(), Some(libc::SIGKILL));
 }
