@@ -19,6 +19,11 @@ pub fn stand_in_zeek() -> PathBuf {
 /// An agent with the node channel on (the Python stand-in as Zeek 8.2.2,
 /// ZeroMQ), short channel timers, plus `extra`.
 pub fn channel_agent(extra: &[&str]) -> Agent {
+    channel_agent_env(extra, &[])
+}
+
+/// The same, with `env` added to the agent's environment.
+pub fn channel_agent_env(extra: &[&str], env: &[(&str, &str)]) -> Agent {
     let stand_in = stand_in_zeek().display().to_string();
     let mut args = vec![
         "--node-channel",
@@ -35,7 +40,7 @@ pub fn channel_agent(extra: &[&str]) -> Agent {
         "0.2",
     ];
     args.extend_from_slice(extra);
-    Agent::start(&args)
+    Agent::start_with_env(&args, env)
 }
 
 /// manager (its `$p` hosts the stand-in's bus), proxy-1, worker-1,
@@ -525,4 +530,94 @@ async fn a_restarted_logging_manager_is_reached_again_through_its_route() {
     let r = dispatch(&c, &["get_id_value", "Cluster::node"], &[]).await;
     assert!(r.success, "{r:?}");
     assert_eq!(answers(&r).len(), 4);
+}
+
+#[tokio::test]
+async fn zeek_before_8_0_another_program_or_off_run_by_the_settle_time() {
+    for (version, extra) in [("7.2.1", None), ("none", None), ("8.2.2", Some("off"))] {
+        let mut flags = vec!["--cluster-backend", "broker"];
+        if let Some(mode) = extra {
+            flags.extend(["--node-channel", mode]);
+        }
+        // The agent asks the program's version with its own environment;
+        // the nodes inherit it.
+        let agent = channel_agent_env(&flags, &[("STANDIN_VERSION", version)]);
+        let c = agent.connect().await;
+        let r = set_config(&c, four_nodes(&format!("ch-v-{version}"))).await;
+        assert!(r.result.success, "{version}: {:?}", r.result);
+        let s = get_nodes(&c).await;
+        for n in ALL {
+            assert_eq!(
+                running_by(&s, n),
+                Some("settle"),
+                "{version} {extra:?}: {n}"
+            );
+            let argv = read(agent.node_dir(n).join("argv"));
+            assert!(!argv.contains("agent-channel.zeek"), "{argv}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_node_never_ready_fails_at_the_readiness_deadline_with_its_stderr() {
+    let agent = channel_agent(&["--request-timeout", "2", "--channel-timeout", "30"]);
+    let c = agent.connect().await;
+    let mut config = four_nodes("ch-12");
+    set_env(&mut config, "worker-1", "STANDIN_CHANNEL_DELAY_MS", "60000");
+    set_env(
+        &mut config,
+        "worker-1",
+        "STANDIN_STDERR",
+        "loading 4000 scripts",
+    );
+    let r = set_config(&c, config).await;
+    assert!(!r.result.success);
+    let per = per_node(&r.result);
+    let w = per
+        .iter()
+        .find(|p| p.node.as_deref() == Some("worker-1"))
+        .expect("worker-1");
+    assert_eq!(
+        w.error,
+        "node worker-1 not running within 1.8 s; stderr:\nloading 4000 scripts"
+    );
+    match &w.data {
+        Some(zeek_mgmt_agent::api::types::ResultData::Outputs(o)) => {
+            assert_eq!(o.stderr, "loading 4000 scripts\n")
+        }
+        other => panic!("outputs: {other:?}"),
+    }
+    for p in per.iter().filter(|p| p.node.as_deref() != Some("worker-1")) {
+        assert!(p.success, "{p:?}");
+    }
+}
+
+#[tokio::test]
+async fn collisions_beyond_the_port_retries_are_a_crash_while_starting() {
+    let agent = channel_agent(&["--channel-port-retries", "1", "--max-revivals", "0"]);
+    let c = agent.connect().await;
+    let mut config = four_nodes("ch-13");
+    set_env(&mut config, "worker-1", "STANDIN_COLLIDE", "10");
+    let r = set_config(&c, config).await;
+    assert!(!r.result.success);
+    let per = per_node(&r.result);
+    let w = per
+        .iter()
+        .find(|p| p.node.as_deref() == Some("worker-1"))
+        .expect("worker-1");
+    assert!(
+        w.error
+            .starts_with("node worker-1 exited with code 1 while starting; stderr:"),
+        "{}",
+        w.error
+    );
+    assert!(w
+        .error
+        .contains("WebSocket: Unable to listen on 127.0.0.1:"));
+    let pids = read(agent.node_dir("worker-1").join("pids"));
+    assert_eq!(
+        pids.lines().count(),
+        2,
+        "one relaunch, then the crash: {pids}"
+    );
 }

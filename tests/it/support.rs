@@ -77,6 +77,16 @@ impl Agent {
         a
     }
 
+    /// Starts an agent with the base flags plus `extra`, and `env` added
+    /// to its environment.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Agent {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_owned();
+        let mut a = Agent::start_in(&dir, extra, env);
+        a._tmp = Some(tmp);
+        a
+    }
+
     /// Starts an agent in `dir` (kept by the caller), e.g. to restart one.
     pub fn start_in(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Agent {
         let mut args = base_args(dir);
