@@ -213,8 +213,11 @@ impl ChannelClient {
             .await
             .expect("send");
         loop {
-            let Some(Ok(Message::Text(text))) = self.ws.next().await else {
-                panic!("channel lost")
+            let text = match self.ws.next().await {
+                Some(Ok(Message::Text(t))) => t,
+                // The node's pings.
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("channel lost: {other:?}"),
             };
             if matches!(channel::parse(text.as_str()), channel::Incoming::Response(a) if a.reqid == reqid)
             {

@@ -136,8 +136,11 @@ impl Client {
             .expect("send");
         let want = format!("Management::Controller::API::{stem}_response");
         loop {
-            let Some(Ok(Message::Text(t))) = self.ws.next().await else {
-                panic!("connection lost")
+            let t = match self.ws.next().await {
+                Some(Ok(Message::Text(t))) => t,
+                // The controller's pings (answered by the next read).
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("connection lost: {other:?}"),
             };
             let Ok(m) = DataMessage::parse(t.as_str()) else {
                 continue;
