@@ -621,3 +621,46 @@ async fn collisions_beyond_the_port_retries_are_a_crash_while_starting() {
         "one relaunch, then the crash: {pids}"
     );
 }
+
+#[tokio::test]
+async fn a_hung_node_is_killed_after_the_stop_grace() {
+    use futures_util::SinkExt;
+    let agent = channel_agent(&[]);
+    let c = agent.connect().await;
+    let mut config = four_nodes("ch-14");
+    set_env(&mut config, "worker-1", "STANDIN_HANG_AFTER_CLIENT", "1");
+    let r = set_config(&c, config).await;
+    assert!(r.result.success, "{:?}", r.result);
+    // A client of its own comes and goes: the node hangs, as a ZeroMQ
+    // logging node does in Zeek 8.2.2, answering nothing and ignoring
+    // SIGTERM.
+    let port = channel_port(&agent, "worker-1");
+    let addr = format!("127.0.0.1:{port}");
+    let tcp = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/v1/messages/json"), tcp)
+        .await
+        .expect("upgrade");
+    ws.close(None).await.expect("close");
+    // Its close answer comes once it has left (and hung).
+    while let Some(Ok(_)) = futures_util::StreamExt::next(&mut ws).await {}
+    drop(ws);
+    let reqid = c.new_reqid();
+    let t = Instant::now();
+    let r = c
+        .request(
+            zeek_mgmt_agent::api::events::Request::AgentStandby(
+                zeek_mgmt_agent::api::events::AgentStandbyRequest { reqid },
+            ),
+            LONG,
+        )
+        .await
+        .expect("standby");
+    assert!(r.result.success, "{:?}", r.result);
+    // The stop grace of the tests is 2 s.
+    assert!(t.elapsed() >= Duration::from_secs(2), "{:?}", t.elapsed());
+    agent.wait_log("node ignored SIGTERM; sending SIGKILL", 1);
+    let stderr = read(agent.node_dir("worker-1").join("stderr"));
+    assert!(!stderr.contains("received termination signal"), "{stderr}");
+}
