@@ -29,6 +29,10 @@ use zeek_mgmt_agent::api::types::{
 use zeek_mgmt_agent::protocol::cbor::{self, EventBody, Frame};
 use zeek_mgmt_agent::protocol::connection::{Connection, ControllerOptions};
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{ms, rss_kib};
+
 const NAME: &str = "bench";
 const LONG: Duration = Duration::from_secs(120);
 
@@ -56,26 +60,12 @@ fn row(
     }
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
-
 fn us(d: Duration) -> String {
     format!("{:.1} µs", d.as_secs_f64() * 1e6)
 }
 
 fn ratio(a: Duration, b: Duration) -> String {
     format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64().max(1e-9))
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// CPU time of the agent's main thread (where its actors run), from the

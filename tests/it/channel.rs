@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use zeek_mgmt_agent::api::events::Notification;
-use zeek_mgmt_agent::api::types::{Configuration, NodeStatus, Role, State};
+use zeek_mgmt_agent::api::types::{ApiResult, Configuration, NodeStatus, Role, State};
+use zeek_mgmt_agent::protocol::connection::Connection;
 
 use crate::controller::free_port;
 use crate::support::*;
@@ -55,6 +56,53 @@ pub fn four_nodes(id: &str) -> Configuration {
             ("worker-2", Role::Worker, None),
         ],
     )
+}
+
+/// An agent with the channel on (`flags` added) that has deployed
+/// `four_nodes(id)` with each `(node, variable, value)` in the node's
+/// environment; the deploy must succeed.
+async fn deployed(id: &str, flags: &[&str], env: &[(&str, &str, &str)]) -> (Agent, Connection) {
+    let (agent, c, r) = deploy_four(id, flags, env).await;
+    assert!(r.success, "{r:?}");
+    (agent, c)
+}
+
+/// The same, with the deploy's result, whatever it is.
+async fn deploy_four(
+    id: &str,
+    flags: &[&str],
+    env: &[(&str, &str, &str)],
+) -> (Agent, Connection, ApiResult) {
+    let agent = channel_agent(flags);
+    let c = agent.connect().await;
+    let mut config = four_nodes(id);
+    for (node, key, value) in env {
+        set_env(&mut config, node, key, value);
+    }
+    let r = set_config(&c, config).await;
+    (agent, c, r.result)
+}
+
+/// `agent_standby`, answered.
+async fn standby(c: &Connection) -> ApiResult {
+    use zeek_mgmt_agent::api::events::{AgentStandbyRequest, Request};
+    let reqid = c.new_reqid();
+    c.request(Request::AgentStandby(AgentStandbyRequest { reqid }), LONG)
+        .await
+        .expect("standby")
+        .result
+}
+
+/// The per-node result of `node`; every other node's succeeded.
+fn only_failure(r: &ApiResult, node: &str) -> ApiResult {
+    assert!(!r.success);
+    let per = per_node(r);
+    for p in per.iter().filter(|p| p.node.as_deref() != Some(node)) {
+        assert!(p.success, "{p:?}");
+    }
+    per.into_iter()
+        .find(|p| p.node.as_deref() == Some(node))
+        .expect("the node's result")
 }
 
 fn set_env(config: &mut Configuration, node: &str, key: &str, value: &str) {
@@ -169,17 +217,9 @@ async fn a_deploy_is_answered_once_every_node_has_answered_its_ping() {
 
 #[tokio::test]
 async fn a_node_that_dies_while_loading_fails_the_deploy_with_its_stderr() {
-    let agent = channel_agent(&[]);
-    let c = agent.connect().await;
-    let mut config = four_nodes("ch-2");
-    set_env(&mut config, "worker-1", "STANDIN_FAIL_START", "1");
-    let r = set_config(&c, config).await;
-    assert!(!r.result.success);
-    let per = per_node(&r.result);
-    let w = per
-        .iter()
-        .find(|p| p.node.as_deref() == Some("worker-1"))
-        .expect("worker-1");
+    let (_agent, _c, r) =
+        deploy_four("ch-2", &[], &[("worker-1", "STANDIN_FAIL_START", "1")]).await;
+    let w = only_failure(&r, "worker-1");
     assert!(!w.success);
     assert!(
         w.error
@@ -187,19 +227,11 @@ async fn a_node_that_dies_while_loading_fails_the_deploy_with_its_stderr() {
         "{}",
         w.error
     );
-    for p in per.iter().filter(|p| p.node.as_deref() != Some("worker-1")) {
-        assert!(p.success, "{p:?}");
-    }
 }
 
 #[tokio::test]
 async fn a_node_that_never_opens_its_port_falls_back_after_the_channel_timeout() {
-    let agent = channel_agent(&[]);
-    let c = agent.connect().await;
-    let mut config = four_nodes("ch-3");
-    set_env(&mut config, "worker-2", "STANDIN_CHANNEL", "never");
-    let r = set_config(&c, config).await;
-    assert!(r.result.success, "{:?}", r.result);
+    let (agent, c) = deployed("ch-3", &[], &[("worker-2", "STANDIN_CHANNEL", "never")]).await;
     let s = get_nodes(&c).await;
     assert_eq!(running_by(&s, "worker-2"), Some("fallback"));
     assert_eq!(running_by(&s, "worker-1"), Some("channel"));
@@ -207,19 +239,13 @@ async fn a_node_that_never_opens_its_port_falls_back_after_the_channel_timeout()
         "node worker-2 counted running without a channel: none within 4.0 s",
         1,
     );
-    // No channel: commands say so.
     no_http_400(&agent, &ALL);
 }
 
 #[tokio::test]
 async fn without_the_manager_nodes_run_degraded_then_answer_once_it_is_up() {
-    let agent = channel_agent(&[]);
-    let c = agent.connect().await;
-    let mut config = four_nodes("ch-4");
     // The manager's bus (ZeroMQ's proxy) comes 3 s late: no acks before.
-    set_env(&mut config, "manager", "STANDIN_BUS_DELAY_MS", "3000");
-    let r = set_config(&c, config).await;
-    assert!(r.result.success, "{:?}", r.result);
+    let (agent, c) = deployed("ch-4", &[], &[("manager", "STANDIN_BUS_DELAY_MS", "3000")]).await;
     let s = get_nodes(&c).await;
     assert_eq!(running_by(&s, "worker-1"), Some("degraded"), "{s:#?}");
     agent.wait_log(
@@ -232,13 +258,15 @@ async fn without_the_manager_nodes_run_degraded_then_answer_once_it_is_up() {
 
 #[tokio::test]
 async fn a_wrong_pid_is_never_taken_for_the_node_and_retries_are_normal() {
-    let agent = channel_agent(&[]);
-    let c = agent.connect().await;
-    let mut config = four_nodes("ch-5");
-    set_env(&mut config, "worker-1", "STANDIN_PING_PID", "1");
-    set_env(&mut config, "worker-2", "STANDIN_DROP_REQUESTS", "2");
-    let r = set_config(&c, config).await;
-    assert!(r.result.success, "{:?}", r.result);
+    let (agent, c) = deployed(
+        "ch-5",
+        &[],
+        &[
+            ("worker-1", "STANDIN_PING_PID", "1"),
+            ("worker-2", "STANDIN_DROP_REQUESTS", "2"),
+        ],
+    )
+    .await;
     let s = get_nodes(&c).await;
     assert_eq!(running_by(&s, "worker-1"), Some("degraded"));
     assert_eq!(running_by(&s, "worker-2"), Some("channel"));
@@ -252,12 +280,7 @@ async fn a_wrong_pid_is_never_taken_for_the_node_and_retries_are_normal() {
 
 #[tokio::test]
 async fn a_channel_port_collision_relaunches_at_once_without_a_crash() {
-    let agent = channel_agent(&[]);
-    let mut c = agent.connect().await;
-    let mut config = four_nodes("ch-6");
-    set_env(&mut config, "worker-1", "STANDIN_COLLIDE", "1");
-    let r = set_config(&c, config).await;
-    assert!(r.result.success, "{:?}", r.result);
+    let (agent, mut c) = deployed("ch-6", &[], &[("worker-1", "STANDIN_COLLIDE", "1")]).await;
     let notes = notes_until(&mut c, |n| {
         matches!(n, Notification::Log(l) if l.msg.starts_with("configuration \"ch-6\" applied"))
     })
@@ -294,23 +317,14 @@ async fn a_lone_logging_manager_runs_by_its_port() {
 async fn nodes_stop_within_the_grace_and_close_their_channels() {
     // A logging manager that would hang once a WebSocket client left: the
     // agent never opens one to it, so it stops on SIGTERM.
-    let agent = channel_agent(&[]);
-    let c = agent.connect().await;
-    let mut config = four_nodes("ch-8");
-    set_env(&mut config, "manager", "STANDIN_HANG_AFTER_CLIENT", "1");
-    let r = set_config(&c, config).await;
-    assert!(r.result.success, "{:?}", r.result);
-    let reqid = c.new_reqid();
-    let r = c
-        .request(
-            zeek_mgmt_agent::api::events::Request::AgentStandby(
-                zeek_mgmt_agent::api::events::AgentStandbyRequest { reqid },
-            ),
-            LONG,
-        )
-        .await
-        .expect("standby");
-    assert!(r.result.success, "{:?}", r.result);
+    let (agent, c) = deployed(
+        "ch-8",
+        &[],
+        &[("manager", "STANDIN_HANG_AFTER_CLIENT", "1")],
+    )
+    .await;
+    let r = standby(&c).await;
+    assert!(r.success, "{r:?}");
     for n in ALL {
         let stderr = read(agent.node_dir(n).join("stderr"));
         assert!(
@@ -560,23 +574,16 @@ async fn zeek_before_8_0_another_program_or_off_run_by_the_settle_time() {
 
 #[tokio::test]
 async fn a_node_never_ready_fails_at_the_readiness_deadline_with_its_stderr() {
-    let agent = channel_agent(&["--request-timeout", "2", "--channel-timeout", "30"]);
-    let c = agent.connect().await;
-    let mut config = four_nodes("ch-12");
-    set_env(&mut config, "worker-1", "STANDIN_CHANNEL_DELAY_MS", "60000");
-    set_env(
-        &mut config,
-        "worker-1",
-        "STANDIN_STDERR",
-        "loading 4000 scripts",
-    );
-    let r = set_config(&c, config).await;
-    assert!(!r.result.success);
-    let per = per_node(&r.result);
-    let w = per
-        .iter()
-        .find(|p| p.node.as_deref() == Some("worker-1"))
-        .expect("worker-1");
+    let (_agent, _c, r) = deploy_four(
+        "ch-12",
+        &["--request-timeout", "2", "--channel-timeout", "30"],
+        &[
+            ("worker-1", "STANDIN_CHANNEL_DELAY_MS", "60000"),
+            ("worker-1", "STANDIN_STDERR", "loading 4000 scripts"),
+        ],
+    )
+    .await;
+    let w = only_failure(&r, "worker-1");
     assert_eq!(
         w.error,
         "node worker-1 not running within 1.8 s; stderr:\nloading 4000 scripts"
@@ -587,24 +594,17 @@ async fn a_node_never_ready_fails_at_the_readiness_deadline_with_its_stderr() {
         }
         other => panic!("outputs: {other:?}"),
     }
-    for p in per.iter().filter(|p| p.node.as_deref() != Some("worker-1")) {
-        assert!(p.success, "{p:?}");
-    }
 }
 
 #[tokio::test]
 async fn collisions_beyond_the_port_retries_are_a_crash_while_starting() {
-    let agent = channel_agent(&["--channel-port-retries", "1", "--max-revivals", "0"]);
-    let c = agent.connect().await;
-    let mut config = four_nodes("ch-13");
-    set_env(&mut config, "worker-1", "STANDIN_COLLIDE", "10");
-    let r = set_config(&c, config).await;
-    assert!(!r.result.success);
-    let per = per_node(&r.result);
-    let w = per
-        .iter()
-        .find(|p| p.node.as_deref() == Some("worker-1"))
-        .expect("worker-1");
+    let (agent, _c, r) = deploy_four(
+        "ch-13",
+        &["--channel-port-retries", "1", "--max-revivals", "0"],
+        &[("worker-1", "STANDIN_COLLIDE", "10")],
+    )
+    .await;
+    let w = only_failure(&r, "worker-1");
     assert!(
         w.error
             .starts_with("node worker-1 exited with code 1 while starting; stderr:"),
@@ -624,13 +624,12 @@ async fn collisions_beyond_the_port_retries_are_a_crash_while_starting() {
 
 #[tokio::test]
 async fn a_hung_node_is_killed_after_the_stop_grace() {
-    use futures_util::SinkExt;
-    let agent = channel_agent(&[]);
-    let c = agent.connect().await;
-    let mut config = four_nodes("ch-14");
-    set_env(&mut config, "worker-1", "STANDIN_HANG_AFTER_CLIENT", "1");
-    let r = set_config(&c, config).await;
-    assert!(r.result.success, "{:?}", r.result);
+    let (agent, c) = deployed(
+        "ch-14",
+        &[],
+        &[("worker-1", "STANDIN_HANG_AFTER_CLIENT", "1")],
+    )
+    .await;
     // A client of its own comes and goes: the node hangs, as a ZeroMQ
     // logging node does in Zeek 8.2.2, answering nothing and ignoring
     // SIGTERM.
@@ -646,18 +645,9 @@ async fn a_hung_node_is_killed_after_the_stop_grace() {
     // Its close answer comes once it has left (and hung).
     while let Some(Ok(_)) = futures_util::StreamExt::next(&mut ws).await {}
     drop(ws);
-    let reqid = c.new_reqid();
     let t = Instant::now();
-    let r = c
-        .request(
-            zeek_mgmt_agent::api::events::Request::AgentStandby(
-                zeek_mgmt_agent::api::events::AgentStandbyRequest { reqid },
-            ),
-            LONG,
-        )
-        .await
-        .expect("standby");
-    assert!(r.result.success, "{:?}", r.result);
+    let r = standby(&c).await;
+    assert!(r.success, "{r:?}");
     // The stop grace of the tests is 2 s.
     assert!(t.elapsed() >= Duration::from_secs(2), "{:?}", t.elapsed());
     agent.wait_log("node ignored SIGTERM; sending SIGKILL", 1);

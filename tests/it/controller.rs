@@ -121,6 +121,17 @@ impl Controller {
         )
     }
 
+    /// Waits (at most 10 s) until get-instances lists `agent`.
+    fn wait_checked_in(&self, agent: &str) {
+        assert!(
+            eventually(Duration::from_secs(10), || self
+                .client(&["get-instances"])
+                .1
+                .contains(agent)),
+            "{agent} never checked in"
+        );
+    }
+
     /// SIGTERM, and the exit status.
     fn stop(mut self) -> std::process::ExitStatus {
         // SAFETY: plain signal delivery to our own child.
@@ -228,13 +239,7 @@ fn zeek_client_deploys_lists_and_shows_a_cluster_across_two_agents_and_a_restart
         ),
     )
     .expect("cluster.ini");
-    assert!(
-        eventually(Duration::from_secs(10), || controller
-            .client(&["get-instances"])
-            .1
-            .contains("agent-a")),
-        "agent-a never checked in"
-    );
+    controller.wait_checked_in("agent-a");
 
     let (code, out, err) = controller.client(&["deploy-config", "cluster.ini"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -388,13 +393,7 @@ fn a_node_that_fails_is_shown_with_its_output() {
          [worker-1]\ninstance = agent-a\nrole = worker\nenv = STANDIN_FAIL_START=1\n",
     )
     .expect("fail.ini");
-    assert!(
-        eventually(Duration::from_secs(10), || controller
-            .client(&["get-instances"])
-            .1
-            .contains("agent-a")),
-        "agent-a never checked in"
-    );
+    controller.wait_checked_in("agent-a");
     let (code, out, err) = controller.client(&["deploy-config", "fail.ini"]);
     assert_eq!(code, 1, "{out}{err}");
     let v: Value = serde_json::from_str(&out).expect("json");
@@ -626,13 +625,7 @@ fn zeek_client_gets_id_values_from_the_nodes_through_their_channels() {
         ),
     )
     .expect("cluster.ini");
-    assert!(
-        eventually(Duration::from_secs(10), || controller
-            .client(&["get-instances"])
-            .1
-            .contains("agent-a")),
-        "agent-a never checked in"
-    );
+    controller.wait_checked_in("agent-a");
     let (code, out, err) = controller.client(&["deploy-config", "cluster.ini"]);
     assert_eq!(code, 0, "{out}{err}");
 

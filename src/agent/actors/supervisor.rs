@@ -42,6 +42,7 @@ mod deploy;
 mod dispatch;
 mod launch_order;
 mod nodes;
+mod readiness;
 mod revival;
 mod slots;
 mod startup;
