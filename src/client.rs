@@ -3,6 +3,7 @@
 //! way Zeek's `zeek-client` does (one result per agent, JSON with sorted
 //! keys).
 
+pub mod controller;
 pub mod ini;
 
 use std::collections::BTreeMap;

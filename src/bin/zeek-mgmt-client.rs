@@ -1,5 +1,6 @@
-//! `zeek-mgmt-client`: the operator's tool for zeek-mgmt-agent. Talks to
-//! one or many agents at once and prints their answers as zeek-client does.
+//! `zeek-mgmt-client`: the operator's tool for zeek-mgmt-agent. Talks to a
+//! controller as Zeek's zeek-client does (`--controller`), or straight to
+//! one or many agents at once, and prints the answers as zeek-client does.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -7,13 +8,22 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use zeek_mgmt_agent::client::{self, ini, ClientOptions, Outcome, DEFAULT_AGENT};
+use zeek_mgmt_agent::client::{self, controller, ini, ClientOptions, Outcome, DEFAULT_AGENT};
 
-/// Operator client for zeek-mgmt-agent: deploy cluster configurations, list
-/// nodes, watch notifications, on one or many agents at once.
+/// Operator client for zeek-mgmt-agent.
 ///
-/// Exit codes: 0 everything succeeded, 1 a result failed, 2 usage or
-/// connection errors.
+/// With --controller (or ZEEK_MGMT_CONTROLLER) it drives a controller
+/// (zeek-mgmt-controller, or Zeek's own) over its WebSocket API, exactly as
+/// Zeek's zeek-client does, and prints what zeek-client prints: use it for
+/// a cluster the controller manages (get-instances, stage-config, deploy,
+/// deploy-config, get-config, get-nodes, get-id-value, restart,
+/// test-timeout, monitor). Without it, it talks straight to one or many
+/// agents (get-nodes, deploy FILE, welcome, standby, monitor): for a
+/// cluster without a controller, or to look at agents behind one.
+///
+/// Exit codes: 0 everything succeeded, 1 a result failed (or, with a
+/// controller, any error, as zeek-client), 2 usage or connection errors
+/// with agents.
 #[derive(Debug, Parser)]
 #[command(name = "zeek-mgmt-client", version)]
 struct Cli {
@@ -21,6 +31,10 @@ struct Cli {
     /// comma-separated list in ZEEK_MGMT_AGENTS, else 127.0.0.1:2151]
     #[arg(long = "agent", value_name = "HOST:PORT", global = true)]
     agents: Vec<String>,
+    /// Controller to talk to, HOST:PORT (its WebSocket API, as for
+    /// zeek-client) [env: ZEEK_MGMT_CONTROLLER]; with --tls-ca, over TLS
+    #[arg(long, value_name = "HOST:PORT", global = true)]
+    controller: Option<String>,
     /// How long to wait for each answer, longer than the agent's own
     /// request timeout: 500ms, 1.5s, 2m, or a bare number of seconds
     #[arg(long, default_value = "20s", value_parser = parse_timeout, value_name = "DURATION", global = true)]
@@ -40,16 +54,48 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// List every node of every agent (JSON, or --table)
+    /// List every node (JSON; with agents, or --table)
     GetNodes {
         /// Print an aligned table instead of JSON
         #[arg(long)]
         table: bool,
     },
-    /// Send a cluster configuration (INI as zeek-client reads it, or .json)
-    /// to every agent it names; FILE `-` reads stdin
+    /// With agents: send a cluster configuration (INI as zeek-client reads
+    /// it, or .json) to every agent it names; FILE `-` reads stdin. With a
+    /// controller: deploy its staged configuration (no FILE)
     #[command(alias = "set-config")]
-    Deploy { file: String },
+    Deploy { file: Option<String> },
+    /// Controller: list the connected agents
+    GetInstances,
+    /// Controller: stage a cluster configuration (INI)
+    StageConfig { file: String },
+    /// Controller: stage, then deploy, a cluster configuration (INI)
+    DeployConfig { file: String },
+    /// Controller: print the staged (default) or deployed configuration
+    GetConfig {
+        /// The deployed configuration
+        #[arg(long, conflicts_with = "staged")]
+        deployed: bool,
+        /// The staged configuration (the default)
+        #[arg(long)]
+        staged: bool,
+        /// As JSON instead of INI
+        #[arg(long)]
+        as_json: bool,
+        /// Write it to FILE instead of stdout
+        #[arg(short = 'f', long = "filename", value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Controller: the value of a global identifier on nodes (all by default)
+    GetIdValue { id: String, nodes: Vec<String> },
+    /// Controller: restart nodes (all by default)
+    Restart { nodes: Vec<String> },
+    /// Controller: a request it answers only at its deadline
+    TestTimeout {
+        /// Keep state, so that the deadline answers
+        #[arg(long)]
+        with_state: bool,
+    },
     /// Tell every agent that a controller welcomes it
     Welcome,
     /// Stop every node of every agent and clear their configurations
@@ -88,6 +134,10 @@ fn report(outcome: &Outcome) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let controller = cli
+        .controller
+        .clone()
+        .or_else(|| std::env::var("ZEEK_MGMT_CONTROLLER").ok());
     let mut agents = cli.agents.clone();
     if agents.is_empty() {
         agents = std::env::var("ZEEK_MGMT_AGENTS")
@@ -136,6 +186,15 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return usage_error(format!("cannot start: {e}")),
     };
+    if let Some(addr) = controller {
+        let addr = match client::check_agent_address(&addr) {
+            Ok(a) => a,
+            Err(e) => {
+                return usage_error(e.to_string().replace("agent address", "controller address"))
+            }
+        };
+        return runtime.block_on(with_controller(&addr, cli.command, &opts));
+    }
     runtime.block_on(async move {
         match cli.command {
             Command::GetNodes { table } => {
@@ -149,7 +208,19 @@ fn main() -> ExitCode {
             }
             Command::Welcome => print(&client::welcome(&opts).await),
             Command::Standby => print(&client::standby(&opts).await),
-            Command::Deploy { file } => {
+            Command::Deploy { file: None } => {
+                usage_error("deploy needs a cluster file when talking to agents")
+            }
+            Command::GetInstances
+            | Command::StageConfig { .. }
+            | Command::DeployConfig { .. }
+            | Command::GetConfig { .. }
+            | Command::GetIdValue { .. }
+            | Command::Restart { .. }
+            | Command::TestTimeout { .. } => {
+                usage_error("this command needs a controller: --controller HOST:PORT")
+            }
+            Command::Deploy { file: Some(file) } => {
                 let (text, name) = if file == "-" {
                     let mut s = String::new();
                     if let Err(e) = std::io::stdin().read_to_string(&mut s) {
@@ -183,4 +254,125 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+fn emit(p: &controller::Printed) -> ExitCode {
+    print!("{}", p.stdout);
+    eprint!("{}", p.stderr);
+    ExitCode::from(p.code)
+}
+
+/// Reads and parses a cluster file, printing its warnings.
+fn cluster_file(file: &str) -> Result<ini::ClusterFile, controller::Printed> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| controller::Printed::error(&format!("cannot read {file}: {e}")))?;
+    let parsed = ini::parse_ini_for_controller(&text, file)
+        .map_err(|e| controller::Printed::error(&e.to_string()))?;
+    for w in &parsed.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(parsed)
+}
+
+/// The commands with a controller, as zeek-client runs them.
+async fn with_controller(addr: &str, command: Command, opts: &ClientOptions) -> ExitCode {
+    use zeek_mgmt_agent::broker::records;
+    use zeek_mgmt_agent::broker::Value;
+    let set = |names: Vec<String>| Value::Set(names.iter().map(Value::string).collect());
+    // The cluster file is read before anything is dialled.
+    let staged = match &command {
+        Command::StageConfig { file } | Command::DeployConfig { file } => {
+            match cluster_file(file).and_then(|f| {
+                controller::staged_configuration(&f).map_err(|e| controller::Printed::error(&e))
+            }) {
+                Ok(c) => Some(c),
+                Err(p) => return emit(&p),
+            }
+        }
+        Command::Welcome | Command::Standby => {
+            return usage_error("welcome and standby talk to agents: drop --controller");
+        }
+        Command::Deploy { file: Some(_) } => {
+            return usage_error("with a controller, deploy takes no file: use deploy-config FILE");
+        }
+        _ => None,
+    };
+    let mut s = match controller::Session::connect(addr, opts.tls.clone(), opts.timeout).await {
+        Ok(s) => s,
+        Err(e) => return emit(&controller::Printed::error(&e)),
+    };
+    let printed = async {
+        Ok::<_, String>(match command {
+            Command::GetInstances => {
+                controller::get_instances(&s.ask("get_instances", vec![]).await?)
+            }
+            Command::GetNodes { .. } => controller::get_nodes(&s.ask("get_nodes", vec![]).await?),
+            Command::StageConfig { .. } | Command::DeployConfig { .. } => {
+                let Some(config) = &staged else {
+                    return Ok(controller::Printed::error("no configuration"));
+                };
+                let stage = controller::stage(
+                    &s.ask("stage_configuration", vec![records::configuration(config)])
+                        .await?,
+                );
+                if matches!(command, Command::StageConfig { .. }) || stage.code != 0 {
+                    stage
+                } else {
+                    controller::deploy(&s.ask("deploy", vec![]).await?)
+                }
+            }
+            Command::Deploy { .. } => controller::deploy(&s.ask("deploy", vec![]).await?),
+            Command::GetConfig {
+                deployed,
+                as_json,
+                file,
+                ..
+            } => {
+                let answer = s
+                    .ask("get_configuration", vec![Value::Boolean(deployed)])
+                    .await?;
+                match controller::get_config(&answer, as_json) {
+                    Err(p) => p,
+                    Ok(text) => match file {
+                        None => controller::Printed {
+                            stdout: text,
+                            ..Default::default()
+                        },
+                        Some(path) => match std::fs::write(&path, text) {
+                            Ok(()) => controller::Printed::default(),
+                            Err(e) => controller::Printed::error(&format!(
+                                "cannot write {}: {e}",
+                                path.display()
+                            )),
+                        },
+                    },
+                }
+            }
+            Command::GetIdValue { id, nodes } => controller::get_id_value(
+                &s.ask("get_id_value", vec![Value::string(id), set(nodes)])
+                    .await?,
+            ),
+            Command::Restart { nodes } => {
+                controller::restart(&s.ask("restart", vec![set(nodes)]).await?)
+            }
+            Command::TestTimeout { with_state } => controller::test_timeout(
+                &s.ask("test_timeout", vec![Value::Boolean(with_state)])
+                    .await?,
+            ),
+            Command::Monitor => {
+                let watch = s.monitor(|line| println!("{line}"));
+                tokio::select! {
+                    () = watch => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+                controller::Printed::default()
+            }
+            Command::Welcome | Command::Standby => controller::Printed::default(),
+        })
+    }
+    .await;
+    match printed {
+        Ok(p) => emit(&p),
+        Err(e) => emit(&controller::Printed::error(&e)),
+    }
 }

@@ -78,6 +78,33 @@ impl BrokerResult {
     }
 }
 
+impl BrokerResult {
+    /// Reads a `Management::Result` record (6 fields; `data` kept as is).
+    pub fn from_value(v: &Value) -> Result<BrokerResult, String> {
+        let f = fields(v, "a Result", 6)?;
+        let opt_text = |v: &Value, what: &str| opt(v, |t| text(t, what));
+        Ok(BrokerResult {
+            reqid: text(&f[0], "a result's reqid")?,
+            success: match &f[1] {
+                Value::Boolean(b) => *b,
+                other => {
+                    return Err(format!(
+                        "success must be a boolean, got {}",
+                        other.type_name()
+                    ))
+                }
+            },
+            instance: opt_text(&f[2], "a result's instance")?,
+            data: match &f[3] {
+                Value::None => None,
+                other => Some(other.clone()),
+            },
+            error: opt_text(&f[4], "a result's error")?,
+            node: opt_text(&f[5], "a result's node")?,
+        })
+    }
+}
+
 /// A vector of results.
 pub fn results(list: &[BrokerResult]) -> Value {
     Value::Vector(list.iter().map(BrokerResult::to_value).collect())
@@ -212,7 +239,8 @@ fn read_port(v: &Value, what: &str) -> Result<Port, String> {
     }
 }
 
-fn read_instance(v: &Value) -> Result<Instance, String> {
+/// Reads an `Instance` record.
+pub fn read_instance(v: &Value) -> Result<Instance, String> {
     let f = fields(v, "an Instance", 3)?;
     let host = match &f[1] {
         Value::Address(a) => a

@@ -121,6 +121,23 @@ impl Controller {
         )
     }
 
+    /// Runs zeek-mgmt-client --controller against this controller: (exit
+    /// code, stdout, stderr).
+    pub fn ours(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_zeek-mgmt-client"))
+            .arg("--controller")
+            .arg(self.ws.to_string())
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .expect("run zeek-mgmt-client");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Waits (at most 10 s) until get-instances lists `agent`.
     fn wait_checked_in(&self, agent: &str) {
         assert!(
@@ -655,4 +672,116 @@ fn zeek_client_gets_id_values_from_the_nodes_through_their_channels() {
             "{\n  \"errors\": [\n    {\n      \"error\": \"unknown id\",\n      \"source\": \"worker-1\"\n    }\n  ],\n  \"results\": {}\n}\n"
         )
     );
+}
+
+/// The configuration ids in an output replaced by `<id>`: each tool stages
+/// its own.
+fn without_ids(out: &str) -> String {
+    let re_id = |line: &str| match line.split_once("\"id\": \"") {
+        Some((head, _)) => format!("{head}\"id\": \"<id>\","),
+        None => line.to_owned(),
+    };
+    out.lines()
+        .map(|l| {
+            if l.contains("\"id\": \"") {
+                let mut r = re_id(l);
+                if !l.trim_end().ends_with(',') {
+                    r.pop();
+                }
+                r
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn our_client_prints_what_zeek_client_prints() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (ws_port, agent_port) = (free_port(), free_port());
+    let controller = Controller::start(dir, ws_port, agent_port);
+    let same = |args: &[&str]| {
+        let theirs = controller.client(args);
+        let ours = controller.ours(args);
+        assert_eq!(
+            (ours.0, without_ids(&ours.1), ours.2.clone()),
+            (theirs.0, without_ids(&theirs.1), theirs.2.clone()),
+            "{args:?}: ours, then zeek-client's"
+        );
+        theirs
+    };
+    // Nothing connected, nothing staged.
+    same(&["get-instances"]);
+    same(&["get-nodes"]);
+    same(&["restart"]);
+    same(&["get-id-value", "Cluster::node"]);
+    same(&["deploy"]);
+    same(&["get-config"]);
+    same(&["get-config", "--deployed"]);
+
+    let stand_in = crate::channel::stand_in_zeek().display().to_string();
+    let channel = ["--node-channel", "auto", "--zeek-binary", stand_in.as_str()];
+    let with = |name: &'static str| {
+        let mut a = vec!["--name", name];
+        a.extend_from_slice(&channel);
+        a
+    };
+    let _a = Agent::start_dialling(controller.agents, &with("agent-a"));
+    let b = Agent::start(&with("agent-b"));
+    let b_port = b.addr.expect("agent-b listens").port();
+    let (mp, pp) = (free_port(), free_port());
+    std::fs::write(
+        dir.join("cluster.ini"),
+        format!(
+            "[instances]\nagent-a\nagent-b = 127.0.0.1:{b_port}\n\n\
+             [manager]\ninstance = agent-a\nrole = manager\nport = {mp}\n\n\
+             [proxy-1]\ninstance = agent-a\nrole = proxy\nport = {pp}\n\n\
+             [worker-1]\ninstance = agent-b\nrole = worker\ninterface = lo\n\n\
+             [worker-2]\ninstance = agent-b\nrole = worker\nenv = A=\"x y\" B=1\n"
+        ),
+    )
+    .expect("cluster.ini");
+    std::fs::write(
+        dir.join("bad.ini"),
+        format!(
+            "[instances]\nagent-a\nmanager\n\n\
+         [manager]\ninstance = agent-a\nrole = manager\nport = {agent_port}\n\n\
+         [logger]\ninstance = agent-other\nrole = logger\nport = 2300\n\n\
+         [worker-1]\ninstance = agent-a\nrole = worker\nport = 2300\n\n\
+         [worker-2]\ninstance = agent-a\nrole = worker\nport = 2300\n"
+        ),
+    )
+    .expect("bad.ini");
+    controller.wait_checked_in("agent-a");
+    same(&["get-instances"]);
+    same(&["stage-config", "bad.ini"]);
+    let (code, _, _) = same(&["stage-config", "cluster.ini"]);
+    assert_eq!(code, 0);
+    for args in [
+        &["get-config"][..],
+        &["get-config", "--as-json"],
+        &["get-config", "--staged"],
+    ] {
+        same(args);
+    }
+    // Each deploys its own staging of the file: the same nodes, new ids.
+    let (code, out, _) = same(&["deploy-config", "cluster.ini"]);
+    assert_eq!(code, 0, "{out}");
+    for args in [
+        &["get-instances"][..],
+        &["get-nodes"],
+        &["get-config", "--deployed"],
+        &["get-config", "--deployed", "--as-json"],
+        &["get-id-value", "Cluster::node"],
+        &["get-id-value", "Cluster::node", "worker-2", "nope"],
+        &["get-id-value", "No::such_id", "worker-1"],
+        &["restart", "worker-1", "bogus"],
+        &["deploy"],
+        &["test-timeout", "--with-state"],
+    ] {
+        same(args);
+    }
 }
