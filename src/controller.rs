@@ -53,6 +53,8 @@ pub enum StartError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("the local agent cannot start: {0}")]
+    LocalAgent(crate::agent::error::Error),
 }
 
 /// Notes what the upgrade request says that the session must act on.
@@ -187,6 +189,9 @@ pub struct ControllerHandle {
     pub websocket_addr: Option<SocketAddr>,
     /// The agents' address, when listening.
     pub agent_addr: Option<SocketAddr>,
+    /// The agent in the controller's process (`--local-agent`): shut it
+    /// down, as an agent of its own would be, before the process exits.
+    pub local_agent: Option<crate::agent::AgentHandle>,
 }
 
 /// The certificate and key of one TLS setting pair, which go together.
@@ -387,9 +392,29 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
             }
         });
     }
+    let local_agent = match config.local_agent.clone() {
+        None => None,
+        Some(agent_config) => {
+            // No socket between them: the agent neither listens nor dials.
+            let agent = crate::agent::AgentBuilder::new(agent_config)
+                .listen(false)
+                .start()
+                .map_err(StartError::LocalAgent)?;
+            let id = sessions.fetch_add(1, Ordering::Relaxed);
+            actors::local_agent::LocalAgent::new(
+                agent.clone(),
+                id,
+                core.clone().recipient(),
+                core.clone().recipient(),
+            )
+            .start();
+            Some(agent)
+        }
+    };
     Ok(ControllerHandle {
         core,
         websocket_addr,
         agent_addr,
+        local_agent,
     })
 }

@@ -24,17 +24,42 @@ use zeek_mgmt_agent::settings::ConfigError;
 struct Cli {
     #[command(flatten)]
     settings: Settings,
-    /// TOML file with any of these settings (the flags' names, with underscores)
+    /// TOML file with any of these settings (the flags' names, with
+    /// underscores), and the local agent's in an `[agent]` table
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// With --local-agent: the agent's own flags, as zeek-mgmt-agent takes
+    /// them (zeek-mgmt-agent --help lists them), after `--`
+    #[arg(last = true, value_name = "AGENT FLAGS")]
+    agent_flags: Vec<std::ffi::OsString>,
+}
+
+/// The local agent's own flags.
+#[derive(Debug, Parser)]
+#[command(
+    name = "zeek-mgmt-controller --local-agent --",
+    args_override_self = true
+)]
+struct AgentFlags {
+    #[command(flatten)]
+    settings: zeek_mgmt_agent::agent::config::Settings,
 }
 
 fn build_config(mut cli: Cli) -> Result<Config, ConfigError> {
     let mut config = Config::default();
+    let mut local = config::LocalAgentSettings::default();
     if let Some(path) = cli.config.take() {
-        Settings::from_file(&path)?.apply(&mut config);
+        let mut file = Settings::from_file(&path)?;
+        local.take_from(&mut file);
+        file.apply(&mut config);
     }
+    local.take_from(&mut cli.settings);
     cli.settings.apply(&mut config);
+    let flags = (!cli.agent_flags.is_empty()).then(|| {
+        let argv = std::iter::once(std::ffi::OsString::from("agent")).chain(cli.agent_flags);
+        AgentFlags::parse_from(argv).settings
+    });
+    config.local_agent = local.resolve(flags)?;
     config.check()?;
     Ok(config)
 }
@@ -76,7 +101,13 @@ fn main() -> ExitCode {
         let _ = out.flush();
         drop(out);
         match zeek_mgmt_agent::daemon::wait_for_signal().await {
-            Ok(sig) => tracing::info!("{sig} received; the agents keep their nodes running"),
+            Ok(sig) => {
+                tracing::info!("{sig} received; the agents keep their nodes running");
+                // The local agent stops as an agent of its own would.
+                if let Some(agent) = &handle.local_agent {
+                    agent.shutdown().await;
+                }
+            }
             Err(e) => {
                 tracing::error!("cannot watch for signals: {e}");
                 return ExitCode::FAILURE;

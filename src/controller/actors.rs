@@ -5,4 +5,5 @@ pub mod agent_session;
 pub mod client_session;
 pub mod core;
 pub mod hub;
+pub mod local_agent;
 pub mod messages;

@@ -43,6 +43,9 @@ pub struct Config {
     /// The agent port as configured, which nodes may not use (kept when
     /// the listener is off or on a free port).
     pub agent_port_setting: u16,
+    /// An agent run inside the controller's process (`--local-agent`),
+    /// with its settings.
+    pub local_agent: Option<crate::agent::config::Config>,
 }
 
 impl Default for Config {
@@ -67,6 +70,7 @@ impl Default for Config {
             tls_key: None,
             tls_ca: None,
             agent_port_setting: 2150,
+            local_agent: None,
         }
     }
 }
@@ -160,6 +164,20 @@ pub struct Settings {
     /// CA (PEM): agents dialling in must present a certificate of it (mutual TLS), and dialled agents are verified against it
     #[arg(long, value_name = "PEM")]
     pub tls_ca: Option<PathBuf>,
+    /// Also run this host's agent inside the controller's process (one
+    /// host, one process); its settings come from the `[agent]` table of
+    /// the --config file, then --local-agent-config, then the agent's own
+    /// flags after `--`
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub local_agent: Option<bool>,
+    /// The local agent's settings: a TOML file as zeek-mgmt-agent --config reads it
+    #[arg(long, value_name = "FILE")]
+    pub local_agent_config: Option<PathBuf>,
+    /// The local agent's settings in the controller's own file, under the
+    /// agent's names
+    #[arg(skip)]
+    #[serde(default)]
+    pub agent: Option<crate::agent::config::Settings>,
 }
 
 /// The environment variables, each with the flag it stands for.
@@ -177,6 +195,58 @@ pub fn env_args(
     lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
 ) -> Result<Vec<std::ffi::OsString>, ConfigError> {
     crate::settings::env_args::<Settings>(ENV_VARS, lookup)
+}
+
+/// What turns the local agent on and sets it up, gathered from every
+/// source before the controller's own settings are applied.
+#[derive(Debug, Default)]
+pub struct LocalAgentSettings {
+    enabled: Option<bool>,
+    file: Option<PathBuf>,
+    /// `[agent]` tables, in order of precedence (lowest first).
+    tables: Vec<crate::agent::config::Settings>,
+}
+
+impl LocalAgentSettings {
+    /// Takes the local agent's settings out of `s` (the file's first, then
+    /// the command line's: later ones win).
+    pub fn take_from(&mut self, s: &mut Settings) {
+        if let Some(e) = s.local_agent.take() {
+            self.enabled = Some(e);
+        }
+        if let Some(f) = s.local_agent_config.take() {
+            self.file = Some(f);
+        }
+        if let Some(t) = s.agent.take() {
+            self.tables.push(t);
+        }
+    }
+
+    /// The local agent's configuration when it is on: the agent's
+    /// defaults, the `[agent]` tables, the --local-agent-config file, then
+    /// `flags` (the agent's own flags, parsed). The local agent neither
+    /// listens nor dials: the controller reaches it in process.
+    pub fn resolve(
+        self,
+        flags: Option<crate::agent::config::Settings>,
+    ) -> Result<Option<crate::agent::config::Config>, ConfigError> {
+        if self.enabled != Some(true) {
+            return Ok(None);
+        }
+        let mut config = crate::agent::config::Config::default();
+        for t in self.tables {
+            t.apply(&mut config);
+        }
+        if let Some(path) = &self.file {
+            crate::agent::config::Settings::from_file(path)?.apply(&mut config);
+        }
+        if let Some(f) = flags {
+            f.apply(&mut config);
+        }
+        config.controller_addr = None;
+        config.check()?;
+        Ok(Some(config))
+    }
 }
 
 impl Settings {

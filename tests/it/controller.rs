@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::Agent;
+use crate::support::{Agent, LONG};
 
 /// The zeek-client program: `$ZEEK_CLIENT`, else the one `.ci/run`
 /// installs, else the one on PATH.
@@ -784,4 +784,157 @@ fn our_client_prints_what_zeek_client_prints() {
     ] {
         same(args);
     }
+}
+
+/// The established TCP connections of process `pid`: (local, remote), as
+/// the kernel lists them (hex `addr:port`).
+fn tcp_connections(pid: u32) -> Vec<(String, String)> {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            l.to_string_lossy()
+                .strip_prefix("socket:[")
+                .and_then(|s| s.strip_suffix(']'))
+                .map(str::to_owned)
+        })
+        .collect();
+    let mut out = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local, remote, state (01: established), ..., inode
+            if f.len() > 9 && f[3] == "01" && inodes.contains(f[9]) {
+                out.push((f[1].to_owned(), f[2].to_owned()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn one_process_runs_the_controller_and_its_hosts_agent() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (ws_port, agent_port) = (free_port(), free_port());
+    let stand_in = crate::channel::stand_in_zeek().display().to_string();
+    let local_dir = dir.join("local");
+    let local_flags: Vec<String> = vec![
+        "--local-agent".into(),
+        "--".into(),
+        "--name".into(),
+        "agent-local".into(),
+        "--zeek-binary".into(),
+        stand_in.clone(),
+        "--cluster-dir".into(),
+        local_dir.join("cluster").display().to_string(),
+        "--state-dir".into(),
+        local_dir.join("state").display().to_string(),
+        "--revive-delay".into(),
+        "0.1".into(),
+    ];
+    let flags: Vec<&str> = local_flags.iter().map(String::as_str).collect();
+    let controller = Controller::start_with(dir, ws_port, agent_port, &flags);
+    let b = Agent::start(&[
+        "--name",
+        "agent-b",
+        "--node-channel",
+        "auto",
+        "--zeek-binary",
+        &stand_in,
+    ]);
+    let b_port = b.addr.expect("agent-b listens").port();
+    let (mp, pp) = (free_port(), free_port());
+    std::fs::write(
+        dir.join("cluster.ini"),
+        format!(
+            "[instances]\nagent-local\nagent-b = 127.0.0.1:{b_port}\n\n\
+             [manager]\ninstance = agent-local\nrole = manager\nport = {mp}\n\n\
+             [proxy-1]\ninstance = agent-local\nrole = proxy\nport = {pp}\n\n\
+             [worker-1]\ninstance = agent-b\nrole = worker\n\n\
+             [worker-2]\ninstance = agent-b\nrole = worker\n"
+        ),
+    )
+    .expect("cluster.ini");
+    controller.wait_checked_in("agent-local");
+    let (code, out, err) = controller.client(&["deploy-config", "cluster.ini"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // Both tools see the embedded agent as any other instance.
+    for args in [
+        &["get-instances"][..],
+        &["get-nodes"],
+        &["get-id-value", "Cluster::node"],
+    ] {
+        let theirs = controller.client(args);
+        assert_eq!(theirs.0, 0, "{args:?}: {theirs:?}");
+        assert_eq!(controller.ours(args), theirs, "{args:?}");
+    }
+    let (_, out, _) = controller.client(&["get-instances"]);
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["agent-local"], serde_json::json!({"host": "127.0.0.1"}));
+    // The embedded agent shares the controller's process: its pid.
+    let (_, out, _) = controller.client(&["get-nodes"]);
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        v["results"]["agent-local"]["agent-local"]["pid"].as_i64(),
+        Some(i64::from(controller.pid()))
+    );
+    // No TCP connection inside the process: none between the controller
+    // and its agent (the nodes' channels and agent-b's connection go out).
+    let conns = tcp_connections(controller.pid());
+    for (local, remote) in &conns {
+        assert!(
+            !conns.contains(&(remote.clone(), local.clone())),
+            "a connection within the process: {local} <-> {remote}"
+        );
+    }
+
+    // A node that crashes is revived on the embedded agent as on agent-b.
+    let pid_of = |out: &str, agent: &str, node: &str| {
+        let v: Value = serde_json::from_str(out).expect("json");
+        v["results"][agent][node]["pid"].as_i64().unwrap_or(0)
+    };
+    let (_, before, _) = controller.client(&["get-nodes"]);
+    for (agent, node, dir) in [
+        ("agent-local", "proxy-1", local_dir.join("cluster/proxy-1")),
+        ("agent-b", "worker-1", b.node_dir("worker-1")),
+    ] {
+        std::fs::write(dir.join("crash-now"), "").expect("crash-now");
+        assert!(
+            eventually(LONG, || {
+                let (_, now, _) = controller.client(&["get-nodes"]);
+                let v: Value = serde_json::from_str(&now).unwrap_or_default();
+                pid_of(&now, agent, node) != pid_of(&before, agent, node)
+                    && v["results"][agent][node]["state"] == "RUNNING"
+            }),
+            "{node} on {agent} was not revived"
+        );
+    }
+
+    // SIGTERM: the embedded agent stops its nodes, as an agent stopping
+    // would, and keeps its configuration; started again, it brings them
+    // back and the controller's redeploy changes nothing.
+    let status = controller.stop();
+    assert!(status.success(), "{status:?}");
+    let stderr =
+        std::fs::read_to_string(local_dir.join("cluster/manager/stderr")).unwrap_or_default();
+    assert!(stderr.contains("received termination signal"), "{stderr}");
+    let controller = Controller::start_with(dir, ws_port, agent_port, &flags);
+    assert!(
+        eventually(LONG, || {
+            let (code, out, _) = controller.client(&["get-nodes"]);
+            let v: Value = serde_json::from_str(&out).unwrap_or_default();
+            code == 0
+                && ["manager", "proxy-1"]
+                    .iter()
+                    .all(|n| v["results"]["agent-local"][n]["state"] == "RUNNING")
+                && ["worker-1", "worker-2"]
+                    .iter()
+                    .all(|n| v["results"]["agent-b"][n]["state"] == "RUNNING")
+        }),
+        "the cluster did not come back"
+    );
 }
