@@ -713,6 +713,48 @@ fn our_client_prints_what_zeek_client_prints() {
         );
         theirs
     };
+    // Nothing listens: both try for about 10 s (run side by side). The
+    // port is held by a socket that never listens, so that no other test
+    // takes it meanwhile.
+    let held = std::thread::spawn(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let s = tokio::net::TcpSocket::new_v4().expect("socket");
+            s.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+            s
+        })
+    })
+    .join()
+    .expect("socket");
+    let dead_addr = held.local_addr().expect("addr").to_string();
+    let spawn = |program: PathBuf| {
+        Command::new(program)
+            .args(["--controller", &dead_addr, "get-nodes"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("client")
+    };
+    let theirs = spawn(zeek_client());
+    let ours = spawn(PathBuf::from(env!("CARGO_BIN_EXE_zeek-mgmt-client")));
+    let outputs = [ours, theirs].map(|c| {
+        let o = c.wait_with_output().expect("output");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    });
+    assert_eq!(outputs[0], outputs[1], "ours, then zeek-client's");
+    assert_eq!(
+        outputs[0].2,
+        format!("error: websocket connection to {dead_addr} timed out in connect()\n")
+    );
+    drop(held);
+
     // Nothing connected, nothing staged.
     same(&["get-instances"]);
     same(&["get-nodes"]);

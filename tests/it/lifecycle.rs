@@ -364,7 +364,17 @@ async fn unwritable_state_directory_refuses_and_keeps_running() {
     );
     let before = wait_nodes(&c, "running", all_running).await;
     // Replace the state directory by a file: nothing can be persisted.
-    std::fs::remove_dir_all(tmp.path().join("state")).expect("rm");
+    // (The agent may be rewriting its pids file meanwhile: try again.)
+    let state = tmp.path().join("state");
+    let mut removed = std::fs::remove_dir_all(&state);
+    for _ in 0..50 {
+        if removed.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        removed = std::fs::remove_dir_all(&state);
+    }
+    removed.expect("rm");
     std::fs::write(tmp.path().join("state"), b"not a directory").expect("file");
     let r = set_config(&c, cluster("two", &[("v", Role::Worker, None)])).await;
     assert!(!r.result.success);
