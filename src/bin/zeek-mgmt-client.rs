@@ -39,10 +39,11 @@ struct Cli {
     /// request timeout: 500ms, 1.5s, 2m, or a bare number of seconds
     #[arg(long, default_value = "20s", value_parser = parse_timeout, value_name = "DURATION", global = true)]
     timeout: Duration,
-    /// CA (PEM) to verify agents against: speak TLS 1.3
+    /// CA (PEM) to verify agents (or the controller, wss://) against:
+    /// speak TLS 1.3
     #[arg(long, value_name = "PEM", global = true)]
     tls_ca: Option<PathBuf>,
-    /// Client certificate (PEM), for agents that require one
+    /// Client certificate (PEM), for agents (or a controller) that require one
     #[arg(long, value_name = "PEM", global = true, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// Client key (PEM)

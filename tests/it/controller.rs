@@ -610,6 +610,18 @@ fn tls_towards_zeek_client_and_towards_the_agents() {
         }),
         "the TLS agent never checked in over TLS, or zeek-client could not verify"
     );
+    // Our client, verifying the controller against the CA: the same.
+    let tls = [
+        "--tls-ca".to_owned(),
+        p(&ca_path),
+        "--tls-cert".to_owned(),
+        p(&client_cert),
+        "--tls-key".to_owned(),
+        p(&client_key),
+        "get-instances".to_owned(),
+    ];
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    assert_eq!(controller.ours(&tls), controller.client(&args));
 }
 
 #[test]
