@@ -10,14 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 use zeek_mgmt_agent::api::types::Configuration;
-use zeek_mgmt_agent::broker::message::{DataMessage, Event, CONTROLLER_TOPIC};
 use zeek_mgmt_agent::broker::records;
 use zeek_mgmt_agent::broker::Value;
+use zeek_mgmt_agent::client::controller::Session;
 
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
@@ -93,65 +89,23 @@ pub fn p50(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-type Ws = WebSocketStream<TcpStream>;
-
-/// A WebSocket client that speaks as zeek-client does.
-pub struct Client {
-    ws: Ws,
-    next: u64,
-}
+/// A WebSocket client that speaks as zeek-client does (the library's
+/// `zeek-mgmt-client --controller` session).
+pub struct Client(Session);
 
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Client {
-        let tcp = TcpStream::connect(addr).await.expect("connect");
-        let (mut ws, _) =
-            tokio_tungstenite::client_async(format!("ws://{addr}/v1/messages/json"), tcp)
-                .await
-                .expect("upgrade");
-        ws.send(Message::text(format!("[\"{CONTROLLER_TOPIC}\"]")))
+        let s = Session::connect(&addr.to_string(), None, Duration::from_secs(120))
             .await
-            .expect("subscribe");
-        let _ack = ws.next().await;
-        Client { ws, next: 0 }
+            .expect("connect to the controller");
+        Client(s)
     }
 
     /// Sends `<stem>_request(reqid, args...)` and waits for its response;
     /// returns its second argument.
     pub async fn ask(&mut self, stem: &str, args: Vec<Value>) -> Value {
-        self.next += 1;
-        let reqid = format!("bench-{}", self.next);
-        let mut all = vec![Value::string(&reqid)];
-        all.extend(args);
-        let m = DataMessage {
-            topic: CONTROLLER_TOPIC.into(),
-            value: Event {
-                name: format!("Management::Controller::API::{stem}_request"),
-                args: all,
-            }
-            .into_value(),
-        };
-        self.ws
-            .send(Message::text(m.to_json()))
-            .await
-            .expect("send");
-        let want = format!("Management::Controller::API::{stem}_response");
-        loop {
-            let t = match self.ws.next().await {
-                Some(Ok(Message::Text(t))) => t,
-                // The controller's pings (answered by the next read).
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                other => panic!("connection lost: {other:?}"),
-            };
-            let Ok(m) = DataMessage::parse(t.as_str()) else {
-                continue;
-            };
-            let Some(e) = Event::from_value(&m.value) else {
-                continue;
-            };
-            if e.name == want && e.args.first().and_then(Value::as_str) == Some(&reqid) {
-                return e.args.get(1).cloned().unwrap_or(Value::None);
-            }
-        }
+        let answer = self.0.ask(stem, args).await.expect("answer");
+        answer.into_iter().next().unwrap_or(Value::None)
     }
 }
 

@@ -624,12 +624,11 @@ fn tls_towards_zeek_client_and_towards_the_agents() {
     assert_eq!(controller.ours(&tls), controller.client(&args));
 }
 
-#[test]
-fn zeek_client_gets_id_values_from_the_nodes_through_their_channels() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path();
-    let (ws_port, agent_port) = (free_port(), free_port());
-    let controller = Controller::start(dir, ws_port, agent_port);
+/// Two agents with the node channel (the Python stand-in): agent-a dials
+/// the controller, agent-b listens and is dialled. Writes `cluster.ini`
+/// (manager and proxy-1 on agent-a, worker-1 and worker-2 on agent-b, with
+/// `worker_extra` in worker-2's section) and waits for agent-a.
+fn channel_agents(controller: &Controller, dir: &Path, worker_extra: &str) -> (Agent, Agent) {
     let stand_in = crate::channel::stand_in_zeek().display().to_string();
     let channel = ["--node-channel", "auto", "--zeek-binary", stand_in.as_str()];
     let with = |name: &'static str| {
@@ -637,7 +636,7 @@ fn zeek_client_gets_id_values_from_the_nodes_through_their_channels() {
         a.extend_from_slice(&channel);
         a
     };
-    let _a = Agent::start_dialling(controller.agents, &with("agent-a"));
+    let a = Agent::start_dialling(controller.agents, &with("agent-a"));
     let b = Agent::start(&with("agent-b"));
     let b_port = b.addr.expect("agent-b listens").port();
     let (mp, pp) = (free_port(), free_port());
@@ -650,11 +649,21 @@ fn zeek_client_gets_id_values_from_the_nodes_through_their_channels() {
              [manager]\ninstance = agent-a\nrole = manager\nport = {mp}\n\n\
              [proxy-1]\ninstance = agent-a\nrole = proxy\nport = {pp}\n\n\
              [worker-1]\ninstance = agent-b\nrole = worker\n\n\
-             [worker-2]\ninstance = agent-b\nrole = worker\n"
+             [worker-2]\ninstance = agent-b\nrole = worker\n{worker_extra}"
         ),
     )
     .expect("cluster.ini");
     controller.wait_checked_in("agent-a");
+    (a, b)
+}
+
+#[test]
+fn zeek_client_gets_id_values_from_the_nodes_through_their_channels() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (ws_port, agent_port) = (free_port(), free_port());
+    let controller = Controller::start(dir, ws_port, agent_port);
+    let _agents = channel_agents(&controller, dir, "");
     let (code, out, err) = controller.client(&["deploy-config", "cluster.ini"]);
     assert_eq!(code, 0, "{out}{err}");
 
@@ -776,28 +785,7 @@ fn our_client_prints_what_zeek_client_prints() {
     same(&["get-config"]);
     same(&["get-config", "--deployed"]);
 
-    let stand_in = crate::channel::stand_in_zeek().display().to_string();
-    let channel = ["--node-channel", "auto", "--zeek-binary", stand_in.as_str()];
-    let with = |name: &'static str| {
-        let mut a = vec!["--name", name];
-        a.extend_from_slice(&channel);
-        a
-    };
-    let _a = Agent::start_dialling(controller.agents, &with("agent-a"));
-    let b = Agent::start(&with("agent-b"));
-    let b_port = b.addr.expect("agent-b listens").port();
-    let (mp, pp) = (free_port(), free_port());
-    std::fs::write(
-        dir.join("cluster.ini"),
-        format!(
-            "[instances]\nagent-a\nagent-b = 127.0.0.1:{b_port}\n\n\
-             [manager]\ninstance = agent-a\nrole = manager\nport = {mp}\n\n\
-             [proxy-1]\ninstance = agent-a\nrole = proxy\nport = {pp}\n\n\
-             [worker-1]\ninstance = agent-b\nrole = worker\ninterface = lo\n\n\
-             [worker-2]\ninstance = agent-b\nrole = worker\nenv = A=\"x y\" B=1\n"
-        ),
-    )
-    .expect("cluster.ini");
+    let _agents = channel_agents(&controller, dir, "env = A=\"x y\" B=1\n");
     std::fs::write(
         dir.join("bad.ini"),
         format!(
@@ -809,7 +797,6 @@ fn our_client_prints_what_zeek_client_prints() {
         ),
     )
     .expect("bad.ini");
-    controller.wait_checked_in("agent-a");
     same(&["get-instances"]);
     same(&["stage-config", "bad.ini"]);
     let (code, _, _) = same(&["stage-config", "cluster.ini"]);
