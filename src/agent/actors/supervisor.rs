@@ -94,6 +94,8 @@ pub struct NodeSupervisor {
     script: NodeFile,
     /// The node channel's timers, shared with every launch.
     channel_timings: Arc<crate::agent::channel::Timings>,
+    /// A readiness-deadline timer is armed (one at a time).
+    readiness_timer: bool,
     next_proc: u64,
     /// The agent's own last sample; the nodes' are in their slots.
     own_sample: Option<Sample>,
@@ -147,6 +149,7 @@ impl NodeSupervisor {
             channel_on: false,
             script,
             channel_timings,
+            readiness_timer: false,
             next_proc: 0,
             own_sample: None,
             sampled_at: None,

@@ -155,6 +155,11 @@ impl PendingDeploy {
         self
     }
 
+    /// When it answers at the latest, while some node has no outcome.
+    pub fn open_deadline(&self) -> Option<Instant> {
+        self.deadline.filter(|_| !self.is_complete())
+    }
+
     /// The nodes without an outcome, once the deadline has passed.
     pub fn overdue(&self, now: Instant) -> Vec<String> {
         if self.deadline.is_none_or(|d| d > now) {

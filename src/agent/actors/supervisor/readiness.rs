@@ -111,9 +111,31 @@ impl NodeSupervisor {
     /// request timeout, so that per-node detail beats a bare `request
     /// timed out`), with a timer that answers for the nodes still waiting.
     pub(super) fn readiness_deadline(&mut self, ctx: &mut Context<Self>) -> Instant {
-        let after = self.cfg.request_timeout.mul_f64(0.9);
-        ctx.run_later(after, |act, _| act.readiness_deadline_passed());
-        Instant::now() + after
+        let at = Instant::now() + self.cfg.request_timeout.mul_f64(0.9);
+        // One timer at a time, for the earliest deadline: later requests
+        // have later deadlines, and the timer re-arms itself for them.
+        if !self.readiness_timer {
+            self.arm_readiness_timer(at, ctx);
+        }
+        at
+    }
+
+    fn arm_readiness_timer(&mut self, at: Instant, ctx: &mut Context<Self>) {
+        self.readiness_timer = true;
+        let after = at.saturating_duration_since(Instant::now());
+        ctx.run_later(after, |act, ctx| {
+            act.readiness_timer = false;
+            act.readiness_deadline_passed();
+            let next = act
+                .deploy
+                .iter()
+                .chain(&act.restarting)
+                .filter_map(|d| d.open_deadline())
+                .min();
+            if let Some(next) = next {
+                act.arm_readiness_timer(next, ctx);
+            }
+        });
     }
 
     fn readiness_deadline_passed(&mut self) {
