@@ -25,14 +25,18 @@
 //!   `set_configuration` answers, which nodes launch now, what happens when
 //!   a node exits) in `actors/supervisor/`; `config`, `validate`, `layout`,
 //!   `state` and `process` are its settings, configuration checks,
-//!   `cluster-layout.zeek`, state directory and OS process control.
+//!   `cluster-layout.zeek`, state directory and OS process control;
+//!   `channel` is the node channel as plain data (the node script, its
+//!   frames, the readiness decision).
 //! - [`controller`]: the controller, `zeek-mgmt-controller`: `start` runs
 //!   its actors (`controller::actors`: the `Core` that owns the
-//!   configurations, a session per WebSocket client and per agent, the
-//!   `Hub`); `stage` (checks, port assignment), `requests`, `answers` and
-//!   `store` are plain functions and data.
-//! - [`client`]: the operator client, `zeek-mgmt-client`: many agents at
-//!   once, INI and JSON cluster files.
+//!   configurations, a session per WebSocket client and per agent over TCP,
+//!   the `LocalAgent` for an agent in its own process, the `Hub`); `stage`
+//!   (checks, port assignment), `requests`, `answers` and `store` are
+//!   plain functions and data.
+//! - [`client`]: the operator client, `zeek-mgmt-client`: a controller as
+//!   zeek-client drives it (`client::controller`), or many agents at once;
+//!   INI and JSON cluster files.
 //! - [`settings`], [`daemon`], [`memory`], [`logging`]: what the daemons
 //!   share: the settings' syntax and environment, the log set-up and signal
 //!   wait, handing freed memory back, the log line format and its buffered
