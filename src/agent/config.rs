@@ -151,7 +151,7 @@ pub fn default_name() -> String {
 #[derive(Debug, Clone, Default, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// Agent name: topic, hello and every result's instance [env: ZEEK_AGENT_NAME] [default: agent-<hostname>]
+    /// Agent name: topic, hello and every result's instance [env: ZEEK_AGENT_NAME] [default: agent-HOSTNAME]
     #[arg(long)]
     pub name: Option<String>,
     /// Address to accept controllers and clients on [env: ZEEK_AGENT_ADDR] [default: 127.0.0.1]

@@ -96,7 +96,7 @@ pub fn default_name() -> String {
 #[derive(Debug, Clone, Default, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// Controller name: the endpoint of its hello to agents [env: ZEEK_CONTROLLER_NAME] [default: controller-<hostname>]
+    /// Controller name: the endpoint of its hello to agents [env: ZEEK_CONTROLLER_NAME] [default: controller-HOSTNAME]
     #[arg(long)]
     pub name: Option<String>,
     /// Address zeek-client connects to [env: ZEEK_CONTROLLER_WEBSOCKET_ADDR] [default: 127.0.0.1]
