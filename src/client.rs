@@ -457,7 +457,7 @@ pub async fn deploy(opts: &ClientOptions, mut file: ini::ClusterFile) -> Result<
     })
 }
 
-fn now_secs() -> f64 {
+pub(crate) fn now_secs() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())

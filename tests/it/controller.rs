@@ -825,6 +825,44 @@ fn our_client_prints_what_zeek_client_prints() {
     ] {
         same(args);
     }
+
+    // Our monitor prints the controller's traffic as one JSON line per
+    // event, as its agent mode prints notifications.
+    let mut monitor = Command::new(env!("CARGO_BIN_EXE_zeek-mgmt-client"))
+        .args(["--controller", &controller.ws.to_string(), "monitor"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("monitor");
+    let stdout = monitor.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let seen = |event: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            // zeek-client's request, then the controller's response.
+            controller.client(&["get-instances"]);
+            while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+                let v: Value = serde_json::from_str(&line).expect("a JSON line");
+                assert!(v["timestamp"].is_f64(), "{line}");
+                assert_eq!(v["controller"], controller.ws.to_string());
+                if v["event"] == event {
+                    return v;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "no {event}");
+        }
+    };
+    let request = seen("get_instances_request");
+    assert_eq!(request["args"][0]["@data-type"], "string");
+    let response = seen("get_instances_response");
+    assert_eq!(response["args"].as_array().map(Vec::len), Some(2));
+    let _ = monitor.kill();
+    let _ = monitor.wait();
 }
 
 /// The established TCP connections of process `pid`: (local, remote), as

@@ -126,9 +126,11 @@ impl Session {
         }
     }
 
-    /// Every data message published to this client, as one JSON object per
-    /// line: `{"topic", "event", "args"}` with the arguments in Broker's
-    /// JSON form; until the connection ends.
+    /// Every event published to this client, as one JSON object per line
+    /// in the form of the agent mode's `monitor`: `{"timestamp",
+    /// "controller", "event", "args"}`, the event by its short name
+    /// (`get_nodes_request`) and its arguments in Broker's JSON form; until
+    /// the connection ends.
     pub async fn monitor(&mut self, mut line: impl FnMut(String)) {
         while let Some(item) = self.ws.next().await {
             let Ok(Message::Text(t)) = item else {
@@ -148,7 +150,16 @@ impl Session {
                 .iter()
                 .map(|a| serde_json::from_str(&a.to_json()).unwrap_or(Json::Null))
                 .collect();
-            line(json!({"topic": m.topic, "event": e.name, "args": args}).to_string());
+            let event = e.name.rsplit("::").next().unwrap_or_default();
+            line(
+                json!({
+                    "timestamp": crate::client::now_secs(),
+                    "controller": self.addr,
+                    "event": event,
+                    "args": args,
+                })
+                .to_string(),
+            );
         }
     }
 }
