@@ -19,6 +19,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{var}: {message}")]
     Env { var: &'static str, message: String },
+    #[error("{0}")]
+    Usage(&'static str),
     #[error("{key} (--{}) must be more than 0{hint}", key.replace('_', "-"))]
     Zero {
         key: &'static str,

@@ -56,10 +56,19 @@ fn build_config(mut cli: Cli) -> Result<Config, ConfigError> {
     local.take_from(&mut cli.settings);
     cli.settings.apply(&mut config);
     let flags = (!cli.agent_flags.is_empty()).then(|| {
-        let argv = std::iter::once(std::ffi::OsString::from("agent")).chain(cli.agent_flags);
+        let argv = std::iter::once(std::ffi::OsString::from(
+            "zeek-mgmt-controller --local-agent --",
+        ))
+        .chain(cli.agent_flags);
         AgentFlags::parse_from(argv).settings
     });
+    let given = flags.is_some();
     config.local_agent = local.resolve(flags)?;
+    if given && config.local_agent.is_none() {
+        return Err(ConfigError::Usage(
+            "agent flags after `--` need --local-agent",
+        ));
+    }
     config.check()?;
     Ok(config)
 }

@@ -188,3 +188,30 @@ fn the_quick_start_leaves_the_checkout_clean() {
         );
     }
 }
+
+#[test]
+fn the_local_agents_flags_are_refused_without_it_and_named_for_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_zeek-mgmt-controller"))
+            .current_dir(tmp.path())
+            .args(args)
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        stderr
+    };
+    let stderr = run(&["--", "--cluster-dir", "x"]);
+    assert!(stderr.contains("need --local-agent"), "{stderr}");
+    let stderr = run(&["--local-agent", "--", "--bogus"]);
+    assert!(stderr.contains("'--bogus'"), "{stderr}");
+    assert!(
+        stderr.contains("zeek-mgmt-controller --local-agent --"),
+        "the usage names the local agent's flags: {stderr}"
+    );
+    assert!(
+        std::fs::read_dir(tmp.path()).expect("dir").next().is_none(),
+        "nothing written"
+    );
+}
