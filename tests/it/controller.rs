@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{Agent, LONG};
+use crate::support::{first_line, Agent, LONG};
 
 /// The zeek-client program: `$ZEEK_CLIENT`, else the one `.ci/run`
 /// installs, else the one on PATH.
@@ -78,14 +78,7 @@ impl Controller {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("start the controller");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+        let line = first_line(&mut child);
         assert!(
             line.contains("zeek-mgmt-controller") && line.contains("(clients)"),
             "no ready line: {line:?}"

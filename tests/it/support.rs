@@ -106,14 +106,7 @@ impl Agent {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("start agent");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+        let line = first_line(&mut child);
         let addr = line
             .trim()
             .rsplit_once("listening on ")
@@ -398,4 +391,19 @@ pub fn node_processes(dir: &Path, node: &str) -> Vec<i32> {
         }
     }
     out
+}
+
+/// The first line a daemon writes on its stdout (its ready line), or an
+/// empty string if none comes within 20 s.
+pub fn first_line(child: &mut std::process::Child) -> String {
+    let Some(stdout) = child.stdout.take() else {
+        return String::new();
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default()
 }
