@@ -28,6 +28,15 @@ pub enum ConfigError {
     },
 }
 
+/// `PREFIX-<hostname>`, or `PREFIX` alone when the host name cannot be
+/// read: the default name of a daemon.
+pub fn host_name_or(prefix: &str) -> String {
+    match sysinfo::System::host_name().ok().filter(|h| !h.is_empty()) {
+        Some(host) => format!("{prefix}-{host}"),
+        None => prefix.to_owned(),
+    }
+}
+
 /// A duration: a number with a unit (`500ms`, `1.5s`, `2m`, `1h`) or a
 /// bare number of seconds (`10`, `0.25`). The one syntax of every duration
 /// in flags, environment, the TOML file and the client.

@@ -138,10 +138,7 @@ impl Default for Config {
 
 /// `agent-<hostname>`, or `agent` when the host name cannot be read.
 pub fn default_name() -> String {
-    match sysinfo::System::host_name().ok().filter(|h| !h.is_empty()) {
-        Some(host) => format!("agent-{host}"),
-        None => "agent".to_owned(),
-    }
+    crate::settings::host_name_or("agent")
 }
 
 /// Every setting, declared once: as a flag (`--listen-port`), as a key of

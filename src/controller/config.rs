@@ -84,10 +84,7 @@ impl Config {
 
 /// `controller-<hostname>`.
 pub fn default_name() -> String {
-    match sysinfo::System::host_name().ok().filter(|h| !h.is_empty()) {
-        Some(host) => format!("controller-{host}"),
-        None => "controller".to_owned(),
-    }
+    crate::settings::host_name_or("controller")
 }
 
 /// Every setting, declared once: a flag (`--websocket-port`), a key of the
