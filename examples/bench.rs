@@ -111,6 +111,9 @@ fn start_agent(dir: &Path, node: &Path) -> Agent {
             "0",
             "--cluster-backend",
             "none",
+            // The nodes only sleep: no channel, and no `--version` to ask.
+            "--node-channel",
+            "off",
         ])
         .args([
             "--stop-grace",

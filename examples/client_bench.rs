@@ -60,6 +60,11 @@ fn agent_flags(dir: &Path, node: &Path, name: &str) -> Vec<String> {
         name,
         "--settle-time",
         "0",
+        // The nodes only sleep: no channel, and no `--version` to ask.
+        "--cluster-backend",
+        "none",
+        "--node-channel",
+        "off",
         "--cluster-dir",
         &dir.join("cluster").display().to_string(),
         "--state-dir",

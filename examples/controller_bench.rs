@@ -106,6 +106,9 @@ fn setup(dir: &Path, n: usize) -> Setup {
                 "0".into(),
                 "--cluster-backend".into(),
                 "none".into(),
+                // The nodes only sleep: no channel, and no `--version` to ask.
+                "--node-channel".into(),
+                "off".into(),
                 "--cluster-dir".into(),
                 d.join("cluster").display().to_string(),
                 "--state-dir".into(),
