@@ -308,7 +308,7 @@ async fn main() {
         rows.push((
             format!("controller resident memory around the deploy of {many} agents"),
             format!("{before} KiB before, {during} KiB at its end"),
-            "(the configuration goes out as one copy per agent)".into(),
+            "(one copy of the configuration, encoded for each agent as it leaves)".into(),
         ));
         rows.push((
             format!("deploy of {many} agents x 10 nodes, end to end"),

@@ -183,7 +183,7 @@ impl Handler<AgentCall> for AgentSession {
 
     fn handle(&mut self, msg: AgentCall, _: &mut Context<Self>) -> Self::Result {
         let name = self.name.clone().unwrap_or_default();
-        let stem = msg.request.stem();
+        let stem = msg.ask.stem();
         if self.unknown.contains(&stem) {
             return Box::pin(async { Err(CallError::Unsupported) });
         }
@@ -192,8 +192,8 @@ impl Handler<AgentCall> for AgentSession {
         if EXTENSIONS.contains(&stem) {
             self.aborts.push((stem, abort));
         }
-        tracing::info!(agent = %name, "tx {} {}", msg.request.stem().request_name(), msg.request.reqid());
-        let rx = self.conn.start_request(msg.request);
+        tracing::info!(agent = %name, "tx {} {}", stem.request_name(), msg.ask.reqid());
+        let rx = self.conn.start_request(msg.ask.into_request());
         let limit = msg.timeout;
         Box::pin(async move {
             let rx = rx.map_err(|_| CallError::Lost)?;
@@ -291,10 +291,11 @@ mod tests {
 
     fn restart() -> AgentCall {
         AgentCall {
-            request: Request::Restart(RestartRequest {
+            ask: Request::Restart(RestartRequest {
                 reqid: "r".into(),
                 nodes: vec![],
-            }),
+            })
+            .into(),
             timeout: Duration::from_secs(30),
         }
     }

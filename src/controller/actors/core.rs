@@ -13,7 +13,9 @@ use actix::prelude::*;
 
 use super::client_session::ClientRequest;
 use super::hub::Hub;
-use super::messages::{AgentCall, AgentGone, AgentLink, AgentUp, CallError, CloseAgent, Publish};
+use super::messages::{
+    AgentCall, AgentGone, AgentLink, AgentUp, Ask, CallError, CloseAgent, Publish,
+};
 use crate::api::events::{NodeDispatchRequest, Request, Response, RestartRequest};
 use crate::api::types::{Configuration, Instance, Port, ReqId};
 use crate::broker::records::{self, BrokerResult};
@@ -163,11 +165,11 @@ impl Core {
         ReqId(uuid::Uuid::new_v4().to_string())
     }
 
-    /// Sends `request` to `agent`; `done` gets the outcome exactly once.
+    /// Sends `ask` to `agent`; `done` gets the outcome exactly once.
     fn call(
         &mut self,
         agent: &str,
-        request: Request,
+        ask: impl Into<Ask>,
         ctx: &mut Context<Self>,
         done: impl FnOnce(&mut Self, Result<Response, CallError>, &mut Context<Self>) + 'static,
     ) {
@@ -175,7 +177,7 @@ impl Core {
             return done(self, Err(CallError::Lost), ctx);
         };
         let fut = k.link.call.send(AgentCall {
-            request,
+            ask: ask.into(),
             timeout: self.settings.request_timeout,
         });
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {

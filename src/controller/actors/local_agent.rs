@@ -86,10 +86,10 @@ impl Handler<AgentCall> for LocalAgent {
         };
         self.waiting.retain(|_, tx| !tx.is_closed());
         let (tx, rx) = oneshot::channel();
-        let reqid = msg.request.reqid().0.clone();
-        tracing::info!(agent = %self.agent.name(), "tx {} {reqid}", msg.request.stem().request_name());
+        let reqid = msg.ask.reqid().0.clone();
+        tracing::info!(agent = %self.agent.name(), "tx {} {reqid}", msg.ask.stem().request_name());
         self.waiting.insert(reqid, tx);
-        peer.request(msg.request);
+        peer.request(msg.ask.into_request());
         let limit = msg.timeout;
         Box::pin(async move {
             match tokio::time::timeout(limit, rx).await {

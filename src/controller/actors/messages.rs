@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::api::events::{Request, Response};
-use crate::api::types::Port;
+use crate::api::events::{Request, Response, SetConfigurationRequest, Stem};
+use crate::api::types::{Configuration, Port, ReqId};
 use crate::broker::message::DataMessage;
 
 /// Why a sub-request to an agent got no response.
@@ -26,8 +26,55 @@ pub enum CallError {
 #[derive(Message)]
 #[rtype(result = "Result<Response, CallError>")]
 pub struct AgentCall {
-    pub request: Request,
+    pub ask: Ask,
     pub timeout: Duration,
+}
+
+/// What an agent is asked. A deployment's configuration is shared by all
+/// its agents' calls and becomes a request of its own only as it leaves
+/// for one agent, so that a deployment to many agents holds one copy of
+/// it, not one per agent waiting in the mailboxes.
+pub enum Ask {
+    Request(Request),
+    SetConfiguration {
+        reqid: ReqId,
+        config: std::sync::Arc<Configuration>,
+    },
+}
+
+impl Ask {
+    pub fn stem(&self) -> Stem {
+        match self {
+            Ask::Request(r) => r.stem(),
+            Ask::SetConfiguration { .. } => Stem::SetConfiguration,
+        }
+    }
+
+    pub fn reqid(&self) -> &ReqId {
+        match self {
+            Ask::Request(r) => r.reqid(),
+            Ask::SetConfiguration { reqid, .. } => reqid,
+        }
+    }
+
+    /// The request itself, the configuration copied out of its share.
+    pub fn into_request(self) -> Request {
+        match self {
+            Ask::Request(r) => r,
+            Ask::SetConfiguration { reqid, config } => {
+                Request::SetConfiguration(SetConfigurationRequest {
+                    reqid,
+                    config: std::sync::Arc::unwrap_or_clone(config),
+                })
+            }
+        }
+    }
+}
+
+impl From<Request> for Ask {
+    fn from(r: Request) -> Ask {
+        Ask::Request(r)
+    }
 }
 
 /// Ends an agent's connection (a newer one replaced it).

@@ -7,12 +7,11 @@ use std::collections::BTreeMap;
 use actix::prelude::*;
 
 use super::{sorted, Core, Deployment};
-use crate::api::events::{
-    AgentStandbyRequest, AgentWelcomeRequest, Request, SetConfigurationRequest,
-};
+use crate::api::events::{AgentStandbyRequest, AgentWelcomeRequest, Request};
 use crate::api::types::{Configuration, Instance, Port};
 use crate::broker::records::BrokerResult;
 use crate::broker::Value;
+use crate::controller::actors::messages::Ask;
 use crate::controller::answers;
 use crate::controller::stage;
 
@@ -195,13 +194,13 @@ impl Core {
         let agents: Vec<String> = self.configured.keys().cloned().collect();
         p.waiting = Some(agents.iter().cloned().collect());
         let reqid = p.reqid.clone();
-        let config = p.config.clone();
+        let config = std::sync::Arc::new(p.config.clone());
         for agent in agents {
             let subid = Self::sub_reqid();
-            let request = Request::SetConfiguration(SetConfigurationRequest {
+            let request = Ask::SetConfiguration {
                 reqid: subid.clone(),
                 config: config.clone(),
-            });
+            };
             let r = reqid.clone();
             self.call(&agent.clone(), request, ctx, move |act, outcome, ctx| {
                 let results = match outcome {
@@ -242,8 +241,8 @@ impl Core {
         if let Some(h) = p.deadline.take() {
             ctx.cancel_future(h);
         }
-        // The configuration went out as one copy per agent: hand the
-        // memory back once they are gone.
+        // The configuration went out encoded once per agent: hand the
+        // memory back once the buffers are gone.
         ctx.run_later(std::time::Duration::from_millis(100), |_, _| {
             crate::memory::release_free_memory()
         });

@@ -27,6 +27,8 @@ struct FakeAgent {
     name: String,
     asked: Arc<Mutex<Vec<Stem>>>,
     deploy: Answer,
+    /// Where the configurations it is sent live (to see them shared).
+    configs: Arc<Mutex<Vec<usize>>>,
 }
 
 impl Actor for FakeAgent {
@@ -37,11 +39,14 @@ impl Handler<AgentCall> for FakeAgent {
     type Result = ResponseFuture<Result<Response, CallError>>;
 
     fn handle(&mut self, msg: AgentCall, _: &mut Context<Self>) -> Self::Result {
-        let stem = msg.request.stem();
+        let stem = msg.ask.stem();
+        if let (Ask::SetConfiguration { config, .. }, Ok(mut c)) = (&msg.ask, self.configs.lock()) {
+            c.push(Arc::as_ptr(config) as usize);
+        }
         if let Ok(mut a) = self.asked.lock() {
             a.push(stem);
         }
-        let reqid = msg.request.reqid().clone();
+        let reqid = msg.ask.reqid().clone();
         let result = ApiResult::ok(reqid.clone(), &self.name);
         let answer = match (stem, self.deploy) {
             (Stem::SetConfiguration, Answer::Lost) => Err(CallError::Lost),
@@ -115,11 +120,24 @@ fn agent_with(
     deploy: Answer,
     features: &[&str],
 ) -> Arc<Mutex<Vec<Stem>>> {
+    fake_agent(core, id, name, deploy, features, Arc::default())
+}
+
+/// A fake agent that also records where each configuration it gets lives.
+fn fake_agent(
+    core: &Addr<Core>,
+    id: u64,
+    name: &str,
+    deploy: Answer,
+    features: &[&str],
+    configs: Arc<Mutex<Vec<usize>>>,
+) -> Arc<Mutex<Vec<Stem>>> {
     let asked = Arc::new(Mutex::new(Vec::new()));
     let fake = FakeAgent {
         name: name.into(),
         asked: Arc::clone(&asked),
         deploy,
+        configs,
     }
     .start();
     core.do_send(AgentUp {
@@ -390,4 +408,20 @@ async fn restart_goes_to_agents_that_announce_it_and_falls_back_when_they_do_not
             Some("worker-1".into())
         )]
     );
+}
+
+#[actix_rt::test]
+async fn a_deployments_agents_share_one_copy_of_its_configuration() {
+    let s = setup();
+    let configs: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let a = fake_agent(&s.core, 1, "a", Answer::Success, &[], configs.clone());
+    let b = fake_agent(&s.core, 2, "b", Answer::Success, &[], configs.clone());
+    ask(&s.core, "s1", Call::Stage(two_agents()));
+    ask(&s.core, "d1", Call::Deploy);
+    wait_until(|| responses(&s.seen).len() == 2, 2_000).await;
+    assert!(asked(&a).contains(&Stem::SetConfiguration));
+    assert!(asked(&b).contains(&Stem::SetConfiguration));
+    let seen = configs.lock().map(|c| c.clone()).unwrap_or_default();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0], seen[1], "one copy, shared by both calls");
 }
