@@ -304,7 +304,9 @@ pub fn decide(path: Path, facts: &Facts, t: &Timings) -> Verdict {
             if facts.answered {
                 return running(Rule::Channel);
             }
-            if let Some(opened) = facts.opened {
+            // Only an opening within the channel timeout opens the grace:
+            // after it, the node has fallen back for this launch.
+            if let Some(opened) = facts.opened.filter(|o| *o < t.channel_timeout) {
                 if facts.elapsed >= opened + t.join_grace {
                     return running(Rule::Degraded);
                 }

@@ -243,6 +243,39 @@ async fn a_node_that_never_opens_its_port_falls_back_after_the_channel_timeout()
 }
 
 #[tokio::test]
+async fn a_routed_node_with_no_route_in_time_falls_back_to_its_port() {
+    // The logging manager is reached only by a route through a sibling, and
+    // its $p (the bus, ZeroMQ's proxy) opens only after the channel timeout
+    // (4 s): neither an answer nor a $p accept in time, so the manager falls
+    // back to the $p rule, and is RUNNING once $p accepts.
+    let (agent, c) = deployed(
+        "ch-r",
+        &["--request-timeout", "30"],
+        &[("manager", "STANDIN_BUS_DELAY_MS", "5000")],
+    )
+    .await;
+    let s = get_nodes(&c).await;
+    assert_eq!(running_by(&s, "manager"), Some("fallback"), "{s:#?}");
+    agent.wait_log(
+        "node manager counted running without a channel: none within 4.0 s",
+        1,
+    );
+    // It has no channel until its next launch; its siblings answer once
+    // the bus is up.
+    let r = dispatch(&c, &["get_id_value", "Cluster::node"], &["manager"]).await;
+    assert_eq!(
+        answers(&r),
+        [row(
+            "manager",
+            false,
+            "",
+            "cluster node manager has no node channel"
+        )]
+    );
+    no_http_400(&agent, &ALL);
+}
+
+#[tokio::test]
 async fn without_the_manager_nodes_run_degraded_then_answer_once_it_is_up() {
     // The manager's bus (ZeroMQ's proxy) comes 3 s late: no acks before.
     let (agent, c) = deployed("ch-4", &[], &[("manager", "STANDIN_BUS_DELAY_MS", "3000")]).await;

@@ -141,6 +141,16 @@ fn fallback_after_the_channel_timeout_with_no_upgrade() {
         decide(Path::Routed, &facts(30_000, None, false, true), &t),
         Verdict::Running(Rule::Fallback)
     );
+    // A logging node's port that first accepts after the channel timeout
+    // opens no grace: the node has fallen back, and its port rule holds.
+    assert_eq!(
+        decide(Path::Routed, &facts(31_000, Some(31_000), false, false), &t),
+        Verdict::Wait { fallen_back: true }
+    );
+    assert_eq!(
+        decide(Path::Routed, &facts(36_000, Some(31_000), false, true), &t),
+        Verdict::Running(Rule::Fallback)
+    );
 }
 
 #[test]
