@@ -147,11 +147,9 @@ async fn main() {
     let _ = t;
     let ini2 = ini(&two, "agent-own", Some(agent_addr));
     let mut c2 = Client::connect(ws2).await;
-    let staged = zeek_mgmt_agent::client::ini::parse_ini_for_controller(
-        &std::fs::read_to_string(&ini2).expect("ini"),
-        "cluster.ini",
-    )
-    .expect("parse");
+    let staged =
+        zeek_mgmt_agent::client::controller::cluster_file::read(&ini2.display().to_string())
+            .expect("parse");
     let config =
         zeek_mgmt_agent::client::controller::staged_configuration(&staged).expect("config");
     deploy(&mut c2, &config).await;

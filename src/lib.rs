@@ -35,8 +35,9 @@
 //!   (checks, port assignment), `requests`, `answers` and `store` are
 //!   plain functions and data.
 //! - [`client`]: the operator client, `zeek-mgmt-client`: a controller as
-//!   zeek-client drives it (`client::controller`), or many agents at once;
-//!   INI and JSON cluster files.
+//!   zeek-client drives it (`client::controller`, which reads cluster files
+//!   as zeek-client does: `client::controller::cluster_file`), or many
+//!   agents at once; INI and JSON cluster files.
 //! - [`settings`], [`daemon`], [`memory`], [`logging`]: what the daemons
 //!   share: the settings' syntax and environment, the log set-up and signal
 //!   wait, handing freed memory back, the log line format and its buffered

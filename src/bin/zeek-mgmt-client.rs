@@ -263,18 +263,6 @@ fn emit(p: &controller::Printed) -> ExitCode {
     ExitCode::from(p.code)
 }
 
-/// Reads and parses a cluster file, printing its warnings.
-fn cluster_file(file: &str) -> Result<ini::ClusterFile, controller::Printed> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| controller::Printed::error(&format!("cannot read {file}: {e}")))?;
-    let parsed = ini::parse_ini_for_controller(&text, file)
-        .map_err(|e| controller::Printed::error(&e.to_string()))?;
-    for w in &parsed.warnings {
-        eprintln!("warning: {w}");
-    }
-    Ok(parsed)
-}
-
 /// The commands with a controller, as zeek-client runs them.
 async fn with_controller(addr: &str, command: Command, opts: &ClientOptions) -> ExitCode {
     use zeek_mgmt_agent::broker::records;
@@ -283,9 +271,12 @@ async fn with_controller(addr: &str, command: Command, opts: &ClientOptions) -> 
     // The cluster file is read before anything is dialled.
     let staged = match &command {
         Command::StageConfig { file } | Command::DeployConfig { file } => {
-            match cluster_file(file).and_then(|f| {
-                controller::staged_configuration(&f).map_err(|e| controller::Printed::error(&e))
-            }) {
+            // Read and checked as zeek-client does, with its words.
+            match controller::cluster_file::read(file)
+                .map_err(|r| r.printed())
+                .and_then(|f| {
+                    controller::staged_configuration(&f).map_err(|e| controller::Printed::error(&e))
+                }) {
                 Ok(c) => Some(c),
                 Err(p) => return emit(&p),
             }

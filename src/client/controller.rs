@@ -13,6 +13,7 @@ use crate::api::types::{Configuration, Instance, Node, Role};
 use crate::broker::records::{self, BrokerResult};
 use crate::broker::Value;
 
+pub mod cluster_file;
 mod session;
 pub use session::Session;
 

@@ -161,17 +161,10 @@ fn parse_role(v: &str) -> Option<Role> {
 
 /// Parses the INI form. `file` names the file in errors and warnings.
 pub fn parse_ini(text: &str, file: &str) -> Result<ClusterFile, FileError> {
-    parse_ini_checked(text, file, true)
+    parse_ini_checked(text, file)
 }
 
-/// Parses the INI form as zeek-client does before it sends a file to a
-/// controller: a node's role and its instance's listing in `[instances]`
-/// are left for the controller to check (and word).
-pub fn parse_ini_for_controller(text: &str, file: &str) -> Result<ClusterFile, FileError> {
-    parse_ini_checked(text, file, false)
-}
-
-fn parse_ini_checked(text: &str, file: &str, checked: bool) -> Result<ClusterFile, FileError> {
+fn parse_ini_checked(text: &str, file: &str) -> Result<ClusterFile, FileError> {
     let err = |line: usize, section: Option<&str>, key: Option<&str>, message: String| FileError {
         file: file.to_owned(),
         line: Some(line),
@@ -280,6 +273,7 @@ fn parse_ini_checked(text: &str, file: &str, checked: bool) -> Result<ClusterFil
                 })?;
             }
             "port" => node.p = Some(value.parse::<Port>().map_err(bad)?),
+            "metrics_port" => node.metrics_port = Some(value.parse::<Port>().map_err(bad)?),
             "interface" => node.interface = Some(value.to_owned()),
             "cpu_affinity" => {
                 node.cpu_affinity = Some(
@@ -329,7 +323,7 @@ fn parse_ini_checked(text: &str, file: &str, checked: bool) -> Result<ClusterFil
         }
     }
     for (sec, line, node, _) in &nodes {
-        if checked && node.role == Role::None {
+        if node.role == Role::None {
             return Err(err(
                 *line,
                 Some(sec),
@@ -338,9 +332,6 @@ fn parse_ini_checked(text: &str, file: &str, checked: bool) -> Result<ClusterFil
             ));
         }
         if !instances.iter().any(|i| i.name == node.instance) {
-            if has_instances_section && !checked {
-                continue;
-            }
             if has_instances_section {
                 return Err(err(
                     *line,

@@ -792,6 +792,49 @@ fn our_client_prints_what_zeek_client_prints() {
     .expect("bad.ini");
     same(&["get-instances"]);
     same(&["stage-config", "bad.ini"]);
+    // Files refused before any connection: the same words and exit codes.
+    for (i, text) in [
+        "[manager]\ninstance = agent-a\nrole = manager\n\n[worker-1]\nrole = worker\n",
+        "[instances]\nagent-a\n\n[manager]\nrole = manager\n",
+        "[manager]\nrole = Supervisor::BOSS\n",
+        "[manager]\nrole\nport = 2200\n",
+        "[manager]\nrole = manager\nport = 2151/tcp\n",
+        "[manager]\nrole = manager\nport = 70000\n",
+        "[manager]\nrole = manager\nmetrics_port = 0\n",
+        "[w]\nrole = worker\ncpu_affinity = one\n",
+        "[w]\nrole = worker\nenv = A=1 B\n",
+        "[w]\nrole = worker\nscripts = \"a.zeek\n",
+        "[instances]\nagent-a = hostonly\n\n[w]\ninstance = agent-a\nrole = worker\n",
+        "[DEFAULT]\ninterface = lo\n\n[instances]\nagent-a\n\n[w]\ninstance = agent-a\nrole = worker\n",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("refused-{i}.ini");
+        std::fs::write(dir.join(&name), text).expect("write");
+        let (code, out, _) = same(&["stage-config", &name]);
+        assert_eq!((code, out.as_str()), (1, ""), "{text:?}");
+    }
+    same(&["stage-config", "no-such.ini"]);
+    // A file with every key zeek-client reads: both stage the same thing.
+    std::fs::write(
+        dir.join("every-key.ini"),
+        "[DEFAULT]\ninterface = lo\n\n\
+         [Manager]\nInstance: agent-a\nTYPE = Supervisor::MANAGER\nport = +2_200\n\
+         metrics_port = 9100\nscripts = z.zeek \"a b.zeek\"\n  local.zeek\n\
+         env = A=\"x y\" B=1=2\nstate = RUNNING\nunknown = 1\n\n\
+         [worker-1]\ninstance = agent-b\nrole = worker\ncpu_affinity = 1\n",
+    )
+    .expect("every-key.ini");
+    let staged_after = |(code, out, err): (i32, String, String)| {
+        assert_eq!(code, 0, "{out}{err}");
+        let (_, json, _) = controller.client(&["get-config", "--as-json"]);
+        without_ids(&json)
+    };
+    let theirs = staged_after(controller.client(&["stage-config", "every-key.ini"]));
+    let ours = staged_after(controller.ours(&["stage-config", "every-key.ini"]));
+    assert_eq!(ours, theirs, "ours, then zeek-client's");
+    assert!(theirs.contains("a b.zeek"), "{theirs}");
     let (code, _, _) = same(&["stage-config", "cluster.ini"]);
     assert_eq!(code, 0);
     for args in [

@@ -26,6 +26,7 @@ agent-c
 instance = agent-a
 role = Manager
 port = 27760
+metrics_port = 9100
 
 [w1]
 instance = agent-b
@@ -65,6 +66,7 @@ env = A=1 B="two words" C='x=y' D=
         ("manager", "agent-a", Role::Manager)
     );
     assert_eq!(m.p, Some(Port::tcp(27760)));
+    assert_eq!(m.metrics_port, Some(Port::tcp(9100)));
     let w = &c.nodes[1];
     assert_eq!(w.role, Role::Worker);
     assert_eq!(w.p, Some(Port::tcp(27770)));
