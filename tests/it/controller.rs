@@ -901,6 +901,90 @@ fn our_client_prints_what_zeek_client_prints() {
     let _ = monitor.wait();
 }
 
+/// A WebSocket server playing a controller gone wrong: after a client's
+/// subscription it sends `first` (if any), and answers each later frame
+/// with `reply` (if any). It serves until the test binary ends.
+fn misbehaving_controller(first: Option<&'static str>, reply: Option<&'static str>) -> String {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    listener.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                        return;
+                    };
+                    let _subscription = ws.next().await;
+                    if let Some(f) = first {
+                        let _ = ws.send(Message::text(f)).await;
+                    }
+                    while let Some(Ok(_)) = ws.next().await {
+                        if let Some(r) = reply {
+                            let _ = ws.send(Message::text(r)).await;
+                        }
+                    }
+                });
+            }
+        });
+    });
+    addr
+}
+
+#[test]
+fn both_clients_name_a_misbehaving_controller_alike() {
+    let ack = r#"{"type": "ack", "endpoint": "x", "version": "8.2.2"}"#;
+    let cases = [
+        // Never acks: both give up after their ten tries.
+        (None, None),
+        (Some("hello"), None),
+        (
+            Some(r#"{"type": "error", "code": "x", "context": "y"}"#),
+            None,
+        ),
+        (Some(ack), Some("not json")),
+        (Some(ack), Some(r#"{"type": "data-message", "topic": "#)),
+    ];
+    // All at once: the ten tries of the first case set the test's length.
+    let runs: Vec<_> = cases
+        .iter()
+        .map(|(first, reply)| {
+            let addr = misbehaving_controller(*first, *reply);
+            [
+                zeek_client(),
+                PathBuf::from(env!("CARGO_BIN_EXE_zeek-mgmt-client")),
+            ]
+            .map(|program| {
+                Command::new(program)
+                    .args(["--controller", &addr, "get-nodes"])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("client")
+            })
+        })
+        .collect();
+    for (case, clients) in cases.iter().zip(runs) {
+        let [theirs, ours] = clients.map(|c| {
+            let o = c.wait_with_output().expect("output");
+            (
+                o.status.code(),
+                String::from_utf8_lossy(&o.stdout).into_owned(),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            )
+        });
+        assert_eq!(ours, theirs, "{case:?}: ours, then zeek-client's");
+        assert_eq!(theirs.0, Some(1), "{case:?}");
+    }
+}
+
 /// The established TCP connections of process `pid`: (local, remote), as
 /// the kernel lists them (hex `addr:port`).
 fn tcp_connections(pid: u32) -> Vec<(String, String)> {

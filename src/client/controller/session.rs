@@ -56,17 +56,16 @@ impl Session {
             }
             match tokio::time::timeout(TRY_WAIT, first_text(&mut ws)).await {
                 Ok(Some(text)) => {
-                    let v: Json = serde_json::from_str(&text).unwrap_or(Json::Null);
-                    if v.get("type").is_some() && v.get("endpoint").is_some() {
-                        return Ok(Session {
+                    return match ack_problem(&text) {
+                        None => Ok(Session {
                             ws,
                             addr: addr.to_owned(),
                             timeout,
-                        });
-                    }
-                    return Err(format!(
-                        "protocol data error with controller {addr}: invalid data layout for HandshakeAckMessage: required key \"endpoint\" missing, raw data: {text}"
-                    ));
+                        }),
+                        Some(why) => Err(format!(
+                            "protocol data error with controller {addr}: {why}, raw data: {text}"
+                        )),
+                    };
                 }
                 _ => continue,
             }
@@ -109,6 +108,13 @@ impl Session {
                     Some(Ok(_)) => continue,
                     _ => return None,
                 };
+                if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+                    return Some(Err(format!(
+                        "no response received: protocol data error with controller {}: cannot parse JSON data: {} -- {text}",
+                        self.addr,
+                        python_json_error(&e, &text)
+                    )));
+                }
                 let Some(e) = DataMessage::parse(text.as_str())
                     .ok()
                     .and_then(|m| Event::from_value(&m.value))
@@ -116,12 +122,12 @@ impl Session {
                     continue;
                 };
                 if e.name == want && e.args.first().and_then(Value::as_str) == Some(&reqid) {
-                    return Some(e.args.into_iter().skip(1).collect());
+                    return Some(Ok(e.args.into_iter().skip(1).collect()));
                 }
             }
         };
         match tokio::time::timeout(self.timeout, wait).await {
-            Ok(Some(args)) => Ok(args),
+            Ok(Some(answer)) => answer,
             _ => Err(lost()),
         }
     }
@@ -164,6 +170,67 @@ impl Session {
     }
 }
 
+/// What zeek-client finds wrong with the first frame it reads as the
+/// controller's ack, in its words; `None` for an ack.
+fn ack_problem(text: &str) -> Option<String> {
+    let v: Json = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            return Some(format!(
+                "cannot parse JSON data for HandshakeAckMessage: {} -- {text}",
+                python_json_error(&e, text)
+            ))
+        }
+    };
+    let Some(object) = v.as_object() else {
+        return Some("invalid data layout for Broker MessageType: not an object".into());
+    };
+    if !object.contains_key("type") {
+        return Some("invalid data layout for Broker MessageType: required keys missing".into());
+    }
+    ["endpoint", "version"]
+        .into_iter()
+        .find(|k| !object.contains_key(*k))
+        .map(|k| {
+            format!("invalid data layout for HandshakeAckMessage: required key \"{k}\" missing")
+        })
+}
+
+/// Python's `json` module's words for what is wrong with `text` (the
+/// `msg` of its `JSONDecodeError`), from serde_json's reading of it.
+pub fn python_json_error(e: &serde_json::Error, text: &str) -> &'static str {
+    let said = e.to_string();
+    let last = text.trim_end().chars().last();
+    if said.starts_with("trailing characters") {
+        "Extra data"
+    } else if said.starts_with("EOF while parsing a string") {
+        "Unterminated string starting at"
+    } else if said.starts_with("control character") {
+        "Invalid control character at"
+    } else if said.starts_with("invalid escape") {
+        "Invalid \\escape"
+    } else if said.starts_with("expected `:`") {
+        "Expecting ':' delimiter"
+    } else if said.starts_with("key must be a string") {
+        "Expecting property name enclosed in double quotes"
+    } else if said.starts_with("expected `,`") {
+        "Expecting ',' delimiter"
+    } else if said.starts_with("EOF while parsing an object") {
+        match last {
+            Some('{') | Some(',') => "Expecting property name enclosed in double quotes",
+            Some(':') => "Expecting value",
+            _ => "Expecting ',' delimiter",
+        }
+    } else if said.starts_with("EOF while parsing a list") {
+        match last {
+            Some('[') | Some(',') => "Expecting value",
+            _ => "Expecting ',' delimiter",
+        }
+    } else {
+        "Expecting value"
+    }
+}
+
 async fn open(
     addr: &str,
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -201,6 +268,71 @@ async fn first_text(ws: &mut WebSocketStream<Box<dyn Io>>) -> Option<String> {
             Ok(Message::Text(t)) => return Some(t.as_str().to_owned()),
             Ok(_) => continue,
             Err(_) => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_errors_are_worded_as_pythons_json_words_them() {
+        // Each text with the `msg` Python 3.11's json.loads raises for it.
+        for (text, python) in [
+            ("not json", "Expecting value"),
+            ("{} x", "Extra data"),
+            ("\"abc", "Unterminated string starting at"),
+            ("{\"a\" 1}", "Expecting ':' delimiter"),
+            (
+                "{1: 2}",
+                "Expecting property name enclosed in double quotes",
+            ),
+            ("[1 2]", "Expecting ',' delimiter"),
+            ("[1,", "Expecting value"),
+            ("{\"a\": 1", "Expecting ',' delimiter"),
+            ("\"\\x\"", "Invalid \\escape"),
+            ("\"a\nb\"", "Invalid control character at"),
+            ("", "Expecting value"),
+            ("[", "Expecting value"),
+            ("{", "Expecting property name enclosed in double quotes"),
+            ("{\"a\":", "Expecting value"),
+            ("tru", "Expecting value"),
+            ("-", "Expecting value"),
+            ("[1", "Expecting ',' delimiter"),
+            (
+                "{\"a\":1,",
+                "Expecting property name enclosed in double quotes",
+            ),
+        ] {
+            let e = serde_json::from_str::<serde::de::IgnoredAny>(text).expect_err(text);
+            assert_eq!(python_json_error(&e, text), python, "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_first_frame_that_is_no_ack_is_named_as_zeek_client_names_it() {
+        for (text, why) in [
+            (
+                "hello",
+                Some("cannot parse JSON data for HandshakeAckMessage: Expecting value -- hello"),
+            ),
+            ("[1]", Some("invalid data layout for Broker MessageType: not an object")),
+            (
+                "{\"endpoint\": \"x\"}",
+                Some("invalid data layout for Broker MessageType: required keys missing"),
+            ),
+            (
+                "{\"type\": \"error\", \"code\": \"x\", \"context\": \"y\"}",
+                Some("invalid data layout for HandshakeAckMessage: required key \"endpoint\" missing"),
+            ),
+            (
+                "{\"type\": \"ack\", \"endpoint\": \"x\"}",
+                Some("invalid data layout for HandshakeAckMessage: required key \"version\" missing"),
+            ),
+            ("{\"type\": \"ack\", \"endpoint\": \"x\", \"version\": \"8.2.2\"}", None),
+        ] {
+            assert_eq!(ack_problem(text).as_deref(), why, "{text}");
         }
     }
 }
