@@ -861,6 +861,25 @@ fn our_client_prints_what_zeek_client_prints() {
     ] {
         same(args);
     }
+    // -f FILE: the same words, and the same file.
+    for json in [false, true] {
+        let args = |file: &'static str| {
+            let mut a = vec!["get-config", "--deployed", "-f", file];
+            if json {
+                a.push("--as-json");
+            }
+            a
+        };
+        let theirs = controller.client(&args("theirs.out"));
+        let ours = controller.ours(&args("ours.out"));
+        assert_eq!(ours, theirs, "-f, json {json}: ours, then zeek-client's");
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect("written");
+        assert_eq!(
+            without_ids(&read("ours.out")),
+            without_ids(&read("theirs.out")),
+            "-f, json {json}"
+        );
+    }
 
     // Our monitor prints the controller's traffic as one JSON line per
     // event, as its agent mode prints notifications.
