@@ -61,16 +61,16 @@ enum Command {
         #[arg(long)]
         table: bool,
     },
-    /// With agents: send a cluster configuration (INI as zeek-client reads
-    /// it, or .json) to every agent it names; FILE `-` reads stdin. With a
+    /// With agents: send a cluster configuration (zeek-client's INI format,
+    /// or .json) to every agent it names; FILE `-` reads stdin. With a
     /// controller: deploy its staged configuration (no FILE)
     #[command(alias = "set-config")]
     Deploy { file: Option<String> },
     /// Controller: list the connected agents
     GetInstances,
-    /// Controller: stage a cluster configuration (INI)
+    /// Controller: stage a cluster configuration (INI, read and refused as zeek-client does)
     StageConfig { file: String },
-    /// Controller: stage, then deploy, a cluster configuration (INI)
+    /// Controller: stage, then deploy, a cluster configuration (INI, as stage-config)
     DeployConfig { file: String },
     /// Controller: print the staged (default) or deployed configuration
     GetConfig {
