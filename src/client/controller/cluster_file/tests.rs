@@ -228,3 +228,20 @@ fn integers_are_read_as_python_reads_them() {
         assert_eq!(python_int(text), None, "{text}");
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+    /// Whatever an operator's file holds, reading it ends in a file or a
+    /// refusal, never a panic.
+    #[test]
+    fn any_text_is_read_or_refused(
+        lines in proptest::collection::vec(
+            "[ \\t]{0,2}(\\[[a-zA-Z:_. \\]-]{0,8}\\]|[a-zA-Z_]{0,10}[ ]?[=:]?[ ]?[-+0-9a-zA-Z_\"'\\\\:=/ .\\[\\]]{0,16}|[#;].{0,5}|ü.{0,3})",
+            0..12,
+        )
+    ) {
+        let text = lines.join("\n");
+        let _ = parse(&text, "f.ini");
+    }
+}
