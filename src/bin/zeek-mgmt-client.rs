@@ -32,7 +32,8 @@ struct Cli {
     #[arg(long = "agent", value_name = "HOST:PORT", global = true)]
     agents: Vec<String>,
     /// Controller to talk to, HOST:PORT (its WebSocket API, as for
-    /// zeek-client) [env: ZEEK_MGMT_CONTROLLER]; with --tls-ca, over TLS
+    /// zeek-client; either part may be left out: 127.0.0.1, 2149)
+    /// [env: ZEEK_MGMT_CONTROLLER]; with --tls-ca, over TLS
     #[arg(long, value_name = "HOST:PORT", global = true)]
     controller: Option<String>,
     /// How long to wait for each answer, longer than the agent's own
@@ -188,11 +189,9 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(format!("cannot start: {e}")),
     };
     if let Some(addr) = controller {
-        let addr = match client::check_agent_address(&addr) {
+        let addr = match controller::controller_address(&addr) {
             Ok(a) => a,
-            Err(e) => {
-                return usage_error(e.to_string().replace("agent address", "controller address"))
-            }
+            Err(e) => return usage_error(e),
         };
         return runtime.block_on(with_controller(&addr, cli.command, &opts));
     }

@@ -456,6 +456,31 @@ fn broker_to_json(v: &Value) -> Json {
     }
 }
 
+/// The controller's `HOST:PORT` as zeek-client reads `--controller`:
+/// either part may be left out (`10.0.0.1` or `:2149`; 127.0.0.1 and 2149
+/// stand in), and an IPv6 host is written in brackets (`[::1]:2149`). The
+/// result is also how errors name the controller.
+pub fn controller_address(arg: &str) -> Result<String, String> {
+    let (host, port) = match arg.rsplit_once(':') {
+        None => (arg, ""),
+        Some((host, _)) if host.contains(':') && !host.starts_with('[') => {
+            return Err(format!(
+                "controller address {arg:?}: IPv6 addresses must be surrounded by brackets: [<ipv6>]:<port>"
+            ));
+        }
+        Some((host, port)) if host.contains(':') && port.ends_with(']') => (arg, ""),
+        Some(parts) => parts,
+    };
+    let host = if host.is_empty() { "127.0.0.1" } else { host };
+    let port = if port.is_empty() { "2149" } else { port };
+    if port.parse::<u16>().is_err() {
+        return Err(format!(
+            "controller address {arg:?}: the port {port:?} is not a number 0-65535"
+        ));
+    }
+    Ok(format!("{host}:{port}"))
+}
+
 /// The configuration zeek-client sends for a cluster file: a fresh id,
 /// instances with their host (`0.0.0.0` when the file gives none) and
 /// port.

@@ -861,6 +861,24 @@ fn our_client_prints_what_zeek_client_prints() {
     ] {
         same(args);
     }
+    // --controller with the host left out, as zeek-client allows.
+    let short = format!(":{}", controller.ws.port());
+    let outputs = [
+        zeek_client(),
+        PathBuf::from(env!("CARGO_BIN_EXE_zeek-mgmt-client")),
+    ]
+    .map(|program| {
+        let o = Command::new(program)
+            .args(["--controller", &short, "get-instances"])
+            .output()
+            .expect("client");
+        (o.status.code(), o.stdout, o.stderr)
+    });
+    assert_eq!(
+        outputs[1], outputs[0],
+        "--controller {short}: ours, then zeek-client's"
+    );
+    assert_eq!(outputs[0].0, Some(0));
     // -f FILE: the same words, and the same file.
     for json in [false, true] {
         let args = |file: &'static str| {

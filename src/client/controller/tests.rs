@@ -85,3 +85,22 @@ fn the_ini_form_follows_zeek_clients_layout() {
         "[instances]\nagent-a = 127.0.0.1:2151\nagent-b\n\n[manager]\ninstance = agent-a\nrole = MANAGER\nscripts = local.zeek \"my script.zeek\"\ncpu_affinity = 1\nenv = BAZ=\"x y\" FOO=bar\n\n[worker-1]\ninstance = agent-b\nrole = WORKER\ninterface = eth0\nmetrics_port = 9911\n\n"
     );
 }
+
+#[test]
+fn controller_addresses_are_read_as_zeek_client_reads_them() {
+    for (arg, addr) in [
+        ("10.0.0.1:2149", "10.0.0.1:2149"),
+        ("10.0.0.1", "10.0.0.1:2149"),
+        ("sensor1", "sensor1:2149"),
+        (":2150", "127.0.0.1:2150"),
+        ("", "127.0.0.1:2149"),
+        ("[::1]:2150", "[::1]:2150"),
+        ("[::1]", "[::1]:2149"),
+    ] {
+        assert_eq!(controller_address(arg).as_deref(), Ok(addr), "{arg:?}");
+    }
+    for arg in ["::1:2149", "127.0.0.1:http", "127.0.0.1:70000"] {
+        let e = controller_address(arg).expect_err(arg);
+        assert!(e.starts_with("controller address "), "{e}");
+    }
+}
