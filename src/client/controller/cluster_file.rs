@@ -5,8 +5,9 @@
 //! and with its words, so that both clients refuse a file alike.
 //!
 //! Where zeek-client ends in a Python traceback (a line outside any
-//! section, a section or key given twice, an instance host that is not an
-//! address), this reader gives one line of its own instead.
+//! section, a section or key given twice), this reader gives one line of
+//! its own instead; an instance host given by name, which zeek-client
+//! cannot take, is resolved when the configuration is made.
 
 use std::collections::BTreeSet;
 
