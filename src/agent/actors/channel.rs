@@ -7,7 +7,7 @@
 //! `NodeProcess`, every fact, and serves `Dispatch` (requests of
 //! `node_dispatch`) once acked. It never decides a node's state.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -101,6 +101,28 @@ pub struct CloseChannel;
 
 type WsItem = Result<Message, tokio_tungstenite::tungstenite::Error>;
 
+/// How many of its latest pings a channel remembers.
+const KEPT_PINGS: usize = 32;
+
+/// The reqids of a channel's latest pings: an answer to any of them
+/// counts. Older ones are forgotten, so that a node that never answers
+/// (pinged at the slow interval for as long as it runs) costs no more.
+#[derive(Debug, Default)]
+struct RecentPings(VecDeque<String>);
+
+impl RecentPings {
+    fn push(&mut self, reqid: String) {
+        if self.0.len() == KEPT_PINGS {
+            self.0.pop_front();
+        }
+        self.0.push_back(reqid);
+    }
+
+    fn contains(&self, reqid: &str) -> bool {
+        self.0.iter().any(|r| r == reqid)
+    }
+}
+
 pub struct NodeChannel {
     spec: ChannelSpec,
     owner: Recipient<ChannelReport>,
@@ -109,8 +131,8 @@ pub struct NodeChannel {
     out: Option<mpsc::UnboundedSender<Message>>,
     opened_at: Option<Instant>,
     acked: bool,
-    /// Reqids of this channel's pings.
-    pings: Vec<String>,
+    /// Reqids of this channel's latest pings.
+    pings: RecentPings,
     answered: bool,
     told_invalid: bool,
     /// Commands waiting for their answers, by reqid.
@@ -128,7 +150,7 @@ impl NodeChannel {
             out: None,
             opened_at: None,
             acked: false,
-            pings: Vec::new(),
+            pings: RecentPings::default(),
             answered: false,
             told_invalid: false,
             waiting: HashMap::new(),
@@ -183,7 +205,7 @@ impl NodeChannel {
                 }
                 self.ping(ctx);
             }
-            Incoming::Response(answer) => self.on_answer(answer, ctx),
+            Incoming::Response(answer) => self.on_answer(answer),
             Incoming::PeerUp(p) => self.tell(ChannelFact::PeerUp(p)),
             Incoming::PeerDown(p) => self.tell(ChannelFact::PeerDown(p)),
             Incoming::Error(e) => {
@@ -195,7 +217,7 @@ impl NodeChannel {
         }
     }
 
-    fn on_answer(&mut self, answer: Answer, ctx: &mut Context<Self>) {
+    fn on_answer(&mut self, answer: Answer) {
         if let Some(tx) = self.waiting.remove(&answer.reqid) {
             let _ = tx.send(answer);
             return;
@@ -206,7 +228,7 @@ impl NodeChannel {
         match channel::check_ping(&answer, &self.spec.target, self.spec.pid) {
             Ok(ping) => {
                 self.answered = true;
-                self.pings = Vec::new();
+                self.pings = RecentPings::default();
                 self.tell(ChannelFact::Answered(ping));
             }
             Err(why) if !self.told_invalid => {
@@ -215,7 +237,6 @@ impl NodeChannel {
             }
             Err(_) => {}
         }
-        let _ = ctx;
     }
 
     /// Sends a ping, and schedules the next until one is answered.

@@ -205,3 +205,15 @@ async fn a_closed_connection_is_told_and_commands_fail() {
         reason: "closed 1011 Ping timeout".into()
     }));
 }
+
+#[test]
+fn a_channel_remembers_only_its_latest_pings() {
+    let mut pings = RecentPings::default();
+    for n in 0..10_000 {
+        pings.push(format!("ch-{n}"));
+    }
+    assert_eq!(pings.0.len(), KEPT_PINGS);
+    assert!(pings.contains("ch-9999"));
+    assert!(pings.contains(&format!("ch-{}", 10_000 - KEPT_PINGS)));
+    assert!(!pings.contains("ch-0"));
+}
