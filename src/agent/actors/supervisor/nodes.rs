@@ -20,7 +20,7 @@ use crate::agent::actors::node::{
 use crate::agent::channel::{self, Path, Rule};
 use crate::agent::layout;
 use crate::agent::process::{self, NodeFile, SpawnSpec};
-use crate::api::types::{Configuration, NodeOutputs, Role, State};
+use crate::api::types::{Configuration, Role, State};
 
 /// The file Zeek loads from a node's working directory.
 const LAYOUT_FILE: &str = "cluster-layout.zeek";
@@ -392,11 +392,7 @@ impl NodeSupervisor {
         slot.pid = None;
         slot.started_at = None;
         self.mark_pids_dirty(ctx);
-        let dir = self.cfg.cluster_dir.join(name);
-        let outputs = NodeOutputs {
-            stdout: process::output_tail(&dir.join("stdout"), OUTPUT_TAIL_LINES),
-            stderr: process::output_tail(&dir.join("stderr"), OUTPUT_TAIL_LINES),
-        };
+        let outputs = self.output_tails(name);
         let msg = exit_message(
             name,
             &status,

@@ -150,11 +150,7 @@ impl NodeSupervisor {
         overdue.dedup();
         let after = self.cfg.request_timeout.mul_f64(0.9);
         for name in overdue {
-            let dir = self.cfg.cluster_dir.join(&name);
-            let outputs = NodeOutputs {
-                stdout: process::output_tail(&dir.join("stdout"), OUTPUT_TAIL_LINES),
-                stderr: process::output_tail(&dir.join("stderr"), OUTPUT_TAIL_LINES),
-            };
+            let outputs = self.output_tails(&name);
             let mut error = format!("node {name} not running within {} s", channel::secs(after));
             let tail = outputs.stderr.trim_end_matches('\n');
             if !tail.is_empty() {
@@ -163,6 +159,15 @@ impl NodeSupervisor {
             }
             tracing::warn!(node = %name, "{error}");
             self.record_overdue(&name, Failure { error, outputs });
+        }
+    }
+
+    /// The last lines of a node's stdout and stderr, for its failure.
+    pub(super) fn output_tails(&self, name: &str) -> NodeOutputs {
+        let dir = self.cfg.cluster_dir.join(name);
+        NodeOutputs {
+            stdout: process::output_tail(&dir.join("stdout"), OUTPUT_TAIL_LINES),
+            stderr: process::output_tail(&dir.join("stderr"), OUTPUT_TAIL_LINES),
         }
     }
 
