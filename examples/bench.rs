@@ -31,7 +31,7 @@ use zeek_mgmt_agent::protocol::connection::{Connection, ControllerOptions};
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{ms, rss_kib};
+use common::{ms, rss_kib, sleeping_node, SLEEPING_NODES};
 
 const NAME: &str = "bench";
 const LONG: Duration = Duration::from_secs(120);
@@ -102,19 +102,8 @@ impl Drop for Agent {
 fn start_agent(dir: &Path, node: &Path) -> Agent {
     let t = Instant::now();
     let mut child = Command::new(agent_binary())
-        .args([
-            "--name",
-            NAME,
-            "--listen-port",
-            "0",
-            "--settle-time",
-            "0",
-            "--cluster-backend",
-            "none",
-            // The nodes only sleep: no channel, and no `--version` to ask.
-            "--node-channel",
-            "off",
-        ])
+        .args(["--name", NAME, "--listen-port", "0"])
+        .args(SLEEPING_NODES)
         .args([
             "--stop-grace",
             "5",
@@ -573,10 +562,7 @@ async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let tmp = std::env::temp_dir().join(format!("zeek-mgmt-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).expect("tmp");
-    let node = tmp.join("node.sh");
-    std::fs::write(&node, "#!/bin/sh\nexec sleep 100000\n").expect("node");
-    std::fs::set_permissions(&node, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    let node = sleeping_node(&tmp);
     let mut rows = Vec::new();
 
     // Start to listening, against starting a trivial program.

@@ -58,13 +58,6 @@ fn agent_flags(dir: &Path, node: &Path, name: &str) -> Vec<String> {
     [
         "--name",
         name,
-        "--settle-time",
-        "0",
-        // The nodes only sleep: no channel, and no `--version` to ask.
-        "--cluster-backend",
-        "none",
-        "--node-channel",
-        "off",
         "--cluster-dir",
         &dir.join("cluster").display().to_string(),
         "--state-dir",
@@ -73,6 +66,7 @@ fn agent_flags(dir: &Path, node: &Path, name: &str) -> Vec<String> {
         &node.display().to_string(),
     ]
     .iter()
+    .chain(&SLEEPING_NODES)
     .map(|s| s.to_string())
     .collect()
 }
@@ -113,10 +107,7 @@ async fn main() {
     let rounds = if quick { 5 } else { 20 };
     let tmp = std::env::temp_dir().join(format!("zeek-mgmt-clbench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).expect("tmp");
-    let node = tmp.join("node.sh");
-    std::fs::write(&node, "#!/bin/sh\nexec sleep 100000\n").expect("node");
-    std::fs::set_permissions(&node, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    let node = sleeping_node(&tmp);
     let mut rows: Vec<(String, String, String)> = Vec::new();
 
     // A controller with its agent embedded.

@@ -67,10 +67,7 @@ struct Setup {
 /// A controller and `n` listening agents, which the controller dials.
 fn setup(dir: &Path, n: usize) -> Setup {
     std::fs::create_dir_all(dir).expect("dir");
-    let node = dir.join("node.sh");
-    std::fs::write(&node, "#!/bin/sh\nexec sleep 100000\n").expect("node");
-    std::fs::set_permissions(&node, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    let node = sleeping_node(dir);
     let ws_port = free_port();
     let (controller, _) = start(
         &binary("zeek-mgmt-controller"),
@@ -95,27 +92,22 @@ fn setup(dir: &Path, n: usize) -> Setup {
         let name = format!("agent-{i:03}");
         let d = dir.join(&name);
         std::fs::create_dir_all(&d).expect("agent dir");
+        let mut args: Vec<String> = vec![
+            "--name".into(),
+            name.clone(),
+            "--listen-port".into(),
+            "0".into(),
+            "--cluster-dir".into(),
+            d.join("cluster").display().to_string(),
+            "--state-dir".into(),
+            d.join("state").display().to_string(),
+            "--zeek-binary".into(),
+            node.display().to_string(),
+        ];
+        args.extend(SLEEPING_NODES.map(String::from));
         let (p, addr) = start(
             &binary("zeek-mgmt-agent"),
-            &[
-                "--name".into(),
-                name.clone(),
-                "--listen-port".into(),
-                "0".into(),
-                "--settle-time".into(),
-                "0".into(),
-                "--cluster-backend".into(),
-                "none".into(),
-                // The nodes only sleep: no channel, and no `--version` to ask.
-                "--node-channel".into(),
-                "off".into(),
-                "--cluster-dir".into(),
-                d.join("cluster").display().to_string(),
-                "--state-dir".into(),
-                d.join("state").display().to_string(),
-                "--zeek-binary".into(),
-                node.display().to_string(),
-            ],
+            &args,
             &d.join("agent.log"),
             "listening on ",
         );

@@ -15,6 +15,26 @@ use zeek_mgmt_agent::broker::records;
 use zeek_mgmt_agent::broker::Value;
 use zeek_mgmt_agent::client::controller::Session;
 
+/// The agent's flags for nodes that only sleep: running once exec'd, no
+/// cluster backend, no node channel (so no `--version` to ask either).
+pub const SLEEPING_NODES: [&str; 6] = [
+    "--settle-time",
+    "0",
+    "--cluster-backend",
+    "none",
+    "--node-channel",
+    "off",
+];
+
+/// Writes `dir/node.sh`, a node program that only sleeps; its path.
+pub fn sleeping_node(dir: &Path) -> PathBuf {
+    let node = dir.join("node.sh");
+    std::fs::write(&node, "#!/bin/sh\nexec sleep 100000\n").expect("node");
+    std::fs::set_permissions(&node, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    node
+}
+
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     exe.parent()
