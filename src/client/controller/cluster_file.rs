@@ -215,18 +215,11 @@ fn node(name: &str, items: &[(String, Option<String>)]) -> Result<Node, String> 
 }
 
 /// A role by zeek-client's lookup: any `Module::` or `Module.` prefix
-/// dropped, the rest upper-cased.
+/// dropped, the rest upper-cased, then the enum's own names.
 fn lookup_role(text: &str) -> Option<Role> {
     let name = text.rsplit("::").next().unwrap_or(text);
     let name = name.rsplit('.').next().unwrap_or(name);
-    match name.to_uppercase().as_str() {
-        "NONE" => Some(Role::None),
-        "LOGGER" => Some(Role::Logger),
-        "MANAGER" => Some(Role::Manager),
-        "PROXY" => Some(Role::Proxy),
-        "WORKER" => Some(Role::Worker),
-        _ => None,
-    }
+    serde_json::from_value(serde_json::Value::String(name.to_uppercase())).ok()
 }
 
 /// Words as Python's `shlex.split` makes them, with its error words.
