@@ -160,6 +160,7 @@ fn cluster(n: usize, id: &str) -> Configuration {
         nodes: (0..n)
             .map(|i| Node::new(&format!("w{i:04}"), NAME, Role::Worker))
             .collect(),
+        zeromq: None,
     }
 }
 

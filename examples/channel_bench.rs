@@ -103,6 +103,7 @@ fn config(id: &str, agent: &str, workers: usize, delay_ms: u64) -> Configuration
             listen_port: None,
         }],
         nodes,
+        zeromq: None,
     }
 }
 

@@ -39,6 +39,7 @@ fn cluster(agent: &str, host: Addr) -> Configuration {
             node("worker-1", Role::Worker, None),
             node("worker-2", Role::Worker, None),
         ],
+        zeromq: None,
     }
 }
 

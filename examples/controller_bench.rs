@@ -53,6 +53,7 @@ fn cluster(id: &str, agents: &[(String, SocketAddr)], per_agent: usize) -> Confi
             })
             .collect(),
         nodes,
+        zeromq: None,
     }
 }
 

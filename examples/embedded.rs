@@ -93,6 +93,7 @@ fn main() -> std::io::Result<()> {
                     listen_port: None,
                 }],
                 nodes: vec![w],
+                zeromq: None,
             },
         }));
         actix_rt::time::sleep(Duration::from_millis(800)).await;

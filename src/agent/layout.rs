@@ -75,16 +75,93 @@ pub fn cluster_layout(config: &Configuration) -> String {
     out
 }
 
+/// The file with the ZeroMQ backend's settings, loaded on the command line
+/// right after the backend script (`cluster-layout.zeek` is loaded before
+/// it, when the backend's identifiers do not exist yet).
+pub const ZEROMQ_FILE: &str = "cluster-backend.zeek";
+
+/// Renders the ZeroMQ backend's settings for the whole configuration: the
+/// manager binds its XPUB/XSUB broker on the address the cluster knows it
+/// by (its `$ip`), and every node connects there, so that a cluster spans
+/// hosts (Zeek's defaults are loopback). The ports are the
+/// configuration's, the same on every host. An IPv6 address goes in
+/// brackets and turns Zeek's `ipv6` switch on.
+pub fn zeromq_settings(config: &Configuration) -> String {
+    let ports = config.zeromq_ports();
+    let manager = config.nodes.iter().find(|n| n.role == Role::Manager);
+    let ip = manager
+        .and_then(|m| config.instances.iter().find(|i| i.name == m.instance))
+        .map_or(IpAddr::from([127, 0, 0, 1]), |i| i.host.0);
+    // An unspecified address binds every interface; the nodes then reach
+    // the broker on their own host.
+    let (bind, connect) = if ip.is_unspecified() {
+        let local = match ip {
+            IpAddr::V4(_) => IpAddr::from([127, 0, 0, 1]),
+            IpAddr::V6(_) => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        };
+        (ip, local)
+    } else {
+        (ip, ip)
+    };
+    let endpoint = |ip: IpAddr, port: u16| match ip {
+        IpAddr::V4(v4) => format!("tcp://{v4}:{port}"),
+        IpAddr::V6(v6) => format!("tcp://[{v6}]:{port}"),
+    };
+    let (xpub, xsub) = (ports.xpub_port.number, ports.xsub_port.number);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Written by zeek-mgmt-agent for configuration {:?}: where the manager's ZeroMQ broker listens and every node reaches it.",
+        config.id
+    );
+    let module = "Cluster::Backend::ZeroMQ";
+    for (name, value) in [
+        ("listen_xpub_endpoint", endpoint(bind, xpub)),
+        ("listen_xsub_endpoint", endpoint(bind, xsub)),
+        ("connect_xsub_endpoint", endpoint(connect, xpub)),
+        ("connect_xpub_endpoint", endpoint(connect, xsub)),
+    ] {
+        let _ = writeln!(out, "redef {module}::{name} = \"{value}\";");
+    }
+    if ip.is_ipv6() {
+        let _ = writeln!(out, "redef {module}::ipv6 = T;");
+    }
+    out
+}
+
+/// Where the nodes reach the manager's ZeroMQ broker, for messages to
+/// operators: `198.18.0.1 ports 5555 and 5556`.
+pub fn zeromq_broker(config: &Configuration) -> String {
+    let ports = config.zeromq_ports();
+    let manager = config.nodes.iter().find(|n| n.role == Role::Manager);
+    let host = manager
+        .and_then(|m| config.instances.iter().find(|i| i.name == m.instance))
+        .map_or_else(|| "127.0.0.1".to_owned(), |i| i.host.0.to_string());
+    format!(
+        "the manager's ZeroMQ broker at {host} (tcp ports {} and {})",
+        ports.xpub_port.number, ports.xsub_port.number
+    )
+}
+
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 
-/// The arguments after the program: `[-i IFACE] [BACKEND] local
-/// [CHANNEL-SCRIPT] SCRIPTS... NAME=VALUE...` (the node channel's script
-/// by absolute path, before the node's scripts).
-pub fn node_args(node: &Node, backend: Option<&str>, channel_script: Option<&str>) -> Vec<String> {
+/// The scripts the agent adds to a node's command line, by absolute path.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AgentScripts<'a> {
+    /// The backend's settings (`cluster-backend.zeek`), right after the
+    /// backend script.
+    pub backend_settings: Option<&'a str>,
+    /// The node channel's script, after `local`.
+    pub channel: Option<&'a str>,
+}
+
+/// The arguments after the program: `[-i IFACE] [BACKEND
+/// [BACKEND-SETTINGS]] local [CHANNEL-SCRIPT] SCRIPTS... NAME=VALUE...`.
+pub fn node_args(node: &Node, backend: Option<&str>, agent: AgentScripts<'_>) -> Vec<String> {
     let mut args = Vec::new();
     if let Some(iface) = &node.interface {
         args.push("-i".to_owned());
@@ -92,9 +169,10 @@ pub fn node_args(node: &Node, backend: Option<&str>, channel_script: Option<&str
     }
     if let Some(b) = backend {
         args.push(b.to_owned());
+        args.extend(agent.backend_settings.map(str::to_owned));
     }
     args.push("local".to_owned());
-    args.extend(channel_script.map(str::to_owned));
+    args.extend(agent.channel.map(str::to_owned));
     args.extend(node.scripts.iter().flatten().cloned());
     args.extend(
         node.options
@@ -180,6 +258,7 @@ mod tests {
                 node("proxy-1", "agent-a", Role::Proxy, Some(27762)),
                 node("worker-1", "agent-a", Role::Worker, Some(27764)),
             ],
+            zeromq: None,
         };
         let text = cluster_layout(&config);
         let lines: Vec<&str> = text.lines().collect();
@@ -206,6 +285,99 @@ mod tests {
         assert_ne!(cluster_layout(&other).lines().last(), Some(seed));
     }
 
+    fn two_host_cluster(manager_host: &str) -> Configuration {
+        let inst = |name: &str, host: &str| Instance {
+            name: name.into(),
+            host: Addr(host.parse().expect("addr")),
+            listen_port: None,
+        };
+        Configuration {
+            id: "c".into(),
+            instances: vec![inst("agent-a", manager_host), inst("agent-b", "198.18.0.2")],
+            nodes: vec![
+                node("manager", "agent-a", Role::Manager, Some(27760)),
+                node("worker-1", "agent-b", Role::Worker, None),
+            ],
+            zeromq: None,
+        }
+    }
+
+    #[test]
+    fn every_node_reaches_the_zeromq_broker_at_the_managers_address() {
+        let text = zeromq_settings(&two_host_cluster("198.18.0.1"));
+        let lines: Vec<&str> = text.lines().skip(1).collect();
+        assert_eq!(
+            lines,
+            [
+                "redef Cluster::Backend::ZeroMQ::listen_xpub_endpoint = \"tcp://198.18.0.1:5555\";",
+                "redef Cluster::Backend::ZeroMQ::listen_xsub_endpoint = \"tcp://198.18.0.1:5556\";",
+                "redef Cluster::Backend::ZeroMQ::connect_xsub_endpoint = \"tcp://198.18.0.1:5555\";",
+                "redef Cluster::Backend::ZeroMQ::connect_xpub_endpoint = \"tcp://198.18.0.1:5556\";",
+            ]
+        );
+        assert!(text.starts_with("# Written by zeek-mgmt-agent"), "{text}");
+    }
+
+    #[test]
+    fn zeromq_ports_ipv6_and_an_unspecified_manager_address() {
+        let mut c = two_host_cluster("fd00::1");
+        c.zeromq = Some(crate::api::types::ZeromqPorts {
+            xpub_port: Port::tcp(6001),
+            xsub_port: Port::tcp(6002),
+        });
+        let text = zeromq_settings(&c);
+        assert!(
+            text.contains("listen_xpub_endpoint = \"tcp://[fd00::1]:6001\";"),
+            "{text}"
+        );
+        assert!(
+            text.contains("connect_xpub_endpoint = \"tcp://[fd00::1]:6002\";"),
+            "{text}"
+        );
+        assert!(
+            text.contains("redef Cluster::Backend::ZeroMQ::ipv6 = T;"),
+            "{text}"
+        );
+        assert_eq!(
+            zeromq_broker(&c),
+            "the manager's ZeroMQ broker at fd00::1 (tcp ports 6001 and 6002)"
+        );
+        // Bound on every interface, reached on the node's own host.
+        let text = zeromq_settings(&two_host_cluster("0.0.0.0"));
+        assert!(
+            text.contains("listen_xsub_endpoint = \"tcp://0.0.0.0:5556\";"),
+            "{text}"
+        );
+        assert!(
+            text.contains("connect_xpub_endpoint = \"tcp://127.0.0.1:5556\";"),
+            "{text}"
+        );
+        assert!(!text.contains("ipv6"), "{text}");
+    }
+
+    #[test]
+    fn the_backend_settings_follow_the_backend_script() {
+        let n = node("w", "a", Role::Worker, None);
+        let agent = AgentScripts {
+            backend_settings: Some("/c/w/cluster-backend.zeek"),
+            channel: Some("/c/w/agent-channel.zeek"),
+        };
+        assert_eq!(
+            node_args(&n, Some(ZEROMQ_BACKEND), agent),
+            [
+                ZEROMQ_BACKEND,
+                "/c/w/cluster-backend.zeek",
+                "local",
+                "/c/w/agent-channel.zeek"
+            ]
+        );
+        // No backend script (Zeek before 8.1): no backend settings either.
+        assert_eq!(
+            node_args(&n, None, agent),
+            ["local", "/c/w/agent-channel.zeek"]
+        );
+    }
+
     #[test]
     fn a_metrics_port_goes_into_the_layout() {
         let mut w = node("w1", "a", Role::Worker, None);
@@ -214,6 +386,7 @@ mod tests {
             id: "c".into(),
             instances: vec![],
             nodes: vec![w],
+            zeromq: None,
         };
         assert!(
             cluster_layout(&config).contains(
@@ -230,6 +403,7 @@ mod tests {
             id: "x".into(),
             instances: vec![],
             nodes: vec![node("manager", "a", Role::Manager, Some(1))],
+            zeromq: None,
         };
         assert!(cluster_layout(&config).contains("redef Cluster::manager_is_logger = T;"));
     }
@@ -244,7 +418,7 @@ mod tests {
             value: "T".into(),
         }]);
         assert_eq!(
-            node_args(&w, Some(ZEROMQ_BACKEND), None),
+            node_args(&w, Some(ZEROMQ_BACKEND), AgentScripts::default()),
             [
                 "-i",
                 "eth1",
@@ -256,7 +430,11 @@ mod tests {
             ]
         );
         assert_eq!(
-            node_args(&node("m", "a", Role::Manager, None), None, None),
+            node_args(
+                &node("m", "a", Role::Manager, None),
+                None,
+                AgentScripts::default()
+            ),
             ["local"]
         );
     }

@@ -344,6 +344,7 @@ mod tests {
             id: "c".into(),
             instances: vec![],
             nodes: vec![Node::new("w", "a", Role::Worker)],
+            zeromq: None,
         };
         state.save_config(&c).expect("save");
         assert!(matches!(state.load_config(), Loaded::Config(ref l) if *l == c));

@@ -14,6 +14,9 @@ pub struct HostFacts {
     pub agent_port: Option<u16>,
     /// CPUs this host has (`cpu_affinity` must be below this).
     pub cpus: usize,
+    /// The nodes use the ZeroMQ backend (or may: it is still being asked),
+    /// so the manager's host needs the broker's two ports.
+    pub zeromq: bool,
 }
 
 /// Longest single argument or environment entry the kernel passes to a
@@ -173,10 +176,66 @@ pub fn validate(config: &Configuration, host: &HostFacts) -> Result<(), Vec<Stri
         ));
     }
 
+    if host.zeromq {
+        check_zeromq_ports(config, host, &mut problems);
+    }
+
     if problems.is_empty() {
         Ok(())
     } else {
         Err(problems.into_iter().collect())
+    }
+}
+
+/// The ZeroMQ broker's two ports must be two, and free on the manager's
+/// host: no node's port or metrics port there, no agent's port.
+fn check_zeromq_ports(config: &Configuration, host: &HostFacts, problems: &mut BTreeSet<String>) {
+    let ports = config.zeromq_ports();
+    let (xpub, xsub) = (ports.xpub_port.number, ports.xsub_port.number);
+    if xpub == xsub {
+        problems.insert(format!(
+            "the ZeroMQ broker's XPUB and XSUB ports are both {xpub}; they must differ"
+        ));
+    }
+    let Some(manager) = config.nodes.iter().find(|n| n.role == Role::Manager) else {
+        return;
+    };
+    let host_of = |instance: &str| {
+        config
+            .instances
+            .iter()
+            .find(|i| i.name == instance)
+            .map(|i| i.host)
+    };
+    let Some(manager_host) = host_of(&manager.instance) else {
+        return;
+    };
+    let broker = |p: u16| p == xpub || p == xsub;
+    let mut taken = |what: String, p: u16| {
+        problems.insert(format!(
+            "{what} uses port {p}/tcp, a port of the manager's ZeroMQ broker on {manager_host}; give the cluster other ZeroMQ ports or the {what} another port"
+        ));
+    };
+    for node in config
+        .nodes
+        .iter()
+        .filter(|n| host_of(&n.instance) == Some(manager_host))
+    {
+        for p in [node.p, node.metrics_port].into_iter().flatten() {
+            if broker(p.number) {
+                taken(format!("node {:?}", node.name), p.number);
+            }
+        }
+    }
+    for inst in config.instances.iter().filter(|i| i.host == manager_host) {
+        let own = (inst.name == host.agent_name)
+            .then_some(host.agent_port)
+            .flatten();
+        for p in inst.listen_port.map(|p| p.number).into_iter().chain(own) {
+            if broker(p) {
+                taken(format!("agent {:?}", inst.name), p);
+            }
+        }
     }
 }
 
@@ -191,6 +250,7 @@ pub(crate) mod tests {
             agent_name: "a".into(),
             agent_port: Some(2151),
             cpus: 2,
+            zeromq: true,
         }
     }
 
@@ -213,6 +273,7 @@ pub(crate) mod tests {
             id: "x".into(),
             instances: vec![inst("a"), inst("b")],
             nodes: vec![m, w, Node::new("worker-2", "b", Role::Worker)],
+            zeromq: None,
         };
         assert_eq!(validate(&c, &host()), Ok(()));
     }
@@ -246,6 +307,7 @@ pub(crate) mod tests {
                 Node::new("nobody", "zz", Role::Worker),
                 Node::new("norole", "a", Role::None),
             ],
+            zeromq: None,
         };
         let problems = validate(&c, &host()).expect_err("invalid");
         let mut sorted = problems.clone();
@@ -290,6 +352,7 @@ pub(crate) mod tests {
             id: "x".into(),
             instances: vec![inst("a")],
             nodes: vec![w, v],
+            zeromq: None,
         };
         let problems = validate(&c, &host()).expect_err("too big");
         assert!(
@@ -311,6 +374,7 @@ pub(crate) mod tests {
             id: "x".into(),
             instances: vec![inst("b")],
             nodes: vec![w],
+            zeromq: None,
         };
         assert_eq!(validate(&c, &host()), Ok(()));
     }
@@ -327,6 +391,7 @@ pub(crate) mod tests {
             id: "x".into(),
             instances: vec![inst("a"), inst("b")],
             nodes: vec![m1, m2, m3, Node::new("norole", "a", Role::None)],
+            zeromq: None,
         };
         let problems = validate(&c, &host()).expect_err("two managers");
         assert_eq!(
@@ -334,6 +399,53 @@ pub(crate) mod tests {
             vec![
                 "node \"norole\" has no cluster role (NONE)".to_owned(),
                 "the configuration has 3 managers (\"manager\", \"manager-2\", \"manager-3\"); a cluster has at most one".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_zeromq_brokers_ports_are_free_on_the_managers_host() {
+        let mut m = Node::new("manager", "a", Role::Manager);
+        m.p = Some(Port::tcp(5555));
+        let mut p = Node::new("proxy-1", "a", Role::Proxy);
+        p.metrics_port = Some(Port::tcp(5556));
+        // Another host may use them.
+        let mut w = Node::new("worker-1", "b", Role::Worker);
+        w.metrics_port = Some(Port::tcp(5556));
+        let mut b = inst("b");
+        b.host = Addr("198.18.0.2".parse().expect("addr"));
+        let c = Configuration {
+            id: "x".into(),
+            instances: vec![inst("a"), b],
+            nodes: vec![m, p, w],
+            zeromq: None,
+        };
+        let problems = validate(&c, &host()).expect_err("collisions");
+        assert_eq!(
+            problems,
+            [
+                "node \"manager\" uses port 5555/tcp, a port of the manager's ZeroMQ broker on 127.0.0.1; give the cluster other ZeroMQ ports or the node \"manager\" another port",
+                "node \"proxy-1\" uses port 5556/tcp, a port of the manager's ZeroMQ broker on 127.0.0.1; give the cluster other ZeroMQ ports or the node \"proxy-1\" another port",
+            ]
+        );
+        // Under Broker the ports mean nothing.
+        let broker = HostFacts {
+            zeromq: false,
+            ..host()
+        };
+        assert_eq!(validate(&c, &broker), Ok(()));
+        // Other ports for the broker, and the agent's own port among them.
+        let mut moved = c.clone();
+        moved.zeromq = Some(crate::api::types::ZeromqPorts {
+            xpub_port: Port::tcp(2151),
+            xsub_port: Port::tcp(2151),
+        });
+        let problems = validate(&moved, &host()).expect_err("collisions");
+        assert_eq!(
+            problems,
+            [
+                "agent \"a\" uses port 2151/tcp, a port of the manager's ZeroMQ broker on 127.0.0.1; give the cluster other ZeroMQ ports or the agent \"a\" another port",
+                "the ZeroMQ broker's XPUB and XSUB ports are both 2151; they must differ",
             ]
         );
     }

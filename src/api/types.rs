@@ -298,14 +298,52 @@ pub struct Configuration {
     pub instances: Vec<Instance>,
     #[serde(default)]
     pub nodes: Vec<Node>,
+    /// Where the manager's ZeroMQ broker listens (an extension, see
+    /// `docs/protocol.md`); Zeek's own ports when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zeromq: Option<ZeromqPorts>,
 }
 
+/// The two ports of the manager's ZeroMQ XPUB/XSUB broker, the same on
+/// every host of a cluster: every node reaches the broker at the manager's
+/// address on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZeromqPorts {
+    /// The broker's XPUB socket (Zeek's `listen_xpub_endpoint`, which the
+    /// nodes' `connect_xsub_endpoint` names): 5555 by default.
+    pub xpub_port: Port,
+    /// The broker's XSUB socket (Zeek's `listen_xsub_endpoint`, which the
+    /// nodes' `connect_xpub_endpoint` names): 5556 by default.
+    pub xsub_port: Port,
+}
+
+impl Default for ZeromqPorts {
+    fn default() -> Self {
+        ZeromqPorts {
+            xpub_port: Port::tcp(DEFAULT_ZEROMQ_XPUB_PORT),
+            xsub_port: Port::tcp(DEFAULT_ZEROMQ_XSUB_PORT),
+        }
+    }
+}
+
+/// Zeek's own port of the ZeroMQ broker's XPUB socket.
+pub const DEFAULT_ZEROMQ_XPUB_PORT: u16 = 5555;
+/// Zeek's own port of the ZeroMQ broker's XSUB socket.
+pub const DEFAULT_ZEROMQ_XSUB_PORT: u16 = 5556;
+
 impl Configuration {
+    /// The ports of the manager's ZeroMQ broker: the configuration's, or
+    /// Zeek's.
+    pub fn zeromq_ports(&self) -> ZeromqPorts {
+        self.zeromq.unwrap_or_default()
+    }
+
     /// Whether two configurations describe the same cluster (node states
     /// aside).
     pub fn same_cluster(&self, other: &Configuration) -> bool {
         self.id == other.id
             && self.instances == other.instances
+            && self.zeromq == other.zeromq
             && self.nodes.len() == other.nodes.len()
             && self
                 .nodes
@@ -492,6 +530,7 @@ mod tests {
             id: "c1".into(),
             instances: vec![],
             nodes: vec![Node::new("w1", "a", Role::Worker)],
+            zeromq: None,
         };
         let mut b = a.clone();
         b.nodes[0].state = State::Running;

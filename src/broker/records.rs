@@ -336,6 +336,7 @@ pub fn read_configuration(v: &Value) -> Result<Configuration, String> {
             .iter()
             .map(read_node)
             .collect::<Result<_, _>>()?,
+        zeromq: None,
     })
 }
 
@@ -442,6 +443,7 @@ mod tests {
                 },
             ],
             nodes: vec![m, w],
+            zeromq: None,
         }
     }
 

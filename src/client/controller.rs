@@ -508,6 +508,7 @@ pub fn staged_configuration(file: &super::ini::ClusterFile) -> Result<Configurat
         id: uuid::Uuid::new_v4().to_string(),
         instances,
         nodes: file.nodes.clone(),
+        zeromq: None,
     })
 }
 

@@ -83,6 +83,7 @@ impl ClusterFile {
                 })
                 .collect(),
             nodes: self.nodes.clone(),
+            zeromq: None,
         }
     }
 }

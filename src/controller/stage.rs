@@ -250,6 +250,7 @@ mod tests {
             id: "c".into(),
             instances,
             nodes,
+            zeromq: None,
         }
     }
 

@@ -167,5 +167,6 @@ fn configuration() -> impl Strategy<Value = Configuration> {
                 })
                 .collect(),
             nodes,
+            zeromq: None,
         })
 }

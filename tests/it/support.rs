@@ -262,6 +262,7 @@ pub fn cluster(id: &str, nodes: &[(&str, Role, Option<u16>)]) -> Configuration {
                 n
             })
             .collect(),
+        zeromq: None,
     }
 }
 

@@ -86,6 +86,7 @@ mod tests {
             id: "c".into(),
             instances: vec![],
             nodes: vec![Node::new("w", "a", Role::Worker)],
+            zeromq: None,
         };
         w.send(SaveConfig(c.clone()))
             .await

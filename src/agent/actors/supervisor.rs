@@ -80,6 +80,8 @@ pub struct NodeSupervisor {
     config: Option<Configuration>,
     /// The configuration's `cluster-layout.zeek`, for every node directory.
     layout: Option<NodeFile>,
+    /// Its `cluster-backend.zeek` (the ZeroMQ broker's endpoints).
+    zeromq_file: Option<NodeFile>,
     slots: Slots,
     draining: HashMap<ProcId, Draining>,
     /// Answered once every draining process has exited.
@@ -140,6 +142,7 @@ impl NodeSupervisor {
             notifier,
             config: None,
             layout: None,
+            zeromq_file: None,
             slots: Slots::new(),
             draining: HashMap::new(),
             after_drain: Vec::new(),
@@ -224,6 +227,10 @@ impl NodeSupervisor {
             agent_name: self.cfg.name.clone(),
             agent_port: self.listen_port,
             cpus: self.cpus,
+            zeromq: !matches!(
+                self.backend,
+                Backend::Known(b) if b != Some(crate::agent::layout::ZEROMQ_BACKEND)
+            ),
         }
     }
 

@@ -79,6 +79,7 @@ fn the_ini_form_follows_zeek_clients_layout() {
             },
         ],
         nodes: vec![w, m],
+        zeromq: None,
     };
     assert_eq!(
         config_ini(&c),

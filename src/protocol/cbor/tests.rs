@@ -24,6 +24,7 @@ fn sample_config() -> Configuration {
             listen_port: Some(Port::tcp(2151)),
         }],
         nodes: vec![m, w],
+        zeromq: None,
     }
 }
 

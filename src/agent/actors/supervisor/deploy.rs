@@ -316,6 +316,7 @@ mod tests {
                 Node::new("worker-1", "a", Role::Worker),
                 Node::new("worker-2", "b", Role::Worker),
             ],
+            zeromq: None,
         }
     }
 

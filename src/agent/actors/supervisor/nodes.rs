@@ -38,6 +38,11 @@ impl NodeSupervisor {
             &self.cfg.state_dir,
             Arc::from(layout::cluster_layout(&config)),
         ));
+        self.zeromq_file = Some(NodeFile::new(
+            layout::ZEROMQ_FILE,
+            &self.cfg.state_dir,
+            Arc::from(layout::zeromq_settings(&config)),
+        ));
         for node in config.nodes.iter().filter(|n| n.instance == self.cfg.name) {
             self.slots
                 .insert(node.name.clone(), Slot::pending(node.clone()));
@@ -193,12 +198,18 @@ impl NodeSupervisor {
         let path = self.channel_path(node, config, backend);
         let channel_port = (path == Path::Own).then(|| self.free_channel_port());
         let dir = self.cfg.cluster_dir.join(name);
-        let script_path = (path != Path::None).then(|| {
-            std::path::absolute(dir.join(channel::SCRIPT_FILE))
-                .unwrap_or_else(|_| dir.join(channel::SCRIPT_FILE))
+        let in_dir = |file: &str| {
+            std::path::absolute(dir.join(file))
+                .unwrap_or_else(|_| dir.join(file))
                 .to_string_lossy()
                 .into_owned()
-        });
+        };
+        let script_path = (path != Path::None).then(|| in_dir(channel::SCRIPT_FILE));
+        let zeromq_file = self
+            .zeromq_file
+            .as_ref()
+            .filter(|_| backend == Some(layout::ZEROMQ_BACKEND));
+        let zeromq_path = zeromq_file.map(|_| in_dir(layout::ZEROMQ_FILE));
         let mut env: Vec<(String, String)> = node
             .env
             .iter()
@@ -213,12 +224,20 @@ impl NodeSupervisor {
             None => {}
         }
         let mut files: Vec<NodeFile> = self.layout.iter().cloned().collect();
+        files.extend(zeromq_file.cloned());
         if path != Path::None {
             files.push(self.script.clone());
         }
         let spec = SpawnSpec {
             program: self.cfg.zeek_binary.clone(),
-            args: layout::node_args(node, backend, script_path.as_deref()),
+            args: layout::node_args(
+                node,
+                backend,
+                layout::AgentScripts {
+                    backend_settings: zeromq_path.as_deref(),
+                    channel: script_path.as_deref(),
+                },
+            ),
             cwd: dir,
             env,
             unset,

@@ -42,10 +42,15 @@ impl NodeSupervisor {
     }
 
     /// A free loopback port for a node's channel: none of the
-    /// configuration's ports, the agent's own, ZeroMQ's defaults or
+    /// configuration's ports, the agent's own, the ZeroMQ broker's or
     /// another live launch's.
     pub(super) fn free_channel_port(&self) -> u16 {
-        let mut taken: Vec<u16> = vec![5555, 5556];
+        let zeromq = self
+            .config
+            .as_ref()
+            .map(Configuration::zeromq_ports)
+            .unwrap_or_default();
+        let mut taken: Vec<u16> = vec![zeromq.xpub_port.number, zeromq.xsub_port.number];
         taken.extend(self.listen_port);
         if let Some(c) = &self.config {
             for n in &c.nodes {

@@ -56,6 +56,7 @@ fn cluster(id: &str, nodes: &[(&str, Role)]) -> Configuration {
                 node
             })
             .collect(),
+        zeromq: None,
     }
 }
 

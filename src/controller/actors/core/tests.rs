@@ -172,6 +172,7 @@ fn two_agents() -> Configuration {
             Node::new("manager", "a", Role::Manager),
             Node::new("worker-1", "b", Role::Worker),
         ],
+        zeromq: None,
     }
 }
 
