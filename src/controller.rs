@@ -301,6 +301,7 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
             broker_from: config.auto_assign_ports.then_some(2200),
             metrics_from: config.auto_assign_metrics_ports.then_some(9000),
             controller_port: config.configured_agent_port(),
+            zeromq: config.zeromq_ports(),
         },
         dial_interval: config.dial_interval,
     };

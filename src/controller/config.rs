@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::api::types::{Port, ZeromqPorts, DEFAULT_ZEROMQ_XPUB_PORT, DEFAULT_ZEROMQ_XSUB_PORT};
 use crate::settings::{de, parse_duration, parse_port, ConfigError};
 
 /// Every setting of the controller, resolved.
@@ -23,6 +24,10 @@ pub struct Config {
     pub request_timeout: Duration,
     pub auto_assign_ports: bool,
     pub auto_assign_metrics_ports: bool,
+    /// The manager's ZeroMQ broker: XPUB and XSUB ports, given to every
+    /// agent with the configuration.
+    pub zeromq_xpub_port: u16,
+    pub zeromq_xsub_port: u16,
     /// Between dials of an agent that listens.
     pub dial_interval: Duration,
     /// Heartbeat announced to agents.
@@ -60,6 +65,8 @@ impl Default for Config {
             request_timeout: Duration::from_secs(15),
             auto_assign_ports: true,
             auto_assign_metrics_ports: true,
+            zeromq_xpub_port: DEFAULT_ZEROMQ_XPUB_PORT,
+            zeromq_xsub_port: DEFAULT_ZEROMQ_XSUB_PORT,
             dial_interval: Duration::from_secs(1),
             heartbeat: Duration::from_secs(5),
             max_clients: 256,
@@ -79,6 +86,14 @@ impl Config {
     /// The agent port nodes must not use.
     pub fn configured_agent_port(&self) -> u16 {
         self.agent_port_setting
+    }
+
+    /// The ports of the manager's ZeroMQ broker, for every configuration.
+    pub fn zeromq_ports(&self) -> ZeromqPorts {
+        ZeromqPorts {
+            xpub_port: Port::tcp(self.zeromq_xpub_port),
+            xsub_port: Port::tcp(self.zeromq_xsub_port),
+        }
     }
 }
 
@@ -123,6 +138,14 @@ pub struct Settings {
     /// Give every node without a metrics port one from 9000 on, per host [default: true]
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub auto_assign_metrics_ports: Option<bool>,
+    /// Port of the manager's ZeroMQ broker XPUB socket, the same for every node of the cluster (Zeek's listen_xpub_endpoint); two clusters on one host need different ones [default: 5555]
+    #[arg(long, value_parser = parse_port)]
+    #[serde(default, deserialize_with = "de::port")]
+    pub zeromq_xpub_port: Option<u16>,
+    /// Port of the manager's ZeroMQ broker XSUB socket (Zeek's listen_xsub_endpoint) [default: 5556]
+    #[arg(long, value_parser = parse_port)]
+    #[serde(default, deserialize_with = "de::port")]
+    pub zeromq_xsub_port: Option<u16>,
     /// The same as --auto-assign-ports=false
     #[arg(long, conflicts_with = "auto_assign_ports")]
     #[serde(skip)]
@@ -265,6 +288,8 @@ impl Settings {
             request_timeout,
             auto_assign_ports,
             auto_assign_metrics_ports,
+            zeromq_xpub_port,
+            zeromq_xsub_port,
             dial_interval,
             heartbeat,
             max_clients,
@@ -316,6 +341,19 @@ impl Config {
                 key: "max_clients",
                 hint: "",
             });
+        }
+        for (key, port) in [
+            ("zeromq_xpub_port", self.zeromq_xpub_port),
+            ("zeromq_xsub_port", self.zeromq_xsub_port),
+        ] {
+            if port == 0 {
+                return Err(ConfigError::Zero { key, hint: "" });
+            }
+        }
+        if self.zeromq_xpub_port == self.zeromq_xsub_port {
+            return Err(ConfigError::Usage(
+                "--zeromq-xpub-port and --zeromq-xsub-port must differ",
+            ));
         }
         Ok(())
     }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use crate::api::types::{Addr, Configuration, Node, Port, Role};
+use crate::api::types::{Addr, Configuration, Node, Port, Role, ZeromqPorts};
 
 /// Where auto-assigned ports start, and which kinds are assigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +16,10 @@ pub struct PortPolicy {
     pub metrics_from: Option<u16>,
     /// The controller's own agent port, which no node may use.
     pub controller_port: u16,
+    /// The ports of the manager's ZeroMQ broker, given to every agent with
+    /// the configuration (and kept free of auto-assigned ports on the
+    /// manager's host).
+    pub zeromq: ZeromqPorts,
 }
 
 impl Default for PortPolicy {
@@ -24,6 +28,7 @@ impl Default for PortPolicy {
             broker_from: Some(2200),
             metrics_from: Some(9000),
             controller_port: 2150,
+            zeromq: ZeromqPorts::default(),
         }
     }
 }
@@ -168,6 +173,14 @@ pub fn ready(
 ) -> Configuration {
     let mut c = staged.clone();
     resolve_hosts(&mut c, known);
+    let zeromq = *c.zeromq.get_or_insert(policy.zeromq);
+    let broker_ports = [zeromq.xpub_port.number, zeromq.xsub_port.number];
+    let manager_host = c
+        .nodes
+        .iter()
+        .find(|n| n.role == Role::Manager)
+        .and_then(|m| c.instances.iter().find(|i| i.name == m.instance))
+        .map(|i| i.host.0);
     let order = port_order(&c.nodes);
     if let Some(from) = policy.broker_from {
         let mut taken: BTreeSet<u16> = c
@@ -175,6 +188,7 @@ pub fn ready(
             .iter()
             .filter_map(|i| i.listen_port.map(|p| p.number))
             .chain(c.nodes.iter().filter_map(|n| n.p.map(|p| p.number)))
+            .chain(broker_ports)
             .collect();
         let mut next = from;
         for &i in &order {
@@ -197,6 +211,9 @@ pub fn ready(
             .collect();
         let host = |inst: &str| host_of.get(inst).copied();
         let mut taken: HashMap<Option<IpAddr>, BTreeSet<u16>> = HashMap::new();
+        if let Some(h) = manager_host {
+            taken.entry(Some(h)).or_default().extend(broker_ports);
+        }
         for i in &c.instances {
             if let Some(p) = i.listen_port {
                 taken.entry(Some(i.host.0)).or_default().insert(p.number);
@@ -377,5 +394,39 @@ mod tests {
         assert_eq!(get("p").metrics_port, Some(Port::tcp(9002)));
         assert_eq!(get("l").metrics_port, Some(Port::tcp(9003)));
         assert_eq!(get("w").metrics_port, Some(Port::tcp(9004)));
+    }
+
+    #[test]
+    fn the_zeromq_ports_go_to_every_agent_and_no_node_is_given_them() {
+        let c = config(
+            vec![inst("a", None)],
+            vec![
+                node("manager", "a", Role::Manager, None),
+                node("proxy-1", "a", Role::Proxy, None),
+            ],
+        );
+        let policy = PortPolicy {
+            broker_from: Some(6000),
+            metrics_from: Some(6001),
+            zeromq: ZeromqPorts {
+                xpub_port: Port::tcp(6000),
+                xsub_port: Port::tcp(6002),
+            },
+            ..PortPolicy::default()
+        };
+        let r = ready(&c, &BTreeMap::new(), &policy);
+        assert_eq!(r.zeromq, Some(policy.zeromq));
+        let get = |name: &str| r.nodes.iter().find(|n| n.name == name).expect(name).clone();
+        assert_eq!(get("manager").p, Some(Port::tcp(6001)));
+        assert_eq!(get("proxy-1").p, Some(Port::tcp(6003)));
+        assert_eq!(get("manager").metrics_port, Some(Port::tcp(6004)));
+        assert_eq!(get("proxy-1").metrics_port, Some(Port::tcp(6005)));
+        // Ports the staged configuration carries are kept.
+        let mut own = c.clone();
+        own.zeromq = Some(ZeromqPorts::default());
+        assert_eq!(
+            ready(&own, &BTreeMap::new(), &policy).zeromq,
+            Some(ZeromqPorts::default())
+        );
     }
 }
