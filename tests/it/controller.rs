@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{first_line, Agent, LONG};
+use crate::support::{eventually, first_line, Agent, LONG};
 
 /// The zeek-client program: `$ZEEK_CLIENT`, else the one `.ci/run`
 /// installs, else the one on PATH.
-fn zeek_client() -> PathBuf {
+pub fn zeek_client() -> PathBuf {
     if let Some(p) = std::env::var_os("ZEEK_CLIENT") {
         return PathBuf::from(p);
     }
@@ -157,18 +157,6 @@ impl Drop for Controller {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Waits until `f` holds, polling every 50 ms, at most `limit`.
-fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 /// The printed id of a deployment or staging.

@@ -7,6 +7,7 @@ mod controller;
 mod deploy;
 mod docs;
 mod edges;
+mod hosts;
 mod lifecycle;
 mod load;
 mod props;

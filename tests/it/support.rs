@@ -408,3 +408,62 @@ pub fn first_line(child: &mut std::process::Child) -> String {
     });
     rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default()
 }
+
+/// The real Zeek the tests run: `$ZEEK_BINARY`, else the Zeek 8.2.2 kept
+/// beside the checkout (`../shared/zeek/bin/zeek`), if it answers
+/// `--version` as Zeek does; otherwise why not.
+pub fn real_zeek() -> Result<PathBuf, String> {
+    let path = match std::env::var_os("ZEEK_BINARY") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/zeek/bin/zeek"),
+    };
+    let path = std::path::absolute(&path).unwrap_or(path);
+    let out = Command::new(&path)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("no Zeek at {} ({e}); set ZEEK_BINARY", path.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !text.contains(" version ") {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!(
+            "{} does not run as Zeek: {}",
+            path.display(),
+            err.lines().next().unwrap_or("no version line")
+        ));
+    }
+    Ok(path)
+}
+
+/// Says, on one line that the test harness does not swallow, that `test`
+/// was skipped and why.
+pub fn skipped(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+/// The real Zeek, or the test says it is skipped and returns.
+#[macro_export]
+macro_rules! require_zeek {
+    ($test:expr) => {
+        match $crate::support::real_zeek() {
+            Ok(z) => z,
+            Err(why) => {
+                $crate::support::skipped($test, &why);
+                return;
+            }
+        }
+    };
+}
+
+/// Waits until `f` holds, polling every 50 ms, at most `limit`.
+pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}

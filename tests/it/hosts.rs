@@ -1,0 +1,327 @@
+//! A cluster across hosts, with real Zeek: each host a network namespace
+//! made (and removed) by the test, joined by a bridge on the first one,
+//! addresses from 198.18.0.0/15 only. The controller and the manager's
+//! agent run on the first host, one worker's agent on each of the others;
+//! every agent dials the controller, and zeek-client deploys.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::controller::zeek_client;
+use crate::support::{eventually, first_line, skipped};
+
+/// The hub's address; host `i` (from 1) has `198.18.0.{i+1}`.
+const HUB: &str = "198.18.0.1";
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Network namespaces and the processes started in them; dropping it ends
+/// every process and removes every namespace, also when a test fails.
+pub struct Hosts {
+    names: Vec<String>,
+    procs: Vec<Child>,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl Hosts {
+    /// `n` hosts: the first holds a bridge with the hub address, each
+    /// other one a veth pair into it, its end named `eth0`.
+    pub fn make(n: usize) -> Result<Hosts, String> {
+        let tag = format!(
+            "zmt{}x{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut hosts = Hosts {
+            names: Vec::new(),
+            procs: Vec::new(),
+        };
+        for i in 0..n {
+            let name = format!("{tag}h{i}");
+            ip(&["netns", "add", &name])?;
+            hosts.names.push(name.clone());
+            ip(&["-n", &name, "link", "set", "lo", "up"])?;
+        }
+        let hub = hosts.names[0].clone();
+        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
+        ip(&[
+            "-n",
+            &hub,
+            "addr",
+            "add",
+            &format!("{HUB}/24"),
+            "dev",
+            "br0",
+        ])?;
+        ip(&["-n", &hub, "link", "set", "br0", "up"])?;
+        for (i, name) in hosts.names.iter().enumerate().skip(1) {
+            let port = format!("p{i}");
+            ip(&[
+                "link", "add", "eth0", "netns", name, "type", "veth", "peer", "name", &port,
+                "netns", &hub,
+            ])?;
+            ip(&["-n", &hub, "link", "set", &port, "master", "br0"])?;
+            ip(&["-n", &hub, "link", "set", &port, "up"])?;
+            let addr = format!("198.18.0.{}/24", i + 1);
+            ip(&["-n", name, "addr", "add", &addr, "dev", "eth0"])?;
+            ip(&["-n", name, "link", "set", "eth0", "up"])?;
+        }
+        Ok(hosts)
+    }
+
+    /// A command run inside host `i`.
+    pub fn command(&self, i: usize, program: &Path) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.names[i]]).arg(program);
+        c
+    }
+
+    /// Starts `command` (from `command`), kept until the hosts go; its
+    /// stdout is a pipe (for a ready line), stderr goes to `log`.
+    pub fn start(&mut self, mut command: Command, log: &Path) -> &mut Child {
+        let log = std::fs::File::create(log).expect("log file");
+        let child = command
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start a process in a namespace");
+        self.procs.push(child);
+        self.procs.last_mut().expect("just pushed")
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        // Agents first, with SIGTERM, so that they stop their nodes.
+        for p in self.procs.iter().rev() {
+            // SAFETY: plain signal delivery to our own child.
+            unsafe {
+                libc::kill(p.id() as i32, libc::SIGTERM);
+            }
+        }
+        for p in &mut self.procs {
+            let pid = p.id();
+            let gone = eventually(Duration::from_secs(10), || {
+                matches!(p.try_wait(), Ok(Some(_)))
+            });
+            if !gone {
+                // SAFETY: as above.
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGKILL);
+                }
+                let _ = p.wait();
+            }
+        }
+        for name in &self.names {
+            // Whatever is left inside (nothing, normally) ends with it.
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    if let Ok(pid) = pid.parse::<i32>() {
+                        // SAFETY: a process inside the test's namespace.
+                        unsafe {
+                            libc::kill(pid, libc::SIGKILL);
+                        }
+                    }
+                }
+            }
+            let _ = ip(&["netns", "del", name]);
+        }
+    }
+}
+
+/// zeek-client inside host `i`: (exit code, stdout, stderr).
+fn client(hosts: &Hosts, dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = hosts
+        .command(0, &zeek_client())
+        .args(["--controller", "127.0.0.1:2149"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run zeek-client");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(out: &str) -> Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+/// Every `.log` of a kind in `dir`, the live one and the rotated ones.
+fn logs(dir: &Path, stream: &str) -> String {
+    let mut text = String::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&format!("{stream}.")) && name.ends_with(".log") {
+            text += &std::fs::read_to_string(entry.path()).unwrap_or_default();
+        }
+    }
+    text
+}
+
+/// Starts the agent `name` on host `i`, dialling the controller.
+fn agent(hosts: &mut Hosts, i: usize, name: &str, dir: &Path, zeek: &Path) {
+    let home = dir.join(name);
+    std::fs::create_dir_all(&home).expect("agent dir");
+    let mut c = hosts.command(i, Path::new(env!("CARGO_BIN_EXE_zeek-mgmt-agent")));
+    c.args(["--name", name, "--controller-addr", HUB, "--no-listen"])
+        .args(["--revive-delay", "0.2", "--stop-grace", "5"])
+        .arg("--zeek-binary")
+        .arg(zeek)
+        .current_dir(&home);
+    let child = hosts.start(c, &home.join("agent.log"));
+    let line = first_line(child);
+    assert!(line.contains("zeek-mgmt-agent"), "no ready line: {line:?}");
+}
+
+fn cluster_file(dir: &Path) -> PathBuf {
+    // Packets on a veth carry checksums left to the hardware.
+    let checksums = dir.join("ignore-checksums.zeek");
+    std::fs::write(&checksums, "redef ignore_checksums = T;\n").expect("script");
+    let ini = dir.join("cluster.ini");
+    let worker = |name: &str, instance: &str| {
+        format!(
+            "[{name}]\ninstance = {instance}\nrole = worker\ninterface = eth0\nscripts = {}\n\n",
+            checksums.display()
+        )
+    };
+    let text = format!(
+        "[instances]\nagent-a\nagent-b\nagent-c\n\n\
+         [manager]\ninstance = agent-a\nrole = manager\n\n\
+         [proxy-1]\ninstance = agent-a\nrole = proxy\n\n{}{}",
+        worker("worker-1", "agent-b"),
+        worker("worker-2", "agent-c"),
+    );
+    std::fs::write(&ini, text).expect("cluster file");
+    ini
+}
+
+#[test]
+fn a_cluster_across_three_hosts_forms_and_its_workers_logs_reach_the_manager() {
+    const TEST: &str =
+        "hosts::a_cluster_across_three_hosts_forms_and_its_workers_logs_reach_the_manager";
+    let zeek = crate::require_zeek!(TEST);
+    let mut hosts = match Hosts::make(3) {
+        Ok(h) => h,
+        Err(why) => return skipped(TEST, &format!("cannot make network namespaces: {why}")),
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+
+    let mut c = hosts.command(0, Path::new(env!("CARGO_BIN_EXE_zeek-mgmt-controller")));
+    c.args(["--listen-addr", HUB, "--state-dir"])
+        .arg(dir.join("controller-state"))
+        .current_dir(dir);
+    let child = hosts.start(c, &dir.join("controller.log"));
+    let line = first_line(child);
+    assert!(
+        line.contains("zeek-mgmt-controller"),
+        "no ready line: {line:?}"
+    );
+    for (i, name) in ["agent-a", "agent-b", "agent-c"].iter().enumerate() {
+        agent(&mut hosts, i, name, dir, &zeek);
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let out = client(&hosts, dir, &["get-instances"]).1;
+            ["agent-a", "agent-b", "agent-c"]
+                .iter()
+                .all(|a| out.contains(a))
+        }),
+        "the agents never checked in"
+    );
+
+    // The deploy: every node on every host.
+    let ini = cluster_file(dir);
+    let (code, out, err) = client(&hosts, dir, &["deploy-config", &ini.display().to_string()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let nodes = &json(&out)["results"]["nodes"];
+    for n in ["manager", "proxy-1", "worker-1", "worker-2"] {
+        assert_eq!(nodes[n]["success"], true, "{n}: {out}");
+    }
+    // Each node is told where the manager's broker is.
+    let layout = std::fs::read_to_string(dir.join("agent-b/cluster/worker-1/cluster-backend.zeek"))
+        .expect("worker-1's backend settings");
+    assert!(
+        layout.contains(&format!("connect_xpub_endpoint = \"tcp://{HUB}:5556\"")),
+        "{layout}"
+    );
+
+    // Every worker's hello reached the manager (its cluster.log reaches
+    // the disk a second or two late).
+    let manager_dir = dir.join("agent-a/cluster/manager");
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let log = logs(&manager_dir, "cluster");
+            ["proxy-1", "worker-1", "worker-2"]
+                .iter()
+                .all(|n| log.contains(&format!("manager\tgot hello from {n} (")))
+        }),
+        "hellos at the manager:\n{}",
+        logs(&manager_dir, "cluster")
+    );
+
+    // Every node answers get-id-value, on whichever host it runs.
+    let (code, out, err) = client(&hosts, dir, &["get-id-value", "Cluster::node"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let values = &json(&out)["results"];
+    for n in ["manager", "proxy-1", "worker-1", "worker-2"] {
+        assert_eq!(values[n], n, "{out}");
+    }
+
+    // A TCP connection from host c to host b: worker-1 sniffs b's link, and
+    // the connection lands in the manager's conn.log.
+    let server = "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+                  s.bind(('198.18.0.2',8765))\ns.listen(1)\nc,_=s.accept()\nc.sendall(c.recv(100))\nc.close()\n";
+    let mut listen = hosts
+        .command(1, Path::new("python3"))
+        .args(["-c", server])
+        .spawn()
+        .expect("a listener on host b");
+    let client_code = "import socket,time\n\
+                       for _ in range(50):\n  try:\n    c=socket.create_connection(('198.18.0.2',8765),timeout=2); break\n  except OSError: time.sleep(0.1)\n\
+                       c.sendall(b'across hosts'); print(c.recv(100)); c.close()\n";
+    let echoed = hosts
+        .command(2, Path::new("python3"))
+        .args(["-c", client_code])
+        .output()
+        .expect("a connection from host c");
+    let _ = listen.wait();
+    assert!(
+        String::from_utf8_lossy(&echoed.stdout).contains("across hosts"),
+        "{echoed:?}"
+    );
+    assert!(
+        eventually(Duration::from_secs(40), || {
+            logs(&manager_dir, "conn")
+                .lines()
+                .any(|l| l.contains("198.18.0.3") && l.contains("198.18.0.2\t8765\ttcp"))
+        }),
+        "no connection 198.18.0.3 -> 198.18.0.2:8765 in the manager's conn.log:\n{}",
+        logs(&manager_dir, "conn")
+    );
+}
