@@ -171,6 +171,12 @@ pub fn status_json(s: &NodeStatus) -> Value {
     if let Some(v) = &s.running_by {
         m.insert("running_by".into(), json!(v));
     }
+    if let Some(v) = s.joined {
+        m.insert("joined".into(), json!(v));
+    }
+    if let Some(v) = &s.join_error {
+        m.insert("join_error".into(), json!(v));
+    }
     Value::Object(m)
 }
 
@@ -224,9 +230,11 @@ async fn per_agent(opts: &ClientOptions, stem: Stem, shape: fn(&ApiResult) -> Va
     }
 }
 
-/// `get-nodes`: every node of every agent.
+/// `get-nodes`: every node of every agent. A running node that has not
+/// joined its cluster is also an error, with the reason (as through a
+/// controller).
 pub async fn get_nodes(opts: &ClientOptions) -> Outcome {
-    per_agent(opts, Stem::GetNodes, |r| {
+    let mut outcome = per_agent(opts, Stem::GetNodes, |r| {
         let mut nodes = Map::new();
         if let Some(ResultData::NodeStatuses(list)) = &r.data {
             for s in list {
@@ -235,7 +243,24 @@ pub async fn get_nodes(opts: &ClientOptions) -> Outcome {
         }
         Value::Object(nodes)
     })
-    .await
+    .await;
+    let mut not_joined = Vec::new();
+    for (agent, nodes) in outcome.json["results"].as_object().into_iter().flatten() {
+        for s in nodes.as_object().into_iter().flatten().map(|(_, s)| s) {
+            if s["joined"] == Value::Bool(false) {
+                let why = s["join_error"]
+                    .as_str()
+                    .unwrap_or("has not joined the cluster");
+                not_joined.push(error_entry(agent, why));
+            }
+        }
+    }
+    if let Some(errors) = outcome.json["errors"].as_array_mut() {
+        outcome.failed |= !not_joined.is_empty();
+        errors.extend(not_joined);
+        errors.sort_by_key(|e| e["source"].as_str().unwrap_or_default().to_owned());
+    }
+    outcome
 }
 
 fn success_json(r: &ApiResult) -> Value {
@@ -260,7 +285,7 @@ pub async fn standby(opts: &ClientOptions) -> Outcome {
 /// An aligned table of a `get-nodes` outcome.
 pub fn nodes_table(outcome: &Outcome) -> String {
     let mut rows = vec![[
-        "instance", "node", "role", "mgmt", "state", "by", "pid", "port", "rss", "cpu%",
+        "instance", "node", "role", "mgmt", "state", "by", "joined", "pid", "port", "rss", "cpu%",
     ]
     .map(String::from)];
     if let Some(results) = outcome.json["results"].as_object() {
@@ -279,6 +304,11 @@ pub fn nodes_table(outcome: &Outcome) -> String {
                     .as_f64()
                     .map(|c| format!("{c:.1}"))
                     .unwrap_or_else(|| "-".into());
+                let joined = match s["joined"] {
+                    Value::Bool(true) => "yes",
+                    Value::Bool(false) => "NO",
+                    _ => "-",
+                };
                 rows.push([
                     inst.clone(),
                     node.clone(),
@@ -286,6 +316,7 @@ pub fn nodes_table(outcome: &Outcome) -> String {
                     text("mgmt_role"),
                     text("state"),
                     text("running_by"),
+                    joined.to_owned(),
                     text("pid"),
                     text("port"),
                     rss,
@@ -294,7 +325,7 @@ pub fn nodes_table(outcome: &Outcome) -> String {
             }
         }
     }
-    let widths: Vec<usize> = (0..10)
+    let widths: Vec<usize> = (0..11)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();

@@ -323,6 +323,72 @@ pub fn decide(path: Path, facts: &Facts, t: &Timings) -> Verdict {
     }
 }
 
+/// Whether a running node has joined its cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Join {
+    /// It answers through its cluster backend and sees every node it
+    /// needs (the manager).
+    Joined,
+    /// It does not; why, in words for operators.
+    NotJoined(String),
+}
+
+/// What the join decision sees of a running node.
+#[derive(Debug, Clone)]
+pub struct JoinFacts<'a> {
+    /// Who it must see: the manager's name.
+    pub needs: &'a [String],
+    /// Who it sees: its latest ping answer's peers, with the `peer_up` and
+    /// `peer_down` since.
+    pub peers: &'a std::collections::BTreeSet<String>,
+    /// Since its latest valid ping answer (none: never answered).
+    pub since_answer: Option<Duration>,
+    /// Since its channel opened (the 101, or a routed node's port accept).
+    pub since_open: Duration,
+}
+
+/// Decides whether a running node has joined: `None` while it is too
+/// early to say. An answer through the node's channel proves that its
+/// cluster backend carries messages (under ZeroMQ every answer crosses the
+/// manager's broker); its peers tell whether the manager's hello came.
+/// Unanswered for the join grace, or without the manager's hello for the
+/// join grace after opening, it has not joined.
+pub fn join_verdict(f: &JoinFacts<'_>, grace: Duration) -> Option<Join> {
+    let recent = f.since_answer.is_some_and(|d| d < grace);
+    if recent {
+        let missing: Vec<&str> = f
+            .needs
+            .iter()
+            .filter(|n| !f.peers.contains(*n))
+            .map(String::as_str)
+            .collect();
+        if missing.is_empty() {
+            return Some(Join::Joined);
+        }
+        if f.since_open < grace {
+            return None;
+        }
+        let sees: Vec<&str> = f.peers.iter().map(String::as_str).collect();
+        return Some(Join::NotJoined(format!(
+            "no hello from {} within {} s (it sees: {})",
+            missing.join(", "),
+            secs(grace),
+            if sees.is_empty() {
+                "no other node".to_owned()
+            } else {
+                sees.join(", ")
+            }
+        )));
+    }
+    if f.since_answer.is_some() || f.since_open >= grace {
+        return Some(Join::NotJoined(format!(
+            "no answer through its cluster backend for {} s",
+            secs(grace)
+        )));
+    }
+    None
+}
+
 /// The stderr text of a channel-port collision (Zeek's own words).
 pub fn collided(stderr: &str, port: u16) -> bool {
     stderr.contains(&format!("WebSocket: Unable to listen on 127.0.0.1:{port}:"))

@@ -386,6 +386,14 @@ pub struct NodeStatus {
     /// `docs/protocol.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub running_by: Option<String>,
+    /// Whether a `RUNNING` node has joined its cluster (it reaches the
+    /// cluster backend and sees the manager), where the agent can tell (an
+    /// extension, see `docs/protocol.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joined: Option<bool>,
+    /// Why a node has not joined, in words for operators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_error: Option<String>,
 }
 
 /// The `data` of a `Management::Result`; its Zeek type is `any`, and this

@@ -369,6 +369,8 @@ mod tests {
             restarts: None,
             uptime_secs: None,
             running_by: None,
+            joined: None,
+            join_error: None,
         }
     }
 

@@ -69,22 +69,36 @@ pub fn per_node(subid: &str, r: &ApiResult) -> Vec<BrokerResult> {
 }
 
 /// `get_nodes_response`: one result for the agent, its node statuses as
-/// data.
-pub fn get_nodes(subid: &str, r: &ApiResult) -> BrokerResult {
-    let data = match &r.data {
-        Some(ResultData::NodeStatuses(list)) => {
-            Some(Value::Vector(list.iter().map(node_status).collect()))
-        }
-        _ => None,
+/// data; then one failed result from that agent for each running node
+/// that has not joined its cluster, with the reason, which zeek-client
+/// prints among its errors (a state alone would tell it nothing).
+pub fn get_nodes(subid: &str, r: &ApiResult) -> Vec<BrokerResult> {
+    let (data, not_joined) = match &r.data {
+        Some(ResultData::NodeStatuses(list)) => (
+            Some(Value::Vector(list.iter().map(node_status).collect())),
+            list.iter()
+                .filter(|s| s.joined == Some(false))
+                .map(|s| {
+                    let why = s
+                        .join_error
+                        .clone()
+                        .unwrap_or_else(|| format!("node {} has not joined the cluster", s.node));
+                    BrokerResult::failure(subid, why).from_instance(&r.instance)
+                })
+                .collect(),
+        ),
+        _ => (None, Vec::new()),
     };
-    BrokerResult {
+    let mut out = vec![BrokerResult {
         reqid: subid.to_owned(),
         success: r.success,
         instance: text(&r.instance),
         data,
         error: text(&r.error),
         node: None,
-    }
+    }];
+    out.extend(not_joined);
+    out
 }
 
 /// An agent that could not answer: one failed result from it.
@@ -215,28 +229,57 @@ mod tests {
     }
 
     #[test]
-    fn node_statuses_become_broker_records() {
+    fn node_statuses_become_broker_records_and_a_node_not_joined_an_error() {
         let mut r = ApiResult::ok(ReqId("s".into()), "agent-a");
-        r.data = Some(ResultData::NodeStatuses(vec![NodeStatus {
-            node: "agent-a".into(),
+        let worker = NodeStatus {
+            node: "worker-1".into(),
             state: State::Running,
-            mgmt_role: MgmtRole::Agent,
-            cluster_role: Role::None,
-            pid: Some(7),
+            mgmt_role: MgmtRole::None,
+            cluster_role: Role::Worker,
+            pid: Some(8),
             p: None,
             metrics_port: None,
-            cpu_percent: Some(0.5),
-            rss_bytes: Some(1),
+            cpu_percent: None,
+            rss_bytes: None,
             restarts: None,
             uptime_secs: None,
-            running_by: None,
-        }]));
-        let b = get_nodes("sub", &r);
+            running_by: Some("degraded".into()),
+            joined: Some(false),
+            join_error: Some("node worker-1 has not joined the cluster: why".into()),
+        };
+        r.data = Some(ResultData::NodeStatuses(vec![
+            worker,
+            NodeStatus {
+                node: "agent-a".into(),
+                state: State::Running,
+                mgmt_role: MgmtRole::Agent,
+                cluster_role: Role::None,
+                pid: Some(7),
+                p: None,
+                metrics_port: None,
+                cpu_percent: Some(0.5),
+                rss_bytes: Some(1),
+                restarts: None,
+                uptime_secs: None,
+                running_by: None,
+                joined: None,
+                join_error: None,
+            },
+        ]));
+        let all = get_nodes("sub", &r);
+        let [b, not_joined] = &all[..] else {
+            panic!("{all:?}")
+        };
+        assert_eq!(
+            *not_joined,
+            BrokerResult::failure("sub", "node worker-1 has not joined the cluster: why")
+                .from_instance("agent-a")
+        );
         assert!(b.success && b.error.is_none());
         assert_eq!(b.instance.as_deref(), Some("agent-a"));
         let Some(Value::Vector(list)) = &b.data else {
             panic!("no statuses: {b:?}")
         };
-        assert_eq!(list[0].as_list().map(<[Value]>::len), Some(7));
+        assert_eq!(list[1].as_list().map(<[Value]>::len), Some(7));
     }
 }

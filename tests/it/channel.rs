@@ -285,13 +285,27 @@ async fn without_the_manager_nodes_run_degraded_then_answer_once_it_is_up() {
         "node worker-1 counted running without a channel answer after 2.0 s",
         1,
     );
-    // Once the manager is up, the slow pings are answered.
+    // Once the manager is up, the slow pings are answered, and the
+    // deployment was answered once every node had joined.
     agent.wait_log("node channel answered", 3);
+    for node in ["proxy-1", "worker-1", "worker-2"] {
+        let n = s.iter().find(|n| n.node == node).expect(node);
+        assert_eq!(
+            (n.joined, n.join_error.as_deref()),
+            (Some(true), None),
+            "{n:?}"
+        );
+        agent.wait_log(&format!("node {node} has not joined the cluster: "), 1);
+        agent.wait_log(&format!("node {node} joined the cluster"), 1);
+    }
+    // The manager is the hub: it reports no join.
+    let m = s.iter().find(|n| n.node == "manager").expect("manager");
+    assert_eq!(m.joined, None);
 }
 
 #[tokio::test]
 async fn a_wrong_pid_is_never_taken_for_the_node_and_retries_are_normal() {
-    let (agent, c) = deployed(
+    let (agent, c, r) = deploy_four(
         "ch-5",
         &[],
         &[
@@ -300,6 +314,15 @@ async fn a_wrong_pid_is_never_taken_for_the_node_and_retries_are_normal() {
         ],
     )
     .await;
+    // worker-1 never answers as itself: it runs, and its deployment says
+    // that it has not joined, and why.
+    let failed = only_failure(&r, "worker-1");
+    assert!(
+        failed.error.starts_with(
+            "node worker-1 has not joined the cluster: no answer through its cluster backend for 2.0 s; check that the manager runs and that this host reaches the manager's ZeroMQ broker at 127.0.0.1 (tcp ports 5555 and 5556)"
+        ),
+        "{failed:?}"
+    );
     let s = get_nodes(&c).await;
     assert_eq!(running_by(&s, "worker-1"), Some("degraded"));
     assert_eq!(running_by(&s, "worker-2"), Some("channel"));

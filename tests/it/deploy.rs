@@ -57,7 +57,12 @@ async fn deploys_manager_proxy_and_workers_as_zeek_expects() {
             argv[0], "policy/frameworks/cluster/backend/zeromq",
             "{node}: {argv:?}"
         );
-        assert_eq!(argv[1], "local");
+        // The broker's endpoints right after the backend script, by path.
+        assert!(argv[1].ends_with("/cluster-backend.zeek"), "{argv:?}");
+        assert!(read(&agent, node, "cluster-backend.zeek").contains(
+            "redef Cluster::Backend::ZeroMQ::connect_xpub_endpoint = \"tcp://127.0.0.1:5556\";"
+        ));
+        assert_eq!(argv[2], "local");
         assert!(
             !argv.iter().any(|a| a.contains("cluster-layout")),
             "{argv:?}"
@@ -80,10 +85,14 @@ async fn deploys_manager_proxy_and_workers_as_zeek_expects() {
         assert!(read(&agent, node, "stdout").contains("stand-in node"));
     }
     let argv = read(&agent, "worker-1", "argv");
+    let backend_settings = std::path::absolute(agent.node_dir("worker-1"))
+        .expect("absolute")
+        .join("cluster-backend.zeek");
     assert_eq!(
         argv.lines().collect::<Vec<_>>(),
         [
             "policy/frameworks/cluster/backend/zeromq",
+            &backend_settings.display().to_string(),
             "local",
             "site/extra.zeek",
             "ignore_checksums=T"

@@ -48,6 +48,8 @@ fn the_protocol_document_names_everything_on_the_wire() {
         restarts: Some(0),
         uptime_secs: Some(0.0),
         running_by: Some("channel".into()),
+        joined: None,
+        join_error: None,
     };
     let value = serde_json::to_value(&full).expect("json");
     for key in value.as_object().expect("a record").keys() {

@@ -190,6 +190,7 @@ fn agent(hosts: &mut Hosts, i: usize, name: &str, dir: &Path, zeek: &Path) {
     let mut c = hosts.command(i, Path::new(env!("CARGO_BIN_EXE_zeek-mgmt-agent")));
     c.args(["--name", name, "--controller-addr", HUB, "--no-listen"])
         .args(["--revive-delay", "0.2", "--stop-grace", "5"])
+        .args(["--channel-join-grace", "2"])
         .arg("--zeek-binary")
         .arg(zeek)
         .current_dir(&home);
@@ -324,4 +325,70 @@ fn a_cluster_across_three_hosts_forms_and_its_workers_logs_reach_the_manager() {
         "no connection 198.18.0.3 -> 198.18.0.2:8765 in the manager's conn.log:\n{}",
         logs(&manager_dir, "conn")
     );
+
+    // Every node has joined: get-nodes has no error.
+    let (code, out, err) = client(&hosts, dir, &["get-nodes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(json(&out)["errors"], serde_json::json!([]), "{out}");
+
+    // The manager frozen: its broker carries nothing, and the workers on
+    // the other hosts are reported not joined, with where they must reach.
+    let manager_pid = json(&out)["results"]["agent-a"]["manager"]["pid"]
+        .as_i64()
+        .expect("the manager's pid") as i32;
+    // SAFETY: a Zeek process the test's agent started.
+    unsafe {
+        libc::kill(manager_pid, libc::SIGSTOP);
+    }
+    let not_joined = |node: &str, agent: &str, out: &str| {
+        json(out)["errors"].as_array().is_some_and(|errors| {
+            errors.iter().any(|e| {
+                e["source"] == agent
+                    && e["error"].as_str().is_some_and(|t| {
+                        t.starts_with(&format!("node {node} has not joined the cluster: "))
+                        && t.ends_with(
+                            "the manager's ZeroMQ broker at 198.18.0.1 (tcp ports 5555 and 5556)",
+                        )
+                    })
+            })
+        })
+    };
+    let mut last = String::new();
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let (code, out, _) = client(&hosts, dir, &["get-nodes"]);
+            last = out;
+            code == 1
+                && not_joined("worker-1", "agent-b", &last)
+                && not_joined("worker-2", "agent-c", &last)
+        }),
+        "the workers were never reported not joined:\n{last}"
+    );
+    // Killed, the manager is revived, and the workers join again.
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(manager_pid, libc::SIGKILL);
+    }
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let (code, out, _) = client(&hosts, dir, &["get-nodes"]);
+            last = out;
+            code == 0
+        }),
+        "the workers never joined again:\n{last}"
+    );
+    assert_ne!(
+        json(&last)["results"]["agent-a"]["manager"]["pid"].as_i64(),
+        Some(i64::from(manager_pid))
+    );
+    // Told in passing (the agents write their logs every 50 ms).
+    for (agent, node) in [("agent-b", "worker-1"), ("agent-c", "worker-2")] {
+        let log = || std::fs::read_to_string(dir.join(agent).join("agent.log")).unwrap_or_default();
+        assert!(
+            eventually(Duration::from_secs(2), || log()
+                .contains(&format!("node {node} joined the cluster"))),
+            "{agent}'s log:\n{}",
+            log()
+        );
+    }
 }

@@ -14,7 +14,7 @@ use actix::prelude::*;
 use super::channel::{
     ChannelFact, ChannelReport, ChannelSpec, Dispatch, DispatchError, NodeChannel,
 };
-use crate::agent::channel::{self, Answer, Facts, Path, Rule, Timings, Verdict};
+use crate::agent::channel::{self, Answer, Facts, Join, JoinFacts, Path, Rule, Timings, Verdict};
 use crate::agent::process::{self, SpawnSpec};
 
 /// Identifies one launch of one node; reports of an older launch are told
@@ -36,6 +36,9 @@ pub enum NodeEvent {
     ChannelUp { port: u16 },
     /// A logging node wants a route (none yet, or its route has ended).
     NeedsRoute,
+    /// A running node has joined its cluster, or has not (or no longer):
+    /// sent at the first verdict and at every change.
+    Join(Join),
     /// The process has exited and been reaped. `requested`: after a
     /// `StopNode`; `collided`: it could not bind its channel port.
     Exited {
@@ -101,9 +104,12 @@ pub struct NodeTiming {
     pub channel: Arc<Timings>,
     /// Largest message taken from a channel.
     pub max_message: usize,
-    /// Who the node must see to have joined: the manager's name, or for the
-    /// manager every other node's.
+    /// Who the node must see to have joined: the manager's name; empty
+    /// for the manager itself.
     pub join_needs: Vec<String>,
+    /// Where the node reaches its cluster (the manager's broker, or the
+    /// manager), for the operator when it does not.
+    pub join_hint: String,
 }
 
 impl NodeTiming {
@@ -122,6 +128,7 @@ impl NodeTiming {
             channel: Arc::new(Timings::default()),
             max_message: crate::protocol::codec::DEFAULT_MAX_FRAME_BYTES,
             join_needs: Vec::new(),
+            join_hint: String::new(),
         }
     }
 }
@@ -150,7 +157,12 @@ pub struct NodeProcess {
     channel: Option<Addr<NodeChannel>>,
     route: Option<Addr<NodeChannel>>,
     peers: BTreeSet<String>,
-    joined: bool,
+    /// The latest valid ping answer (the first, or a join check's).
+    answered_at: Option<Instant>,
+    /// The join verdict last reported.
+    join: Option<Join>,
+    /// A join check's ping is out.
+    checking_join: bool,
     /// The working directory.
     dir: Option<std::path::PathBuf>,
 }
@@ -183,7 +195,9 @@ impl NodeProcess {
             channel: None,
             route: None,
             peers: BTreeSet::new(),
-            joined: false,
+            answered_at: None,
+            join: None,
+            checking_join: false,
             dir: None,
         }
     }
@@ -326,7 +340,12 @@ impl NodeProcess {
         self.facts.settled = self.facts.elapsed >= self.timing.settle
             && (self.timing.port_check.is_none() || self.port_accepted);
         match channel::decide(path, &self.facts, &self.timing.channel) {
-            Verdict::Running(rule) => self.set_running(rule),
+            Verdict::Running(rule) => {
+                self.set_running(rule);
+                if self.reports_join() {
+                    self.start_join_checks(ctx);
+                }
+            }
             Verdict::Wait { fallen_back: true } if !self.fallen_back => {
                 self.fallen_back = true;
                 tracing::warn!(node = %self.node, "no node channel within {} s", channel::secs(self.timing.channel.channel_timeout));
@@ -376,6 +395,97 @@ impl NodeProcess {
         self.tell(NodeEvent::Running { rule });
     }
 
+    /// Whether this launch reports its join: a node with a channel that
+    /// must see the manager.
+    fn reports_join(&self) -> bool {
+        !self.timing.join_needs.is_empty()
+            && matches!(self.timing.path, Path::Own | Path::Routed)
+            && !self.fallen_back
+    }
+
+    /// The connection requests to the node go over.
+    fn via(&self) -> Option<Addr<NodeChannel>> {
+        match self.timing.path {
+            Path::Own if !self.fallen_back => self.channel.clone(),
+            Path::Routed if !self.fallen_back => self.route.clone(),
+            _ => None,
+        }
+    }
+
+    /// Checks the join every slow ping interval for as long as the node
+    /// runs: a ping through its channel, whose answer crosses the cluster
+    /// backend and names the node's peers.
+    fn start_join_checks(&mut self, ctx: &mut Context<Self>) {
+        let every = self.timing.channel.slow_ping_interval;
+        ctx.run_interval(every, |act, ctx| act.check_join(ctx));
+        self.evaluate_join();
+    }
+
+    fn check_join(&mut self, ctx: &mut Context<Self>) {
+        if self.exited || self.stop_requested || !self.reports_join() {
+            return;
+        }
+        self.evaluate_join();
+        let (Some(via), Some(pid), false) = (self.via(), self.pid, self.checking_join) else {
+            return;
+        };
+        self.checking_join = true;
+        let ping = via.send(Dispatch {
+            action: vec!["ping".to_owned()],
+            timeout: self.timing.channel.slow_ping_interval,
+        });
+        ctx.spawn(ping.into_actor(self).map(move |res, act, _| {
+            act.checking_join = false;
+            if let Ok(Ok(answer)) = res {
+                if let Ok(ping) = channel::check_ping(&answer, &act.node, pid) {
+                    act.answered_at = Some(Instant::now());
+                    act.peers = ping.peers.into_iter().collect();
+                }
+            }
+            act.evaluate_join();
+        }));
+    }
+
+    /// Reports the join verdict when it changes (`Joined` against
+    /// `NotJoined`; a new reason alone is no change).
+    fn evaluate_join(&mut self) {
+        if !self.running || self.exited || !self.reports_join() {
+            return;
+        }
+        let (Some(spawned), Some(opened)) = (self.spawned_at, self.facts.opened) else {
+            return;
+        };
+        let facts = JoinFacts {
+            needs: &self.timing.join_needs,
+            peers: &self.peers,
+            since_answer: self.answered_at.map(|t| t.elapsed()),
+            since_open: spawned.elapsed().saturating_sub(opened),
+        };
+        let Some(verdict) = channel::join_verdict(&facts, self.timing.channel.join_grace) else {
+            return;
+        };
+        let same = matches!(
+            (&self.join, &verdict),
+            (Some(Join::Joined), Join::Joined) | (Some(Join::NotJoined(_)), Join::NotJoined(_))
+        );
+        if same {
+            return;
+        }
+        let verdict = match verdict {
+            Join::NotJoined(cause) => Join::NotJoined(format!(
+                "node {} has not joined the cluster: {cause}; check that the manager runs and that this host reaches {}",
+                self.node, self.timing.join_hint
+            )),
+            joined => joined,
+        };
+        match &verdict {
+            Join::Joined => tracing::info!(node = %self.node, "joined"),
+            Join::NotJoined(why) => tracing::warn!(node = %self.node, "{why}"),
+        }
+        self.join = Some(verdict.clone());
+        self.tell(NodeEvent::Join(verdict));
+    }
+
     fn check_running(&mut self, ctx: &mut Context<Self>) {
         if self.exited || self.stop_requested {
             return;
@@ -409,18 +519,7 @@ impl NodeProcess {
     }
 
     fn on_peers(&mut self) {
-        if self.joined || self.timing.join_needs.is_empty() {
-            return;
-        }
-        if self
-            .timing
-            .join_needs
-            .iter()
-            .all(|n| self.peers.contains(n))
-        {
-            self.joined = true;
-            tracing::info!(node = %self.node, "joined");
-        }
+        self.evaluate_join();
     }
 }
 
@@ -485,6 +584,7 @@ impl Handler<ChannelReport> for NodeProcess {
                     self.tell(NodeEvent::ChannelUp { port: msg.port });
                 }
                 self.facts.answered = true;
+                self.answered_at = Some(Instant::now());
                 self.peers = ping.peers.into_iter().collect();
                 if self.running {
                     tracing::info!(node = %self.node, "node channel answered");
@@ -497,6 +597,7 @@ impl Handler<ChannelReport> for NodeProcess {
             }
             ChannelFact::PeerDown(p) => {
                 self.peers.remove(&p);
+                self.on_peers();
             }
             ChannelFact::Invalid(why) => {
                 tracing::error!(node = %self.node, "node {}: {why}", self.node);
@@ -542,11 +643,10 @@ impl Handler<Command> for NodeProcess {
     type Result = ResponseFuture<Result<Answer, CommandError>>;
 
     fn handle(&mut self, msg: Command, _: &mut Context<Self>) -> Self::Result {
-        let via = match self.timing.path {
-            Path::Own if !self.fallen_back => self.channel.clone(),
-            Path::Routed if !self.fallen_back => self.route.clone(),
-            _ => return Box::pin(async { Err(CommandError::NoChannel) }),
-        };
+        if !matches!(self.timing.path, Path::Own | Path::Routed) || self.fallen_back {
+            return Box::pin(async { Err(CommandError::NoChannel) });
+        }
+        let via = self.via();
         let timeout = msg.timeout;
         Box::pin(async move {
             let Some(ch) = via else {

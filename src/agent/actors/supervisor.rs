@@ -295,6 +295,8 @@ impl NodeSupervisor {
                 .and_then(|at| at.checked_duration_since(self.started_at))
                 .map(|d| d.as_secs_f64()),
             running_by: None,
+            joined: None,
+            join_error: None,
         };
         slots::status_table(&self.slots, agent, self.sampled_at)
     }

@@ -184,3 +184,58 @@ fn a_collision_is_read_from_zeeks_words() {
     assert_eq!(secs(Duration::from_secs(5)), "5.0");
     assert_eq!(secs(Duration::from_millis(9_000)), "9.0");
 }
+
+#[test]
+fn a_node_has_joined_when_it_answers_and_sees_the_manager() {
+    use std::collections::BTreeSet;
+    let grace = Duration::from_secs(5);
+    let needs = ["manager".to_owned()];
+    let none = BTreeSet::new();
+    let both: BTreeSet<String> = ["manager".to_owned(), "proxy-1".to_owned()].into();
+    let proxy: BTreeSet<String> = ["proxy-1".to_owned()].into();
+    let facts = |peers, answer: Option<u64>, open: u64| JoinFacts {
+        needs: &needs,
+        peers,
+        since_answer: answer.map(Duration::from_millis),
+        since_open: Duration::from_millis(open),
+    };
+    // Answered, and the manager's hello came.
+    assert_eq!(
+        join_verdict(&facts(&both, Some(10), 300), grace),
+        Some(Join::Joined)
+    );
+    // Answered without the manager's hello: wait out the grace, then say so.
+    assert_eq!(join_verdict(&facts(&proxy, Some(10), 300), grace), None);
+    assert_eq!(
+        join_verdict(&facts(&proxy, Some(10), 5_000), grace),
+        Some(Join::NotJoined(
+            "no hello from manager within 5.0 s (it sees: proxy-1)".into()
+        ))
+    );
+    assert_eq!(
+        join_verdict(&facts(&none, Some(10), 6_000), grace),
+        Some(Join::NotJoined(
+            "no hello from manager within 5.0 s (it sees: no other node)".into()
+        ))
+    );
+    // Never answered: not yet, then not joined (a degraded start).
+    assert_eq!(join_verdict(&facts(&none, None, 4_999), grace), None);
+    let lost = Some(Join::NotJoined(
+        "no answer through its cluster backend for 5.0 s".into(),
+    ));
+    assert_eq!(join_verdict(&facts(&none, None, 5_000), grace), lost);
+    // Answered once, then silent for the grace (the manager went away),
+    // even with the manager still among its peers.
+    assert_eq!(
+        join_verdict(&facts(&both, Some(5_000), 60_000), grace),
+        lost
+    );
+    // Nothing needed (the manager itself): an answer is enough.
+    let facts = JoinFacts {
+        needs: &[],
+        peers: &none,
+        since_answer: Some(Duration::ZERO),
+        since_open: Duration::ZERO,
+    };
+    assert_eq!(join_verdict(&facts, grace), Some(Join::Joined));
+}

@@ -108,6 +108,8 @@ fn every_response_and_notification_roundtrips() {
         restarts: Some(0),
         uptime_secs: Some(3.25),
         running_by: None,
+        joined: None,
+        join_error: None,
     };
     let mut per_node = ApiResult::failure("r".into(), "agent-a", "boom");
     per_node.node = Some("worker-1".into());
@@ -355,6 +357,8 @@ fn status(name: &str, uptime: Option<f64>) -> NodeStatus {
         cpu_percent: Some(0.5),
         rss_bytes: Some(4096),
         restarts: Some(1),
+        joined: None,
+        join_error: None,
         uptime_secs: uptime,
         running_by: None,
     }

@@ -17,7 +17,7 @@ use super::{Backend, Draining, NodeSupervisor};
 use crate::agent::actors::node::{
     NodeEvent, NodeProcess, NodeReport, NodeTiming, ProcId, StopNode,
 };
-use crate::agent::channel::{self, Path, Rule};
+use crate::agent::channel::{self, Join, Path, Rule};
 use crate::agent::layout;
 use crate::agent::process::{self, NodeFile, SpawnSpec};
 use crate::api::types::{Configuration, Role, State};
@@ -258,15 +258,12 @@ impl NodeSupervisor {
             .iter()
             .find(|n| n.role == Role::Manager)
             .map(|n| n.name.clone());
-        let join_needs = match node.role {
-            Role::Manager => config
-                .nodes
-                .iter()
-                .filter(|n| n.name != node.name)
-                .map(|n| n.name.clone())
-                .collect(),
+        // The manager is the cluster's hub: the others join it.
+        let join_needs: Vec<String> = match node.role {
+            Role::Manager => Vec::new(),
             _ => manager.into_iter().collect(),
         };
+        let reports_join = !join_needs.is_empty() && matches!(path, Path::Own | Path::Routed);
         let timing = NodeTiming {
             settle: self.cfg.settle_time,
             port_check,
@@ -276,6 +273,7 @@ impl NodeSupervisor {
             channel: Arc::clone(&self.channel_timings),
             max_message: self.cfg.max_frame_bytes,
             join_needs,
+            join_hint: join_hint(config, backend),
         };
         self.next_proc += 1;
         let id = ProcId(self.next_proc);
@@ -290,6 +288,8 @@ impl NodeSupervisor {
             slot.channel_port = channel_port;
             slot.acked_port = None;
             slot.needs_route = false;
+            slot.reports_join = reports_join;
+            slot.join = None;
         }
         self.set_state(name, State::Pending);
     }
@@ -332,10 +332,12 @@ impl NodeSupervisor {
                 if !current {
                     return;
                 }
+                let mut awaits_join = false;
                 let revived = self.slots.get_mut(&node).map(|s| {
                     s.has_run = true;
                     s.rule = Some(rule);
                     s.collisions = 0;
+                    awaits_join = s.reports_join && rule != Rule::Fallback;
                     s.restarts > 0
                 });
                 self.set_state(&node, State::Running);
@@ -360,7 +362,11 @@ impl NodeSupervisor {
                 if revived == Some(true) {
                     self.notify_log(&node, format!("node {node} revived"));
                 }
-                self.record(&node, Ok(()));
+                // A node that reports its join counts for its deployment
+                // once it has joined, or has not.
+                if !awaits_join {
+                    self.record(&node, Ok(()));
+                }
                 if self.cfg.port_checks {
                     self.launch_ready(ctx);
                 }
@@ -377,6 +383,11 @@ impl NodeSupervisor {
                     self.route_logging_nodes();
                 }
             }
+            NodeEvent::Join(join) => {
+                if current {
+                    self.on_join(&node, join);
+                }
+            }
             NodeEvent::Exited {
                 status, collided, ..
             } => {
@@ -385,6 +396,27 @@ impl NodeSupervisor {
                 }
                 self.on_exit(&node, proc_id, status, ctx)
             }
+        }
+    }
+
+    /// A running node has joined its cluster, or has not. A deployment
+    /// waiting for it counts it once joined; one that has not joined by
+    /// the readiness deadline fails with the reason (`readiness.rs`), so
+    /// that the nodes of other hosts have until then to come up. A change
+    /// is told to the peers.
+    fn on_join(&mut self, name: &str, join: Join) {
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        let before = slot.join.replace(join.clone());
+        match join {
+            Join::Joined => {
+                if matches!(before, Some(Join::NotJoined(_))) {
+                    self.notify_log(name, format!("node {name} joined the cluster"));
+                }
+                self.record(name, Ok(()));
+            }
+            Join::NotJoined(why) => self.notify_error(name, why),
         }
     }
 
@@ -462,5 +494,22 @@ impl NodeSupervisor {
         }
         slot.restarts += 1;
         self.launch(name, backend, ctx);
+    }
+}
+
+/// Where the nodes of `config` reach their cluster, for an operator whose
+/// node has not joined: the manager's ZeroMQ broker, or (Broker) the
+/// manager's address and port.
+fn join_hint(config: &Configuration, backend: Option<&str>) -> String {
+    if backend == Some(layout::ZEROMQ_BACKEND) {
+        return layout::zeromq_broker(config);
+    }
+    let manager = config.nodes.iter().find(|n| n.role == Role::Manager);
+    let host = manager
+        .and_then(|m| config.instances.iter().find(|i| i.name == m.instance))
+        .map(|i| i.host.0.to_string());
+    match (host, manager.and_then(|m| m.p)) {
+        (Some(h), Some(p)) => format!("the manager at {h} port {p}"),
+        _ => "the manager".to_owned(),
     }
 }

@@ -11,10 +11,10 @@ use super::deploy::Failure;
 use super::nodes::OUTPUT_TAIL_LINES;
 use super::{Backend, NodeSupervisor};
 use crate::agent::actors::node::RouteVia;
-use crate::agent::channel::{self, Path};
+use crate::agent::channel::{self, Join, Path};
 use crate::agent::layout;
 use crate::agent::process;
-use crate::api::types::{Configuration, Node, NodeOutputs, Role};
+use crate::api::types::{Configuration, Node, NodeOutputs, Role, State};
 
 impl NodeSupervisor {
     /// How `node` is reached: its own server, a route through a sibling
@@ -155,12 +155,27 @@ impl NodeSupervisor {
         overdue.dedup();
         let after = self.cfg.request_timeout.mul_f64(0.9);
         for name in overdue {
-            let outputs = self.output_tails(&name);
-            let mut error = format!("node {name} not running within {} s", channel::secs(after));
+            let mut outputs = self.output_tails(&name);
+            let slot = self.slots.get(&name);
+            let running = slot.is_some_and(|s| s.node.state == State::Running);
+            let headline = match slot.and_then(|s| s.join.as_ref()) {
+                // Running, not joined: the reason comes first in its stderr,
+                // which zeek-client prints.
+                Some(Join::NotJoined(why)) if running => why.clone(),
+                _ if running => format!(
+                    "node {name} runs but has not joined the cluster within {} s",
+                    channel::secs(after)
+                ),
+                _ => format!("node {name} not running within {} s", channel::secs(after)),
+            };
+            let mut error = headline.clone();
             let tail = outputs.stderr.trim_end_matches('\n');
             if !tail.is_empty() {
                 error.push_str("; stderr:\n");
                 error.push_str(tail);
+            }
+            if running {
+                outputs.stderr = format!("zeek-mgmt-agent: {headline}\n{}", outputs.stderr);
             }
             tracing::warn!(node = %name, "{error}");
             self.record_overdue(&name, Failure { error, outputs });

@@ -9,7 +9,7 @@ use actix::prelude::*;
 
 use super::launch_order::Candidate;
 use crate::agent::actors::node::{NodeProcess, ProcId};
-use crate::agent::channel::Rule;
+use crate::agent::channel::{Join, Rule};
 use crate::agent::layout;
 use crate::agent::process::Sample;
 use crate::agent::state::PidRecord;
@@ -38,6 +38,11 @@ pub struct Slot {
     pub acked_port: Option<u16>,
     /// A logging node waiting for a route.
     pub needs_route: bool,
+    /// This launch reports whether it has joined its cluster (it has a
+    /// channel and must see the manager): its deployment waits for that.
+    pub reports_join: bool,
+    /// Its latest join verdict.
+    pub join: Option<Join>,
     /// Channel-port collisions in a row.
     pub collisions: u32,
     /// The last background sample, with the pid it was taken of (a
@@ -62,6 +67,8 @@ impl Slot {
             channel_port: None,
             acked_port: None,
             needs_route: false,
+            reports_join: false,
+            join: None,
             collisions: 0,
             sample: None,
         }
@@ -115,6 +122,15 @@ pub fn status_table(
                 .rule
                 .filter(|_| slot.node.state == State::Running)
                 .map(|r| r.as_str().to_owned()),
+            joined: slot
+                .join
+                .as_ref()
+                .filter(|_| slot.node.state == State::Running)
+                .map(|j| *j == Join::Joined),
+            join_error: match (&slot.join, slot.node.state) {
+                (Some(Join::NotJoined(why)), State::Running) => Some(why.clone()),
+                _ => None,
+            },
         });
     }
     // The slots come sorted by name; only the agent's own entry needs its
@@ -180,6 +196,8 @@ mod tests {
             cpu_percent: None,
             rss_bytes: None,
             restarts: None,
+            joined: None,
+            join_error: None,
             uptime_secs: None,
             running_by: None,
         }

@@ -28,13 +28,13 @@ impl Core {
                     reqid: subid.clone(),
                 });
                 let name = agent.clone();
-                let read: Reader = Box::new(move |outcome| {
-                    vec![match outcome {
-                        Ok(resp) => answers::get_nodes(&subid.0, &resp.result),
-                        Err(e) => {
-                            answers::agent_failed(&subid.0, &name, &Self::call_error(&name, e))
-                        }
-                    }]
+                let read: Reader = Box::new(move |outcome| match outcome {
+                    Ok(resp) => answers::get_nodes(&subid.0, &resp.result),
+                    Err(e) => vec![answers::agent_failed(
+                        &subid.0,
+                        &name,
+                        &Self::call_error(&name, e),
+                    )],
                 });
                 (agent.clone(), request, read)
             })

@@ -100,6 +100,8 @@ fn status() -> impl Strategy<Value = NodeStatus> {
                 restarts,
                 uptime_secs: uptime,
                 running_by: None,
+                joined: None,
+                join_error: None,
             },
         )
 }
