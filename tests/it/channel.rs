@@ -84,7 +84,7 @@ async fn deploy_four(
 }
 
 /// `agent_standby`, answered.
-async fn standby(c: &Connection) -> ApiResult {
+pub async fn standby(c: &Connection) -> ApiResult {
     use zeek_mgmt_agent::api::events::{AgentStandbyRequest, Request};
     let reqid = c.new_reqid();
     c.request(Request::AgentStandby(AgentStandbyRequest { reqid }), LONG)
@@ -392,7 +392,7 @@ async fn nodes_stop_within_the_grace_and_close_their_channels() {
     no_http_400(&agent, &ALL);
 }
 
-async fn dispatch(
+pub async fn dispatch(
     c: &zeek_mgmt_agent::protocol::connection::Connection,
     action: &[&str],
     nodes: &[&str],
@@ -413,7 +413,7 @@ async fn dispatch(
 }
 
 /// (node, success, data as text, error) of each per-node result.
-fn answers(r: &zeek_mgmt_agent::api::types::ApiResult) -> Vec<(String, bool, String, String)> {
+pub fn answers(r: &zeek_mgmt_agent::api::types::ApiResult) -> Vec<(String, bool, String, String)> {
     use zeek_mgmt_agent::api::types::ResultData;
     per_node(r)
         .into_iter()

@@ -12,6 +12,7 @@ mod lifecycle;
 mod load;
 mod props;
 mod protocol;
+mod realzeek;
 mod settings;
 mod support;
 mod tls;

@@ -411,12 +411,24 @@ pub fn first_line(child: &mut std::process::Child) -> String {
 
 /// The real Zeek the tests run: `$ZEEK_BINARY`, else the Zeek 8.2.2 kept
 /// beside the checkout (`../shared/zeek/bin/zeek`), if it answers
-/// `--version` as Zeek does; otherwise why not.
+/// `--version` as Zeek does; otherwise why not. A `$ZEEK_BINARY` that does
+/// not run is a failure (whoever set it wants real Zeek), not a skip.
 pub fn real_zeek() -> Result<PathBuf, String> {
-    let path = match std::env::var_os("ZEEK_BINARY") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/zeek/bin/zeek"),
+    let (path, required) = match std::env::var_os("ZEEK_BINARY") {
+        Some(p) => (PathBuf::from(p), true),
+        None => (
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/zeek/bin/zeek"),
+            false,
+        ),
     };
+    let found = probe_zeek(path);
+    if let (Err(why), true) = (&found, required) {
+        panic!("ZEEK_BINARY is set, but {why}");
+    }
+    found
+}
+
+fn probe_zeek(path: PathBuf) -> Result<PathBuf, String> {
     let path = std::path::absolute(&path).unwrap_or(path);
     let out = Command::new(&path)
         .arg("--version")

@@ -1,0 +1,282 @@
+//! The agent with real Zeek nodes on one host (the Zeek 8.2.2 beside the
+//! checkout, or `$ZEEK_BINARY`; each test says on one line that it was
+//! skipped when there is none). Every cluster gets ZeroMQ broker ports of
+//! its own, so that the tests' clusters run side by side on this host.
+
+use std::path::Path;
+use std::time::Duration;
+
+use zeek_mgmt_agent::api::events::{Request, RestartRequest};
+use zeek_mgmt_agent::api::types::{Configuration, NodeStatus, Port, Role, State, ZeromqPorts};
+use zeek_mgmt_agent::protocol::connection::Connection;
+
+use crate::channel::{answers, dispatch, standby};
+use crate::controller::{free_port, Controller};
+use crate::support::*;
+
+/// An agent running `zeek` with the node channel, a request timeout that
+/// leaves real Zeek room on a busy machine, and short revivals.
+fn zeek_agent(zeek: &Path) -> Agent {
+    let zeek = zeek.display().to_string();
+    Agent::start(&[
+        "--node-channel",
+        "auto",
+        "--zeek-binary",
+        &zeek,
+        "--request-timeout",
+        "30",
+        "--settle-time",
+        "0.25",
+    ])
+}
+
+/// ZeroMQ broker ports of their own, so that clusters do not meet.
+fn own_broker_ports() -> ZeromqPorts {
+    ZeromqPorts {
+        xpub_port: Port::tcp(free_port()),
+        xsub_port: Port::tcp(free_port()),
+    }
+}
+
+/// manager, proxy-1, worker-1, worker-2 (workers without an interface:
+/// sniffing is the many-hosts test's part).
+fn four_real_nodes(id: &str) -> Configuration {
+    let mut c = cluster(
+        id,
+        &[
+            ("manager", Role::Manager, Some(free_port())),
+            ("proxy-1", Role::Proxy, None),
+            ("worker-1", Role::Worker, None),
+            ("worker-2", Role::Worker, None),
+        ],
+    );
+    c.zeromq = Some(own_broker_ports());
+    c
+}
+
+fn status<'a>(s: &'a [NodeStatus], node: &str) -> &'a NodeStatus {
+    s.iter()
+        .find(|n| n.node == node)
+        .unwrap_or_else(|| panic!("no {node}: {s:#?}"))
+}
+
+/// Every node `RUNNING` by its channel, the proxy and workers joined.
+fn formed(s: &[NodeStatus]) -> bool {
+    ["manager", "proxy-1", "worker-1", "worker-2"]
+        .iter()
+        .all(|n| {
+            let st = status(s, n);
+            st.state == State::Running
+                && st.running_by.as_deref() == Some("channel")
+                && (st.cluster_role == Role::Manager || st.joined == Some(true))
+        })
+}
+
+async fn restart(c: &Connection, node: &str) {
+    let reqid = c.new_reqid();
+    let r = c
+        .request(
+            Request::Restart(RestartRequest {
+                reqid,
+                nodes: vec![node.into()],
+            }),
+            LONG * 2,
+        )
+        .await
+        .expect("restart response");
+    assert!(r.result.success, "{:?}", r.result);
+}
+
+#[tokio::test]
+async fn a_real_four_node_cluster_forms_revives_restarts_and_stands_by() {
+    let zeek = crate::require_zeek!(
+        "realzeek::a_real_four_node_cluster_forms_revives_restarts_and_stands_by"
+    );
+    let agent = zeek_agent(&zeek);
+    let c = agent.connect().await;
+
+    // Answered only once every node has answered on its channel.
+    let r = set_config(&c, four_real_nodes("real-4")).await;
+    assert!(r.result.success, "{:?}", r.result);
+    let s = get_nodes(&c).await;
+    assert!(formed(&s), "{s:#?}");
+    let dir = agent.node_dir("manager");
+    let backend = std::fs::read_to_string(dir.join("cluster-backend.zeek")).expect("settings");
+    assert!(
+        backend.contains("listen_xpub_endpoint = \"tcp://127.0.0.1:"),
+        "{backend}"
+    );
+
+    // SIGKILL of a worker: revived, and RUNNING by its channel again.
+    let old = node_pid(&s, "worker-1");
+    // SAFETY: a process the test's agent started.
+    unsafe {
+        libc::kill(old, libc::SIGKILL);
+    }
+    let s = wait_nodes(&c, "worker-1 revived", |s| {
+        let w = status(s, "worker-1");
+        w.pid.is_some_and(|p| p as i32 != old) && formed(s)
+    })
+    .await;
+    assert_eq!(status(&s, "worker-1").restarts, Some(1));
+
+    // A restart: a new process, RUNNING by its channel when answered.
+    let old = node_pid(&s, "worker-2");
+    restart(&c, "worker-2").await;
+    let s = get_nodes(&c).await;
+    assert_ne!(node_pid(&s, "worker-2"), old);
+    assert!(formed(&s), "{s:#?}");
+
+    // Every node answers for itself.
+    let r = dispatch(&c, &["get_id_value", "Cluster::node"], &[]).await;
+    let got: Vec<(String, bool, String)> = answers(&r)
+        .into_iter()
+        .map(|(n, ok, data, _)| (n, ok, data))
+        .collect();
+    let want: Vec<(String, bool, String)> = ["manager", "proxy-1", "worker-1", "worker-2"]
+        .iter()
+        .map(|n| (n.to_string(), true, format!("\"{n}\"")))
+        .collect();
+    assert_eq!(got, want);
+
+    // Standby: no Zeek process is left.
+    let pids: Vec<i32> = s
+        .iter()
+        .filter(|n| n.cluster_role != Role::None)
+        .map(|n| n.pid.expect("pid") as i32)
+        .collect();
+    let r = standby(&c).await;
+    assert!(r.success, "{r:?}");
+    for pid in pids {
+        assert!(!alive(pid), "node pid {pid} still runs after standby");
+    }
+    for n in ["manager", "proxy-1", "worker-1", "worker-2"] {
+        assert!(
+            node_processes(&agent.dir.join("cluster").join(n), n).is_empty(),
+            "{n}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_node_whose_script_is_missing_fails_the_deploy_with_zeeks_words() {
+    let zeek = crate::require_zeek!(
+        "realzeek::a_node_whose_script_is_missing_fails_the_deploy_with_zeeks_words"
+    );
+    let agent = zeek_agent(&zeek);
+    let c = agent.connect().await;
+    let mut config = cluster("real-bad", &[("manager", Role::Manager, Some(free_port()))]);
+    config.zeromq = Some(own_broker_ports());
+    config.nodes[0].scripts = Some(vec!["no-such-script.zeek".into()]);
+    let r = set_config(&c, config).await;
+    assert!(!r.result.success, "{:?}", r.result);
+    let node = &per_node(&r.result)[0];
+    assert!(!node.success);
+    assert!(
+        node.error.contains("can't find no-such-script.zeek"),
+        "{:?}",
+        node.error
+    );
+}
+
+#[tokio::test]
+async fn two_real_clusters_run_on_one_host_each_on_its_own_broker_ports() {
+    let zeek = crate::require_zeek!(
+        "realzeek::two_real_clusters_run_on_one_host_each_on_its_own_broker_ports"
+    );
+    let (a, b) = (zeek_agent(&zeek), zeek_agent(&zeek));
+    let (ca, cb) = (a.connect().await, b.connect().await);
+    let two = |id: &str| {
+        let mut c = cluster(
+            id,
+            &[
+                ("manager", Role::Manager, Some(free_port())),
+                ("worker-1", Role::Worker, None),
+            ],
+        );
+        c.zeromq = Some(own_broker_ports());
+        c
+    };
+    let (ra, rb) = tokio::join!(set_config(&ca, two("one")), set_config(&cb, two("two")));
+    assert!(ra.result.success, "{:?}", ra.result);
+    assert!(rb.result.success, "{:?}", rb.result);
+    for (c, agent) in [(&ca, &a), (&cb, &b)] {
+        let s = get_nodes(c).await;
+        assert_eq!(status(&s, "worker-1").joined, Some(true), "{s:#?}");
+        // Each worker's manager is its own cluster's: the pid it reports.
+        let r = dispatch(c, &["get_id_value", "Cluster::node"], &["worker-1"]).await;
+        assert_eq!(answers(&r)[0].2, "\"worker-1\"");
+        let layout =
+            std::fs::read_to_string(agent.node_dir("worker-1").join("cluster-backend.zeek"))
+                .expect("settings");
+        assert!(layout.contains("connect_xsub_endpoint"), "{layout}");
+    }
+}
+
+#[test]
+fn zeek_client_reads_values_out_of_real_nodes_through_the_controller() {
+    let zeek = crate::require_zeek!(
+        "realzeek::zeek_client_reads_values_out_of_real_nodes_through_the_controller"
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (ws, port) = (free_port(), free_port());
+    let (xpub, xsub) = (free_port().to_string(), free_port().to_string());
+    let controller = Controller::start_with(
+        dir,
+        ws,
+        port,
+        &["--zeromq-xpub-port", &xpub, "--zeromq-xsub-port", &xsub],
+    );
+    let zeek = zeek.display().to_string();
+    let port_text = port.to_string();
+    let _agent = Agent::start(&[
+        "--name",
+        "agent-real",
+        "--node-channel",
+        "auto",
+        "--zeek-binary",
+        &zeek,
+        "--request-timeout",
+        "30",
+        "--controller-addr",
+        "127.0.0.1",
+        "--controller-port",
+        &port_text,
+    ]);
+    let ini = dir.join("cluster.ini");
+    std::fs::write(
+        &ini,
+        "[instances]\nagent-real\n\n[manager]\ninstance = agent-real\nrole = manager\n\n\
+         [proxy-1]\ninstance = agent-real\nrole = proxy\n\n\
+         [worker-1]\ninstance = agent-real\nrole = worker\n",
+    )
+    .expect("cluster file");
+    assert!(
+        eventually(Duration::from_secs(10), || controller
+            .client(&["get-instances"])
+            .1
+            .contains("agent-real")),
+        "the agent never checked in"
+    );
+    let (code, out, err) = controller.client(&["deploy-config", &ini.display().to_string()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = controller.client(&["get-id-value", "Cluster::node"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    for n in ["manager", "proxy-1", "worker-1"] {
+        assert_eq!(v["results"][n], n, "{out}");
+    }
+    // The broker's ports are the controller's.
+    let (_, out, _) = controller.client(&[
+        "get-id-value",
+        "Cluster::Backend::ZeroMQ::connect_xpub_endpoint",
+        "worker-1",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        v["results"]["worker-1"],
+        format!("tcp://127.0.0.1:{xsub}"),
+        "{out}"
+    );
+}
