@@ -10,6 +10,7 @@ mod edges;
 mod hosts;
 mod lifecycle;
 mod load;
+mod netns;
 mod props;
 mod protocol;
 mod realzeek;
