@@ -1162,3 +1162,46 @@ fn one_process_runs_the_controller_and_its_hosts_agent() {
         "the cluster did not come back"
     );
 }
+
+#[test]
+fn a_node_that_has_not_joined_fails_the_deploy_with_the_address_to_reach() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (ws_port, agent_port) = (free_port(), free_port());
+    // Room for the agents' readiness deadline (0.9 of their 8 s).
+    let controller =
+        Controller::start_with(dir, ws_port, agent_port, &["--request-timeout", "20s"]);
+    // worker-2 answers as another process (another cluster on the same
+    // broker would): its pings are never its own, so it never joins.
+    let _agents = channel_agents(&controller, dir, "env = STANDIN_PING_PID=1\n");
+    let (code, out, err) = controller.client(&["deploy-config", "cluster.ini"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).expect("json");
+    let worker = &v["results"]["nodes"]["worker-2"];
+    assert_eq!(worker["success"], false, "{out}");
+    let why = "node worker-2 has not joined the cluster: no answer through its cluster backend for 5.0 s; check that the manager runs and that this host reaches the manager's ZeroMQ broker at 127.0.0.1 (tcp ports 5555 and 5556)";
+    assert!(
+        worker["stderr"]
+            .as_str()
+            .is_some_and(|s| s.starts_with(&format!("zeek-mgmt-agent: {why}\n"))),
+        "{out}"
+    );
+    for n in ["manager", "proxy-1", "worker-1"] {
+        assert_eq!(v["results"]["nodes"][n]["success"], true, "{n}: {out}");
+    }
+    // get-nodes says so too, from worker-2's agent, in both clients.
+    let (code, out, err) = controller.client(&["get-nodes"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        v["errors"],
+        serde_json::json!([{"error": why, "source": "agent-b"}]),
+        "{out}"
+    );
+    assert_eq!(v["results"]["agent-b"]["worker-2"]["state"], "RUNNING");
+    let ours = controller.ours(&["get-nodes"]);
+    assert_eq!(
+        (ours.0, normalised_nodes(&ours.1)),
+        (code, normalised_nodes(&out))
+    );
+}
