@@ -179,11 +179,50 @@ pub fn validate(config: &Configuration, host: &HostFacts) -> Result<(), Vec<Stri
     if host.zeromq {
         check_zeromq_ports(config, host, &mut problems);
     }
+    check_reachable(config, host, &mut problems);
 
     if problems.is_empty() {
         Ok(())
     } else {
         Err(problems.into_iter().collect())
+    }
+}
+
+/// A node that the nodes of other hosts connect to (the manager, loggers,
+/// and with Broker proxies) must not be known by a loopback address when
+/// nodes run on hosts with other addresses: they would connect to their
+/// own host. Such an address comes from an agent that dialled its
+/// controller on loopback.
+fn check_reachable(config: &Configuration, host: &HostFacts, problems: &mut BTreeSet<String>) {
+    let host_of = |instance: &str| {
+        config
+            .instances
+            .iter()
+            .find(|i| i.name == instance)
+            .map(|i| i.host.0)
+    };
+    let remote = config.nodes.iter().find_map(|n| {
+        let ip = host_of(&n.instance)?;
+        (!ip.is_loopback() && !ip.is_unspecified()).then_some((n.instance.as_str(), ip))
+    });
+    let Some((other, other_ip)) = remote else {
+        return;
+    };
+    for node in &config.nodes {
+        let reached = match node.role {
+            Role::Manager | Role::Logger => true,
+            Role::Proxy => !host.zeromq,
+            _ => false,
+        };
+        match host_of(&node.instance) {
+            Some(ip) if reached && ip.is_loopback() => {
+                problems.insert(format!(
+                    "node {:?} runs on instance {:?} at {ip}, a loopback address, which the nodes of instance {other:?} ({other_ip}) cannot reach; give {:?} its host's address (an agent that dials its controller is known by the address it dials from)",
+                    node.name, node.instance, node.instance
+                ));
+            }
+            _ => {}
+        }
     }
 }
 
@@ -412,11 +451,13 @@ pub(crate) mod tests {
         // Another host may use them.
         let mut w = Node::new("worker-1", "b", Role::Worker);
         w.metrics_port = Some(Port::tcp(5556));
+        let mut a = inst("a");
+        a.host = Addr("198.18.0.1".parse().expect("addr"));
         let mut b = inst("b");
         b.host = Addr("198.18.0.2".parse().expect("addr"));
         let c = Configuration {
             id: "x".into(),
-            instances: vec![inst("a"), b],
+            instances: vec![a, b],
             nodes: vec![m, p, w],
             zeromq: None,
         };
@@ -424,8 +465,8 @@ pub(crate) mod tests {
         assert_eq!(
             problems,
             [
-                "node \"manager\" uses port 5555/tcp, a port of the manager's ZeroMQ broker on 127.0.0.1; give the cluster other ZeroMQ ports or the node \"manager\" another port",
-                "node \"proxy-1\" uses port 5556/tcp, a port of the manager's ZeroMQ broker on 127.0.0.1; give the cluster other ZeroMQ ports or the node \"proxy-1\" another port",
+                "node \"manager\" uses port 5555/tcp, a port of the manager's ZeroMQ broker on 198.18.0.1; give the cluster other ZeroMQ ports or the node \"manager\" another port",
+                "node \"proxy-1\" uses port 5556/tcp, a port of the manager's ZeroMQ broker on 198.18.0.1; give the cluster other ZeroMQ ports or the node \"proxy-1\" another port",
             ]
         );
         // Under Broker the ports mean nothing.
@@ -444,9 +485,42 @@ pub(crate) mod tests {
         assert_eq!(
             problems,
             [
-                "agent \"a\" uses port 2151/tcp, a port of the manager's ZeroMQ broker on 127.0.0.1; give the cluster other ZeroMQ ports or the agent \"a\" another port",
+                "agent \"a\" uses port 2151/tcp, a port of the manager's ZeroMQ broker on 198.18.0.1; give the cluster other ZeroMQ ports or the agent \"a\" another port",
                 "the ZeroMQ broker's XPUB and XSUB ports are both 2151; they must differ",
             ]
         );
+    }
+
+    #[test]
+    fn a_manager_on_loopback_is_refused_when_nodes_run_on_other_hosts() {
+        let mut m = Node::new("manager", "a", Role::Manager);
+        m.p = Some(Port::tcp(2200));
+        let mut p = Node::new("proxy-1", "a", Role::Proxy);
+        p.p = Some(Port::tcp(2201));
+        let mut b = inst("b");
+        b.host = Addr("198.18.0.2".parse().expect("addr"));
+        let c = Configuration {
+            id: "x".into(),
+            instances: vec![inst("a"), b],
+            nodes: vec![m, p, Node::new("worker-1", "b", Role::Worker)],
+            zeromq: None,
+        };
+        let manager = "node \"manager\" runs on instance \"a\" at 127.0.0.1, a loopback address, which the nodes of instance \"b\" (198.18.0.2) cannot reach; give \"a\" its host's address (an agent that dials its controller is known by the address it dials from)";
+        assert_eq!(validate(&c, &host()), Err(vec![manager.to_owned()]));
+        // With Broker, the workers connect to the proxies too.
+        let broker = HostFacts {
+            zeromq: false,
+            ..host()
+        };
+        let problems = validate(&c, &broker).expect_err("refused");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[1].starts_with("node \"proxy-1\" runs on instance \"a\" at 127.0.0.1"));
+        // Every host on loopback (one machine), or the remote one not yet
+        // known (0.0.0.0): nothing to refuse.
+        let mut one = c.clone();
+        one.instances[1].host = Addr("127.0.0.1".parse().expect("addr"));
+        assert_eq!(validate(&one, &host()), Ok(()));
+        one.instances[1].host = Addr("0.0.0.0".parse().expect("addr"));
+        assert_eq!(validate(&one, &host()), Ok(()));
     }
 }

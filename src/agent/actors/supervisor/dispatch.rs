@@ -7,6 +7,7 @@ use futures_util::future::join_all;
 use super::NodeSupervisor;
 use crate::agent::actors::channel::DispatchError;
 use crate::agent::actors::node::{Command, CommandError};
+use crate::agent::channel::Join;
 use crate::api::events::{NodeDispatchRequest, NodeDispatchResponse};
 use crate::api::types::{ApiResult, ResultData, State};
 
@@ -33,6 +34,12 @@ impl Handler<NodeDispatchRequest> for NodeSupervisor {
             .filter(|s| nodes.is_empty() || nodes.contains(&s.node.name))
             .map(|s| {
                 let name = s.node.name.clone();
+                // A node that has not joined cannot answer through its
+                // cluster backend: a timeout says why.
+                let not_joined = match &s.join {
+                    Some(Join::NotJoined(why)) => Some(why.clone()),
+                    _ => None,
+                };
                 let ask = match (&s.proc, s.node.state) {
                     (Some((_, addr)), State::Running) => Some(addr.send(Command {
                         action: action.clone(),
@@ -40,21 +47,27 @@ impl Handler<NodeDispatchRequest> for NodeSupervisor {
                     })),
                     _ => None,
                 };
-                (name, ask)
+                (name, ask, not_joined)
             })
             .collect();
         Box::pin(async move {
-            let answers = join_all(asks.into_iter().map(|(name, ask)| async move {
+            let answers = join_all(asks.into_iter().map(|(name, ask, not_joined)| async move {
                 let outcome = match ask {
                     None => Err(format!("cluster node {name} not in running state")),
                     Some(ask) => match ask.await {
                         Ok(Ok(a)) if a.success => Ok(a.data),
+                        Ok(Ok(a)) if a.error.is_empty() => {
+                            Err(format!("cluster node {name} failed without a reason"))
+                        }
                         Ok(Ok(a)) => Err(a.error),
                         Ok(Err(CommandError::NoChannel)) => {
                             Err(format!("cluster node {name} has no node channel"))
                         }
                         Ok(Err(CommandError::Failed(DispatchError::TimedOut))) => {
-                            Err("request timed out".to_owned())
+                            Err(match not_joined {
+                                Some(why) => format!("request timed out: {why}"),
+                                None => "request timed out".to_owned(),
+                            })
                         }
                         Ok(Err(CommandError::Failed(DispatchError::Closed))) | Err(_) => {
                             Err(format!("cluster node {name} closed its node channel"))
@@ -83,6 +96,20 @@ impl Handler<NodeDispatchRequest> for NodeSupervisor {
                     r
                 })
                 .collect();
+            // A failure never goes without words: which nodes, and why.
+            let failed: Vec<String> = per_node
+                .iter()
+                .filter(|r| !r.success)
+                .map(|r| format!("{}: {}", r.node.as_deref().unwrap_or(""), r.error))
+                .collect();
+            if !failed.is_empty() {
+                result.error = format!(
+                    "{} of {} nodes failed: {}",
+                    failed.len(),
+                    per_node.len(),
+                    failed.join("; ")
+                );
+            }
             result.data = Some(ResultData::Results(per_node));
             NodeDispatchResponse { reqid, result }
         })
