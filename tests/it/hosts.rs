@@ -45,14 +45,15 @@ fn logs(dir: &Path, stream: &str) -> String {
     text
 }
 
-/// Starts the agent `name` on host `i`, dialling the controller.
-fn agent(hosts: &mut Hosts, i: usize, name: &str, dir: &Path, zeek: &Path) {
+/// Starts the agent `name` on host `i`, dialling the controller, its nodes
+/// on the cluster backend `backend` (`auto`: ZeroMQ for Zeek 8.2).
+fn agent(hosts: &mut Hosts, i: usize, name: &str, dir: &Path, zeek: &Path, backend: &str) {
     let home = dir.join(name);
     std::fs::create_dir_all(&home).expect("agent dir");
     let mut c = hosts.command(i, Path::new(env!("CARGO_BIN_EXE_zeek-mgmt-agent")));
     c.args(["--name", name, "--controller-addr", HUB, "--no-listen"])
         .args(["--revive-delay", "0.2", "--stop-grace", "5"])
-        .args(["--channel-join-grace", "2"])
+        .args(["--channel-join-grace", "2", "--cluster-backend", backend])
         .arg("--zeek-binary")
         .arg(zeek)
         .current_dir(&home);
@@ -83,14 +84,24 @@ fn cluster_file(dir: &Path) -> PathBuf {
     ini
 }
 
-#[test]
-fn a_cluster_across_three_hosts_forms_and_its_workers_logs_reach_the_manager() {
-    const TEST: &str =
-        "hosts::a_cluster_across_three_hosts_forms_and_its_workers_logs_reach_the_manager";
-    let zeek = crate::require_zeek!(TEST);
+/// Three hosts: the controller, agent-a (manager, proxy-1) on the first,
+/// agent-b (worker-1) and agent-c (worker-2) on the others, the workers
+/// sniffing; deployed by zeek-client, every node a success. `None` (the
+/// test said it was skipped) without Zeek or namespaces.
+fn deployed_across_three_hosts(test: &str, backend: &str) -> Option<(Hosts, tempfile::TempDir)> {
+    let zeek = match crate::support::real_zeek() {
+        Ok(z) => z,
+        Err(why) => {
+            skipped(test, &why);
+            return None;
+        }
+    };
     let mut hosts = match Hosts::make(3) {
         Ok(h) => h,
-        Err(why) => return skipped(TEST, &format!("cannot make network namespaces: {why}")),
+        Err(why) => {
+            skipped(test, &format!("cannot make network namespaces: {why}"));
+            return None;
+        }
     };
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
@@ -106,7 +117,7 @@ fn a_cluster_across_three_hosts_forms_and_its_workers_logs_reach_the_manager() {
         "no ready line: {line:?}"
     );
     for (i, name) in ["agent-a", "agent-b", "agent-c"].iter().enumerate() {
-        agent(&mut hosts, i, name, dir, &zeek);
+        agent(&mut hosts, i, name, dir, &zeek, backend);
     }
     assert!(
         eventually(Duration::from_secs(10), || {
@@ -118,7 +129,7 @@ fn a_cluster_across_three_hosts_forms_and_its_workers_logs_reach_the_manager() {
         "the agents never checked in"
     );
 
-    // The deploy: every node on every host.
+    // The deploy: every node on every host, each running and joined.
     let ini = cluster_file(dir);
     let (code, out, err) = client(&hosts, dir, &["deploy-config", &ini.display().to_string()]);
     assert_eq!(code, 0, "{out}{err}");
@@ -126,16 +137,12 @@ fn a_cluster_across_three_hosts_forms_and_its_workers_logs_reach_the_manager() {
     for n in ["manager", "proxy-1", "worker-1", "worker-2"] {
         assert_eq!(nodes[n]["success"], true, "{n}: {out}");
     }
-    // Each node is told where the manager's broker is.
-    let layout = std::fs::read_to_string(dir.join("agent-b/cluster/worker-1/cluster-backend.zeek"))
-        .expect("worker-1's backend settings");
-    assert!(
-        layout.contains(&format!("connect_xpub_endpoint = \"tcp://{HUB}:5556\"")),
-        "{layout}"
-    );
+    Some((hosts, tmp))
+}
 
-    // Every worker's hello reached the manager (its cluster.log reaches
-    // the disk a second or two late).
+/// Waits until the manager's `cluster.log` (which reaches the disk a second
+/// or two late) has a hello from every other node.
+fn every_hello_at_the_manager(dir: &Path) {
     let manager_dir = dir.join("agent-a/cluster/manager");
     assert!(
         eventually(Duration::from_secs(20), || {
@@ -147,14 +154,66 @@ fn a_cluster_across_three_hosts_forms_and_its_workers_logs_reach_the_manager() {
         "hellos at the manager:\n{}",
         logs(&manager_dir, "cluster")
     );
+}
 
-    // Every node answers get-id-value, on whichever host it runs.
-    let (code, out, err) = client(&hosts, dir, &["get-id-value", "Cluster::node"]);
+/// Every node answers get-id-value `Cluster::node`, on whichever host.
+fn every_node_answers(hosts: &Hosts, dir: &Path) {
+    let (code, out, err) = client(hosts, dir, &["get-id-value", "Cluster::node"]);
     assert_eq!(code, 0, "{out}{err}");
     let values = &json(&out)["results"];
     for n in ["manager", "proxy-1", "worker-1", "worker-2"] {
         assert_eq!(values[n], n, "{out}");
     }
+}
+
+#[test]
+fn a_broker_cluster_across_three_hosts_forms() {
+    // With Broker, nodes reach each other by $ip and $p.
+    let Some((hosts, tmp)) =
+        deployed_across_three_hosts("hosts::a_broker_cluster_across_three_hosts_forms", "broker")
+    else {
+        return;
+    };
+    let dir = tmp.path();
+    let layout = std::fs::read_to_string(dir.join("agent-b/cluster/worker-1/cluster-layout.zeek"))
+        .expect("worker-1's layout");
+    assert!(
+        layout.contains(&format!("$ip={HUB}, $p=2200/tcp")),
+        "{layout}"
+    );
+    assert!(!dir
+        .join("agent-b/cluster/worker-1/cluster-backend.zeek")
+        .exists());
+    every_hello_at_the_manager(dir);
+    every_node_answers(&hosts, dir);
+    let (code, out, err) = client(&hosts, dir, &["get-nodes"]);
+    assert_eq!(
+        (code, &json(&out)["errors"]),
+        (0, &serde_json::json!([])),
+        "{out}{err}"
+    );
+}
+
+#[test]
+fn a_cluster_across_three_hosts_forms_and_its_workers_logs_reach_the_manager() {
+    let Some((hosts, tmp)) = deployed_across_three_hosts(
+        "hosts::a_cluster_across_three_hosts_forms_and_its_workers_logs_reach_the_manager",
+        "auto",
+    ) else {
+        return;
+    };
+    let dir = tmp.path();
+    // Each node is told where the manager's broker is.
+    let layout = std::fs::read_to_string(dir.join("agent-b/cluster/worker-1/cluster-backend.zeek"))
+        .expect("worker-1's backend settings");
+    assert!(
+        layout.contains(&format!("connect_xpub_endpoint = \"tcp://{HUB}:5556\"")),
+        "{layout}"
+    );
+
+    every_hello_at_the_manager(dir);
+    every_node_answers(&hosts, dir);
+    let manager_dir = dir.join("agent-a/cluster/manager");
 
     // A TCP connection from host c to host b: worker-1 sniffs b's link, and
     // the connection lands in the manager's conn.log.
