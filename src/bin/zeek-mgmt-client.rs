@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use zeek_mgmt_agent::api::types::Port;
 use zeek_mgmt_agent::client::{self, controller, ini, ClientOptions, Outcome, DEFAULT_AGENT};
+use zeek_mgmt_agent::settings::parse_port;
 
 /// Operator client for zeek-mgmt-agent.
 ///
@@ -66,7 +68,17 @@ enum Command {
     /// or .json) to every agent it names; FILE `-` reads stdin. With a
     /// controller: deploy its staged configuration (no FILE)
     #[command(alias = "set-config")]
-    Deploy { file: Option<String> },
+    Deploy {
+        file: Option<String>,
+        /// With agents: the port of the manager's ZeroMQ broker XPUB
+        /// socket, for every agent (two clusters on one host need their
+        /// own) [default: 5555]
+        #[arg(long, value_parser = parse_port, value_name = "PORT")]
+        zeromq_xpub_port: Option<u16>,
+        /// With agents: the port of its XSUB socket [default: 5556]
+        #[arg(long, value_parser = parse_port, value_name = "PORT")]
+        zeromq_xsub_port: Option<u16>,
+    },
     /// Controller: list the connected agents
     GetInstances,
     /// Controller: stage a cluster configuration (INI, read and refused as zeek-client does)
@@ -208,7 +220,7 @@ fn main() -> ExitCode {
             }
             Command::Welcome => print(&client::welcome(&opts).await),
             Command::Standby => print(&client::standby(&opts).await),
-            Command::Deploy { file: None } => {
+            Command::Deploy { file: None, .. } => {
                 usage_error("deploy needs a cluster file when talking to agents")
             }
             Command::GetInstances
@@ -220,7 +232,11 @@ fn main() -> ExitCode {
             | Command::TestTimeout { .. } => {
                 usage_error("this command needs a controller: --controller HOST:PORT")
             }
-            Command::Deploy { file: Some(file) } => {
+            Command::Deploy {
+                file: Some(file),
+                zeromq_xpub_port,
+                zeromq_xsub_port,
+            } => {
                 let (text, name) = if file == "-" {
                     let mut s = String::new();
                     if let Err(e) = std::io::stdin().read_to_string(&mut s) {
@@ -233,10 +249,20 @@ fn main() -> ExitCode {
                         Err(e) => return usage_error(format!("cannot read {file}: {e}")),
                     }
                 };
-                let parsed = match ini::parse(&text, &name) {
+                let mut parsed = match ini::parse(&text, &name) {
                     Ok(p) => p,
                     Err(e) => return usage_error(e),
                 };
+                if zeromq_xpub_port.is_some() || zeromq_xsub_port.is_some() {
+                    let mut ports = parsed.zeromq.unwrap_or_default();
+                    if let Some(p) = zeromq_xpub_port {
+                        ports.xpub_port = Port::tcp(p);
+                    }
+                    if let Some(p) = zeromq_xsub_port {
+                        ports.xsub_port = Port::tcp(p);
+                    }
+                    parsed.zeromq = Some(ports);
+                }
                 for w in &parsed.warnings {
                     eprintln!("zeek-mgmt-client: warning: {w}");
                 }
@@ -283,8 +309,17 @@ async fn with_controller(addr: &str, command: Command, opts: &ClientOptions) -> 
         Command::Welcome | Command::Standby => {
             return usage_error("welcome and standby talk to agents: drop --controller");
         }
-        Command::Deploy { file: Some(_) } => {
+        Command::Deploy { file: Some(_), .. } => {
             return usage_error("with a controller, deploy takes no file: use deploy-config FILE");
+        }
+        Command::Deploy {
+            zeromq_xpub_port,
+            zeromq_xsub_port,
+            ..
+        } if zeromq_xpub_port.is_some() || zeromq_xsub_port.is_some() => {
+            return usage_error(
+                "with a controller, the ZeroMQ broker's ports are the controller's: zeek-mgmt-controller --zeromq-xpub-port/--zeromq-xsub-port",
+            );
         }
         _ => None,
     };

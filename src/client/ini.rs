@@ -63,6 +63,9 @@ pub struct ClusterFile {
     pub nodes: Vec<Node>,
     /// Things that did not stop the parse (unknown keys, `state`).
     pub warnings: Vec<String>,
+    /// The manager's ZeroMQ broker ports (a JSON file's `zeromq`, or the
+    /// client's `--zeromq-xpub-port`/`--zeromq-xsub-port`).
+    pub zeromq: Option<crate::api::types::ZeromqPorts>,
 }
 
 impl ClusterFile {
@@ -83,7 +86,7 @@ impl ClusterFile {
                 })
                 .collect(),
             nodes: self.nodes.clone(),
-            zeromq: None,
+            zeromq: self.zeromq,
         }
     }
 }
@@ -353,6 +356,7 @@ fn parse_ini_checked(text: &str, file: &str) -> Result<ClusterFile, FileError> {
         instances,
         nodes: nodes.into_iter().map(|n| n.2).collect(),
         warnings,
+        zeromq: None,
     })
 }
 
@@ -378,6 +382,7 @@ pub fn parse_json(text: &str, file: &str) -> Result<ClusterFile, FileError> {
             .collect(),
         nodes: config.nodes,
         warnings: Vec::new(),
+        zeromq: config.zeromq,
     })
 }
 

@@ -332,3 +332,64 @@ fn mistakes_get_a_clear_word_at_once() {
     );
     drop(holder);
 }
+
+#[test]
+fn deploy_gives_every_agent_the_zeromq_ports_it_is_told() {
+    let agent = Agent::start(&["--name", "agent-0"]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("cluster.ini");
+    std::fs::write(
+        &file,
+        format!(
+            "[instances]\nagent-0 = {}\n\n[manager]\ninstance = agent-0\nrole = manager\nport = 27760\n\n\
+             [worker-1]\ninstance = agent-0\nrole = worker\n",
+            addr(&agent)
+        ),
+    )
+    .expect("write");
+    let path = file.to_str().expect("utf-8");
+    let agent_addr = addr(&agent);
+    let out = run(&[
+        "--agent",
+        &agent_addr,
+        "deploy",
+        path,
+        "--zeromq-xpub-port",
+        "6001",
+        "--zeromq-xsub-port",
+        "6002",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let settings = std::fs::read_to_string(agent.node_dir("worker-1").join("cluster-backend.zeek"))
+        .expect("settings");
+    assert!(
+        settings.contains("connect_xsub_endpoint = \"tcp://127.0.0.1:6001\";")
+            && settings.contains("connect_xpub_endpoint = \"tcp://127.0.0.1:6002\";"),
+        "{settings}"
+    );
+    // The manager's port may not be one of them.
+    let out = run(&[
+        "--agent",
+        &agent_addr,
+        "deploy",
+        path,
+        "--zeromq-xpub-port",
+        "27760",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(
+            "node \\\"manager\\\" uses port 27760/tcp, a port of the manager's ZeroMQ broker"
+        ),
+        "{out:?}"
+    );
+    // With a controller, the ports are the controller's.
+    let out = run(&[
+        "--controller",
+        "127.0.0.1:1",
+        "deploy",
+        "--zeromq-xpub-port",
+        "6001",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}

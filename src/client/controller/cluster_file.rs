@@ -107,6 +107,7 @@ pub fn parse(text: &str, file: &str) -> Result<ClusterFile, Refusal> {
         instances,
         nodes,
         warnings: Vec::new(),
+        zeromq: None,
     })
 }
 
