@@ -59,17 +59,10 @@ fn now() -> f64 {
 /// `zeek-mgmt-client --controller` inside the first host: (exit code,
 /// stdout).
 fn client(hosts: &Hosts, dir: &Path, args: &[&str]) -> (i32, String) {
-    let out = hosts
-        .command(0, &binary("zeek-mgmt-client"))
-        .args(["--controller", "127.0.0.1:2149"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run zeek-mgmt-client");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let mut all = vec!["--controller", "127.0.0.1:2149"];
+    all.extend_from_slice(args);
+    let (code, out, _) = hosts.run(0, &binary("zeek-mgmt-client"), dir, &all);
+    (code, out)
 }
 
 fn wait(limit: Duration, mut f: impl FnMut() -> bool) -> bool {

@@ -13,20 +13,11 @@ use crate::controller::zeek_client;
 use crate::netns::{Hosts, HUB};
 use crate::support::{eventually, first_line, skipped};
 
-/// zeek-client inside host `i`: (exit code, stdout, stderr).
+/// zeek-client inside the first host: (exit code, stdout, stderr).
 fn client(hosts: &Hosts, dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = hosts
-        .command(0, &zeek_client())
-        .args(["--controller", "127.0.0.1:2149"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run zeek-client");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut all = vec!["--controller", "127.0.0.1:2149"];
+    all.extend_from_slice(args);
+    hosts.run(0, &zeek_client(), dir, &all)
 }
 
 fn json(out: &str) -> Value {

@@ -93,6 +93,28 @@ impl Hosts {
         c
     }
 
+    /// Runs `program` with `args` inside host `i`, in `dir`, to its end:
+    /// its exit code (-1 for a signal), stdout and stderr.
+    pub fn run(
+        &self,
+        i: usize,
+        program: &Path,
+        dir: &Path,
+        args: &[&str],
+    ) -> (i32, String, String) {
+        let out = self
+            .command(i, program)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Starts `command` (from `command`), kept until the hosts go; its
     /// stdout is a pipe (for a ready line), stderr goes to `log`.
     pub fn start(&mut self, mut command: Command, log: &Path) -> &mut Child {
