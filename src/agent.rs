@@ -3,6 +3,7 @@
 //! checks and settings. `AgentBuilder` starts it inside an actix system.
 
 pub mod actors;
+pub mod archive;
 mod builder;
 pub mod channel;
 pub mod config;
