@@ -52,11 +52,13 @@ fn queued_names_map_to_zeek_archivers_archive_names() {
 
 #[test]
 fn the_script_rotates_into_the_queue_without_a_post_processor() {
-    let mut c = Configuration::default();
-    c.nodes = vec![
-        Node::new("manager", "a", Role::Manager),
-        Node::new("w", "a", Role::Worker),
-    ];
+    let mut c = Configuration {
+        nodes: vec![
+            Node::new("manager", "a", Role::Manager),
+            Node::new("w", "a", Role::Worker),
+        ],
+        ..Configuration::default()
+    };
     let s = node_script(&c, Path::new("/srv/cluster/log-queue"), 3600);
     for line in [
         "redef Log::default_rotation_dir = \"/srv/cluster/log-queue\";",
