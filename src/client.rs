@@ -177,6 +177,12 @@ pub fn status_json(s: &NodeStatus) -> Value {
     if let Some(v) = &s.join_error {
         m.insert("join_error".into(), json!(v));
     }
+    if let Some(a) = &s.archive {
+        m.insert(
+            "archive".into(),
+            serde_json::to_value(a).unwrap_or(Value::Null),
+        );
+    }
     Value::Object(m)
 }
 
@@ -286,6 +292,7 @@ pub async fn standby(opts: &ClientOptions) -> Outcome {
 pub fn nodes_table(outcome: &Outcome) -> String {
     let mut rows = vec![[
         "instance", "node", "role", "mgmt", "state", "by", "joined", "pid", "port", "rss", "cpu%",
+        "queued",
     ]
     .map(String::from)];
     if let Some(results) = outcome.json["results"].as_object() {
@@ -321,11 +328,14 @@ pub fn nodes_table(outcome: &Outcome) -> String {
                     text("port"),
                     rss,
                     cpu,
+                    s["archive"]["waiting"]
+                        .as_u64()
+                        .map_or_else(|| "-".to_owned(), |w| w.to_string()),
                 ]);
             }
         }
     }
-    let widths: Vec<usize> = (0..11)
+    let widths: Vec<usize> = (0..12)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();

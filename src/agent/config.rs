@@ -91,6 +91,22 @@ pub struct Config {
     pub node_channel: channel::Mode,
     /// The node channel's timers.
     pub channel: Timings,
+    /// Logging nodes rotate into the agent's queue and the agent archives,
+    /// compresses and expires their logs; off leaves it to the site.
+    pub log_archive: bool,
+    /// Where logs are archived; `None`: `logs` beside the cluster directory.
+    pub archive_dir: Option<PathBuf>,
+    /// How often logging nodes rotate their logs (Zeek's default: 1 h).
+    pub log_rotation_interval: Duration,
+    /// How often the queue is looked at.
+    pub archive_scan_interval: Duration,
+    /// Archived days kept (0: every day).
+    pub archive_expire_days: u32,
+    /// Bytes of archive kept, oldest deleted first (0: no cap).
+    pub archive_max_bytes: u64,
+    /// Free space of the archive's filesystem, in percent, below which the
+    /// agent warns (once per crossing).
+    pub min_disk_space: f64,
 }
 
 /// Default bound of a peer's unread output (64 MiB).
@@ -132,6 +148,13 @@ impl Default for Config {
             tls_ca: None,
             node_channel: channel::Mode::Auto,
             channel: Timings::default(),
+            log_archive: true,
+            archive_dir: None,
+            log_rotation_interval: Duration::from_secs(3600),
+            archive_scan_interval: Duration::from_secs(1),
+            archive_expire_days: 0,
+            archive_max_bytes: 0,
+            min_disk_space: 5.0,
         }
     }
 }
@@ -291,6 +314,29 @@ pub struct Settings {
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     #[serde(default, deserialize_with = "de::duration")]
     pub channel_reconnect_delay: Option<Duration>,
+    /// Logging nodes rotate into the agent's queue and the agent archives, compresses and expires their logs (`--log-archive=false` leaves rotation and archiving to the site) [default: true]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub log_archive: Option<bool>,
+    /// Archive directory: DIR/YYYY-MM-DD/STREAM.HH:MM:SS-HH:MM:SS.log.gz, as zeek-archiver [default: logs beside the cluster directory]
+    #[arg(long)]
+    pub archive_dir: Option<PathBuf>,
+    /// How often logging nodes rotate their logs (more than 0) [default: 1h]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "de::duration")]
+    pub log_rotation_interval: Option<Duration>,
+    /// How often the log queue is looked at (more than 0) [default: 1s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "de::duration")]
+    pub archive_scan_interval: Option<Duration>,
+    /// Archived days kept, today included; 0 keeps every day [default: 0]
+    #[arg(long, value_name = "DAYS")]
+    pub archive_expire_days: Option<u32>,
+    /// Bytes of archive kept, the oldest files deleted first; 0 is no cap [default: 0]
+    #[arg(long, value_name = "BYTES")]
+    pub archive_max_bytes: Option<u64>,
+    /// Warn when the archive's filesystem has less free space, in percent [default: 5]
+    #[arg(long, value_name = "PERCENT")]
+    pub min_disk_space: Option<f64>,
 }
 
 /// The environment variables, each with the flag it stands for. They beat
@@ -351,8 +397,17 @@ impl Settings {
             sample_interval,
             reconnect_interval,
             max_outbound_bytes,
-            node_channel
+            node_channel,
+            log_archive,
+            log_rotation_interval,
+            archive_scan_interval,
+            archive_expire_days,
+            archive_max_bytes,
+            min_disk_space
         );
+        if self.archive_dir.is_some() {
+            config.archive_dir = self.archive_dir;
+        }
         macro_rules! set_channel {
             ($($field:ident => $to:ident),*) => { $( if let Some(v) = self.$field { config.channel.$to = v; } )* };
         }
@@ -410,6 +465,8 @@ impl Config {
             ("channel_timeout", self.channel.channel_timeout),
             ("channel_command_timeout", self.channel.command_timeout),
             ("channel_reconnect_delay", self.channel.reconnect_delay),
+            ("log_rotation_interval", self.log_rotation_interval),
+            ("archive_scan_interval", self.archive_scan_interval),
         ];
         if let Some((key, _)) = periods.iter().find(|(_, d)| d.is_zero()) {
             return Err(ConfigError::Zero {
@@ -426,7 +483,31 @@ impl Config {
         if let Some((key, _)) = limits.iter().find(|(_, n)| *n == 0) {
             return Err(ConfigError::Zero { key, hint: "" });
         }
+        if !(0.0..100.0).contains(&self.min_disk_space) {
+            return Err(ConfigError::Usage(
+                "min_disk_space (--min-disk-space) is a percentage, from 0 to below 100",
+            ));
+        }
         Ok(())
+    }
+
+    /// Where logs are archived: the setting, or `logs` beside the cluster
+    /// directory.
+    pub fn archive_dir(&self) -> PathBuf {
+        self.archive_dir.clone().unwrap_or_else(|| {
+            let parent = self
+                .cluster_dir
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            parent.join("logs")
+        })
+    }
+
+    /// The queue logging nodes rotate into, in the cluster directory.
+    pub fn log_queue(&self) -> PathBuf {
+        let queue = self.cluster_dir.join(crate::agent::archive::QUEUE_DIR);
+        std::path::absolute(&queue).unwrap_or(queue)
     }
 }
 

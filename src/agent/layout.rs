@@ -157,10 +157,14 @@ pub struct AgentScripts<'a> {
     pub backend_settings: Option<&'a str>,
     /// The node channel's script, after `local`.
     pub channel: Option<&'a str>,
+    /// The log archive's script (`agent-logs.zeek`), after the channel's.
+    pub logs: Option<&'a str>,
 }
 
 /// The arguments after the program: `[-i IFACE] [BACKEND
-/// [BACKEND-SETTINGS]] local [CHANNEL-SCRIPT] SCRIPTS... NAME=VALUE...`.
+/// [BACKEND-SETTINGS]] local [CHANNEL-SCRIPT] [LOGS-SCRIPT] SCRIPTS...
+/// NAME=VALUE...` (the node's own scripts last, so that they may redefine
+/// what the agent's set).
 pub fn node_args(node: &Node, backend: Option<&str>, agent: AgentScripts<'_>) -> Vec<String> {
     let mut args = Vec::new();
     if let Some(iface) = &node.interface {
@@ -173,6 +177,7 @@ pub fn node_args(node: &Node, backend: Option<&str>, agent: AgentScripts<'_>) ->
     }
     args.push("local".to_owned());
     args.extend(agent.channel.map(str::to_owned));
+    args.extend(agent.logs.map(str::to_owned));
     args.extend(node.scripts.iter().flatten().cloned());
     args.extend(
         node.options
@@ -361,6 +366,7 @@ mod tests {
         let agent = AgentScripts {
             backend_settings: Some("/c/w/cluster-backend.zeek"),
             channel: Some("/c/w/agent-channel.zeek"),
+            logs: Some("/c/w/agent-logs.zeek"),
         };
         assert_eq!(
             node_args(&n, Some(ZEROMQ_BACKEND), agent),
@@ -368,13 +374,14 @@ mod tests {
                 ZEROMQ_BACKEND,
                 "/c/w/cluster-backend.zeek",
                 "local",
-                "/c/w/agent-channel.zeek"
+                "/c/w/agent-channel.zeek",
+                "/c/w/agent-logs.zeek"
             ]
         );
         // No backend script (Zeek before 8.1): no backend settings either.
         assert_eq!(
             node_args(&n, None, agent),
-            ["local", "/c/w/agent-channel.zeek"]
+            ["local", "/c/w/agent-channel.zeek", "/c/w/agent-logs.zeek"]
         );
     }
 

@@ -394,6 +394,30 @@ pub struct NodeStatus {
     /// Why a node has not joined, in words for operators.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join_error: Option<String>,
+    /// On the agent's own entry: its log archive (an extension, see
+    /// `docs/protocol.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveStatus>,
+}
+
+/// The agent's log archive, as `get_nodes` shows it on the agent's entry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ArchiveStatus {
+    /// Files archived since the agent started.
+    pub archived_files: u64,
+    /// Their bytes before compression.
+    pub archived_bytes: u64,
+    /// When the last one was archived, in seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_archived: Option<f64>,
+    /// Rotated files waiting in the queue.
+    pub waiting: u64,
+    /// The last archive error, until a file is archived again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Free space of the archive's filesystem, in percent, at the last look.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_percent: Option<f64>,
 }
 
 /// The `data` of a `Management::Result`; its Zeek type is `any`, and this

@@ -371,6 +371,7 @@ mod tests {
             running_by: None,
             joined: None,
             join_error: None,
+            archive: None,
         }
     }
 

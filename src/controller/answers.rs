@@ -246,6 +246,7 @@ mod tests {
             running_by: Some("degraded".into()),
             joined: Some(false),
             join_error: Some("node worker-1 has not joined the cluster: why".into()),
+            archive: None,
         };
         r.data = Some(ResultData::NodeStatuses(vec![
             worker,
@@ -264,6 +265,7 @@ mod tests {
                 running_by: None,
                 joined: None,
                 join_error: None,
+                archive: None,
             },
         ]));
         let all = get_nodes("sub", &r);

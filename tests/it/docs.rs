@@ -50,6 +50,7 @@ fn the_protocol_document_names_everything_on_the_wire() {
         running_by: Some("channel".into()),
         joined: None,
         join_error: None,
+        archive: None,
     };
     let value = serde_json::to_value(&full).expect("json");
     for key in value.as_object().expect("a record").keys() {

@@ -38,6 +38,7 @@ use crate::api::types::{
     ApiResult, Configuration, MgmtRole, Node, NodeStatus, Port, ReqId, ResultData, Role, State,
 };
 
+mod archiving;
 mod deploy;
 mod dispatch;
 mod launch_order;
@@ -82,6 +83,9 @@ pub struct NodeSupervisor {
     layout: Option<NodeFile>,
     /// Its `cluster-backend.zeek` (the ZeroMQ broker's endpoints).
     zeromq_file: Option<NodeFile>,
+    /// Its `agent-logs.zeek`, for the nodes that write logs (none when the
+    /// site keeps rotation).
+    logs_file: Option<NodeFile>,
     slots: Slots,
     draining: HashMap<ProcId, Draining>,
     /// Answered once every draining process has exited.
@@ -111,6 +115,8 @@ pub struct NodeSupervisor {
     pids_dirty: bool,
     cpus: usize,
     own_pid: u32,
+    /// The log archive: its actor, figures and what was last told.
+    archiving: archiving::Archiving,
     /// The state directory's lock, held for the supervisor's life.
     _lock: Option<StateLock>,
 }
@@ -143,6 +149,7 @@ impl NodeSupervisor {
             config: None,
             layout: None,
             zeromq_file: None,
+            logs_file: None,
             slots: Slots::new(),
             draining: HashMap::new(),
             after_drain: Vec::new(),
@@ -162,6 +169,7 @@ impl NodeSupervisor {
             pids_dirty: false,
             cpus,
             own_pid: std::process::id(),
+            archiving: archiving::Archiving::default(),
             _lock: None,
         }
     }
@@ -297,6 +305,7 @@ impl NodeSupervisor {
             running_by: None,
             joined: None,
             join_error: None,
+            archive: self.cfg.log_archive.then(|| self.archiving.status.clone()),
         };
         slots::status_table(&self.slots, agent, self.sampled_at)
     }
@@ -326,6 +335,7 @@ impl Actor for NodeSupervisor {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         self.sample(ctx);
         ctx.run_interval(self.cfg.sample_interval, |act, ctx| act.sample(ctx));
+        self.start_archiving(ctx);
         self.prepare(ctx);
     }
 }

@@ -110,6 +110,7 @@ fn every_response_and_notification_roundtrips() {
         running_by: None,
         joined: None,
         join_error: None,
+        archive: None,
     };
     let mut per_node = ApiResult::failure("r".into(), "agent-a", "boom");
     per_node.node = Some("worker-1".into());
@@ -359,6 +360,7 @@ fn status(name: &str, uptime: Option<f64>) -> NodeStatus {
         restarts: Some(1),
         joined: None,
         join_error: None,
+        archive: None,
         uptime_secs: uptime,
         running_by: None,
     }

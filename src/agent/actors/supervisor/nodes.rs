@@ -18,8 +18,8 @@ use crate::agent::actors::node::{
     NodeEvent, NodeProcess, NodeReport, NodeTiming, ProcId, StopNode,
 };
 use crate::agent::channel::{self, Join, Path, Rule};
-use crate::agent::layout;
 use crate::agent::process::{self, NodeFile, SpawnSpec};
+use crate::agent::{archive, layout};
 use crate::api::types::{Configuration, Role, State};
 
 /// The file Zeek loads from a node's working directory.
@@ -43,6 +43,18 @@ impl NodeSupervisor {
             &self.cfg.state_dir,
             Arc::from(layout::zeromq_settings(&config)),
         ));
+        self.logs_file = self.cfg.log_archive.then(|| {
+            let interval = self.cfg.log_rotation_interval.as_secs().max(1);
+            NodeFile::new(
+                archive::SCRIPT_FILE,
+                &self.cfg.state_dir,
+                Arc::from(archive::node_script(
+                    &config,
+                    &self.cfg.log_queue(),
+                    interval,
+                )),
+            )
+        });
         for node in config.nodes.iter().filter(|n| n.instance == self.cfg.name) {
             self.slots
                 .insert(node.name.clone(), Slot::pending(node.clone()));
@@ -210,6 +222,11 @@ impl NodeSupervisor {
             .as_ref()
             .filter(|_| backend == Some(layout::ZEROMQ_BACKEND));
         let zeromq_path = zeromq_file.map(|_| in_dir(layout::ZEROMQ_FILE));
+        let logs_file = self
+            .logs_file
+            .as_ref()
+            .filter(|_| archive::writes_logs(node, config));
+        let logs_path = logs_file.map(|_| in_dir(archive::SCRIPT_FILE));
         let mut env: Vec<(String, String)> = node
             .env
             .iter()
@@ -225,6 +242,7 @@ impl NodeSupervisor {
         }
         let mut files: Vec<NodeFile> = self.layout.iter().cloned().collect();
         files.extend(zeromq_file.cloned());
+        files.extend(logs_file.cloned());
         if path != Path::None {
             files.push(self.script.clone());
         }
@@ -236,6 +254,7 @@ impl NodeSupervisor {
                 layout::AgentScripts {
                     backend_settings: zeromq_path.as_deref(),
                     channel: script_path.as_deref(),
+                    logs: logs_path.as_deref(),
                 },
             ),
             cwd: dir,

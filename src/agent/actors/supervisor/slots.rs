@@ -131,6 +131,7 @@ pub fn status_table(
                 (Some(Join::NotJoined(why)), State::Running) => Some(why.clone()),
                 _ => None,
             },
+            archive: None,
         });
     }
     // The slots come sorted by name; only the agent's own entry needs its
@@ -198,6 +199,7 @@ mod tests {
             restarts: None,
             joined: None,
             join_error: None,
+            archive: None,
             uptime_secs: None,
             running_by: None,
         }

@@ -102,6 +102,7 @@ fn status() -> impl Strategy<Value = NodeStatus> {
                 running_by: None,
                 joined: None,
                 join_error: None,
+                archive: None,
             },
         )
 }
