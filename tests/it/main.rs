@@ -1,6 +1,7 @@
 //! Integration tests: the real agent binary, real sockets, real node
 //! processes (the stand-in program of `tests/fixtures`).
 
+mod archive;
 mod channel;
 mod client;
 mod controller;
