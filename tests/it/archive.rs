@@ -103,3 +103,173 @@ fn an_archive_error_is_told_and_the_file_waits_for_the_next_try() {
     assert!(eventually(LONG, || !queue.join(QUEUED).exists()));
     assert_eq!(gunzip(&dir.join("logs").join(ARCHIVED)), "x\n");
 }
+
+#[tokio::test]
+async fn real_zeek_logs_land_in_the_archive_whole_under_zeek_archivers_names() {
+    use zeek_mgmt_agent::api::types::{Port, Role, ZeromqPorts};
+    const TEST: &str =
+        "archive::real_zeek_logs_land_in_the_archive_whole_under_zeek_archivers_names";
+    let zeek = crate::require_zeek!(TEST);
+    let zeek = zeek.display().to_string();
+    let agent = Agent::start(&[
+        "--node-channel",
+        "auto",
+        "--zeek-binary",
+        &zeek,
+        "--request-timeout",
+        "30",
+        "--log-rotation-interval",
+        "2s",
+        "--archive-scan-interval",
+        "0.2",
+    ]);
+    let c = agent.connect().await;
+    let free = crate::controller::free_port;
+    let mut config = cluster(
+        "archive",
+        &[
+            ("manager", Role::Manager, Some(free())),
+            ("worker-1", Role::Worker, None),
+        ],
+    );
+    config.zeromq = Some(ZeromqPorts {
+        xpub_port: Port::tcp(free()),
+        xsub_port: Port::tcp(free()),
+    });
+    // The manager writes a log of its own, numbered lines 1..=LINES, a
+    // line every 10 ms: across several rotations.
+    const LINES: usize = 400;
+    let script = agent.dir.join("counted.zeek");
+    std::fs::write(
+        &script,
+        format!(
+            "module Counted;\n\
+             export {{ redef enum Log::ID += {{ LOG }}; type Info: record {{ n: count &log; }}; }}\n\
+             global n = 0;\n\
+             event tick() {{ ++n; Log::write(LOG, [$n=n]); if ( n < {LINES} ) schedule 10msec {{ tick() }}; }}\n\
+             event zeek_init() {{ Log::create_stream(LOG, [$columns=Info, $path=\"counted\"]); schedule 10msec {{ tick() }}; }}\n"
+        ),
+    )
+    .expect("script");
+    config.nodes[0].scripts = Some(vec![script.display().to_string()]);
+    let r = set_config(&c, config).await;
+    assert!(r.result.success, "{:?}", r.result);
+
+    let archive = agent.dir.join("logs");
+    // Each line of `counted` in the archive, by number.
+    let archived_lines = || -> Vec<usize> {
+        let mut out: Vec<usize> = files(&archive)
+            .iter()
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("counted."))
+            })
+            .flat_map(|p| {
+                gunzip(p)
+                    .lines()
+                    .filter_map(|l| l.parse::<usize>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    // Rotated every 2 s while it runs: the lines reach the archive, in
+    // several files.
+    assert!(
+        eventually(Duration::from_secs(60), || archived_lines().len() >= LINES),
+        "{} of {LINES} lines archived: {:?}",
+        archived_lines().len(),
+        files(&archive)
+    );
+    let counted = files(&archive)
+        .iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("counted."))
+        })
+        .count();
+    assert!(counted >= 2, "one rotation only: {:?}", files(&archive));
+    // Stopped (the workers first, the manager last): the last logs rotate
+    // into the queue and are archived too. What the manager writes after
+    // its final rotation (its own stats at exit) stays as a leftover, which
+    // Zeek rotates at the node's next start.
+    let r = crate::channel::standby(&c).await;
+    assert!(r.success, "{r:?}");
+    let queue = agent.dir.join("cluster/log-queue");
+    assert!(
+        eventually(LONG, || files(&queue).is_empty()),
+        "{:?}",
+        files(&queue)
+    );
+    let manager = agent.node_dir("manager");
+    let shadows = |dir: &Path| -> Vec<PathBuf> {
+        files(dir)
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(".shadow."))
+            })
+            .collect()
+    };
+    let leftovers = shadows(&manager);
+    for n in ["manager", "worker-1"] {
+        let stderr = std::fs::read_to_string(agent.node_dir(n).join("stderr")).unwrap_or_default();
+        assert!(!stderr.contains("archive-log"), "{n}: {stderr}");
+    }
+    let mut again = cluster("archive-again", &[("manager", Role::Manager, Some(free()))]);
+    again.zeromq = Some(ZeromqPorts {
+        xpub_port: Port::tcp(free()),
+        xsub_port: Port::tcp(free()),
+    });
+    let r = set_config(&c, again).await;
+    assert!(r.result.success, "{:?}", r.result);
+    assert!(
+        eventually(LONG, || leftovers.iter().all(|p| !p.exists())
+            && files(&queue).is_empty()),
+        "leftovers {leftovers:?} never rotated; queue {:?}",
+        files(&queue)
+    );
+    let name = regex_like();
+    for f in files(&archive) {
+        let rel = f.strip_prefix(&archive).expect("under the archive");
+        let rel = rel.display().to_string();
+        assert!(name(&rel), "not zeek-archiver's name: {rel}");
+        // Whole: gzip-valid, from Zeek's header to its closing line.
+        let text = gunzip(&f);
+        assert!(text.starts_with("#separator"), "{rel}");
+        assert!(
+            text.lines().last().is_some_and(|l| l.starts_with("#close")),
+            "{rel}"
+        );
+    }
+    // Every line Zeek wrote, exactly once.
+    assert_eq!(archived_lines(), (1..=LINES).collect::<Vec<_>>());
+}
+
+/// `YYYY-MM-DD/<stream>.HH:MM:SS-HH:MM:SS[-N].log.gz` (`-N` for a second
+/// file under a name already archived, which zeek-archiver would replace).
+fn regex_like() -> impl Fn(&str) -> bool {
+    |rel: &str| {
+        let Some((day, file)) = rel.split_once('/') else {
+            return false;
+        };
+        let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+        let day_ok = day.len() == 10 && day.split('-').all(digits);
+        let Some(rest) = file.strip_suffix(".log.gz") else {
+            return false;
+        };
+        let Some((stream, times)) = rest.split_once('.') else {
+            return false;
+        };
+        let time = |t: &str| t.len() == 8 && t.split(':').all(digits);
+        let mut parts = times.split('-');
+        let (open, close, n) = (parts.next(), parts.next(), parts.next());
+        day_ok
+            && !stream.is_empty()
+            && open.is_some_and(time)
+            && close.is_some_and(time)
+            && n.is_none_or(|n| !n.is_empty() && digits(n))
+            && parts.next().is_none()
+    }
+}

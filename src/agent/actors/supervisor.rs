@@ -23,7 +23,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::agent::actors::node::{NodeReport, ProcId};
+use crate::agent::actors::node::{NodeProcess, NodeReport, ProcId};
 use crate::agent::actors::state_writer::{ClearConfig, SaveConfig, StateWriter};
 use crate::agent::config::Config;
 use crate::agent::process::{NodeFile, Sample};
@@ -64,6 +64,11 @@ pub struct Shutdown;
 /// A process of an earlier configuration, being stopped.
 struct Draining {
     node: Node,
+    /// A node that writes logs, stopped once every other draining process
+    /// has exited (as ZeekControl stops the loggers and the manager last),
+    /// so that it takes the others' last log writes before it rotates its
+    /// logs at exit.
+    later: Option<Addr<NodeProcess>>,
 }
 
 enum Backend {

@@ -64,14 +64,32 @@ impl NodeSupervisor {
 
     /// Stops every process of the current slots and forgets the slots.
     pub(super) fn drain_all(&mut self, ctx: &mut Context<Self>) {
+        let writes_logs = |node: &crate::api::types::Node| {
+            self.config
+                .as_ref()
+                .is_some_and(|c| archive::writes_logs(node, c))
+        };
+        let others_run = self
+            .slots
+            .values()
+            .any(|s| s.proc.is_some() && !writes_logs(&s.node));
         for (_, slot) in std::mem::take(&mut self.slots) {
             if let Some(h) = slot.revival {
                 ctx.cancel_future(h);
             }
             match slot.proc {
                 Some((id, addr)) => {
-                    addr.do_send(StopNode);
-                    self.draining.insert(id, Draining { node: slot.node });
+                    let later = (others_run && writes_logs(&slot.node)).then(|| addr.clone());
+                    if later.is_none() {
+                        addr.do_send(StopNode);
+                    }
+                    self.draining.insert(
+                        id,
+                        Draining {
+                            node: slot.node,
+                            later,
+                        },
+                    );
                 }
                 None => {
                     let mut node = slot.node;
@@ -93,6 +111,14 @@ impl NodeSupervisor {
     }
 
     fn on_drained(&mut self, ctx: &mut Context<Self>) {
+        // Only the nodes that write logs left: their turn.
+        if self.draining.values().all(|d| d.later.is_some()) {
+            for d in self.draining.values_mut() {
+                if let Some(addr) = d.later.take() {
+                    addr.do_send(StopNode);
+                }
+            }
+        }
         if !self.draining.is_empty() {
             return;
         }
@@ -156,6 +182,7 @@ impl NodeSupervisor {
                 id,
                 Draining {
                     node: slot.node.clone(),
+                    later: None,
                 },
             );
         }
