@@ -140,3 +140,85 @@ impl Handler<Sweep> for LogArchiver {
         MessageResult(report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(dir: &std::path::Path, days: u32, max: u64) -> ArchiverSpec {
+        ArchiverSpec {
+            queue: dir.join("q"),
+            archive: dir.join("a"),
+            level: 1,
+            expire_days: days,
+            max_bytes: max,
+            free_space: |_| Some(3.5),
+            at_step: Arc::new(|_| {}),
+        }
+    }
+
+    fn put(path: &std::path::Path, bytes: usize) {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+        std::fs::write(path, vec![b'x'; bytes]).expect("write");
+    }
+
+    #[actix_rt::test]
+    async fn a_sweep_archives_the_queue_then_expires_by_the_given_day() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path();
+        // An archive of three days, and one log queued today.
+        put(&dir.join("a/2026-12-01/conn.00:00:00-01:00:00.log.gz"), 100);
+        put(&dir.join("a/2026-12-05/conn.00:00:00-01:00:00.log.gz"), 100);
+        put(&dir.join("a/2026-12-06/conn.00:00:00-01:00:00.log.gz"), 100);
+        put(
+            &dir.join("q/dns__2026-12-06-01-00-00__2026-12-06-02-00-00__.log"),
+            1000,
+        );
+        let archiver = LogArchiver::start(spec(dir, 2, 0));
+        // Without a day: the queue only.
+        let r = archiver.send(Sweep { today: None }).await.expect("report");
+        assert_eq!(r.archived.len(), 1);
+        assert_eq!((r.waiting, r.expired, r.free), (0, 0, None));
+        assert!(dir
+            .join("a/2026-12-06/dns.01:00:00-02:00:00.log.gz")
+            .exists());
+        // Expiry by the day it is told (no clock read): two days kept.
+        let r = archiver
+            .send(Sweep {
+                today: Some("2026-12-06".into()),
+            })
+            .await
+            .expect("report");
+        assert_eq!((r.expired, r.free), (1, Some(3.5)));
+        assert!(
+            !dir.join("a/2026-12-01").exists(),
+            "an emptied day goes too"
+        );
+        assert!(dir
+            .join("a/2026-12-05/conn.00:00:00-01:00:00.log.gz")
+            .exists());
+    }
+
+    #[actix_rt::test]
+    async fn a_size_cap_never_touches_the_queue() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path();
+        put(&dir.join("a/2026-12-05/old.00:00:00-01:00:00.log.gz"), 500);
+        put(&dir.join("a/2026-12-06/new.00:00:00-01:00:00.log.gz"), 500);
+        // Not a queued log's name: left alone, never archived or deleted.
+        put(&dir.join("q/notes.txt"), 5000);
+        let archiver = LogArchiver::start(spec(dir, 0, 600));
+        let r = archiver
+            .send(Sweep {
+                today: Some("2026-12-06".into()),
+            })
+            .await
+            .expect("report");
+        assert_eq!(r.expired, 1);
+        assert!(!dir.join("a/2026-12-05").exists());
+        assert!(dir
+            .join("a/2026-12-06/new.00:00:00-01:00:00.log.gz")
+            .exists());
+        assert!(dir.join("q/notes.txt").exists());
+    }
+}
