@@ -48,13 +48,21 @@ fn the_protocol_document_names_everything_on_the_wire() {
         restarts: Some(0),
         uptime_secs: Some(0.0),
         running_by: Some("channel".into()),
-        joined: None,
-        join_error: None,
-        archive: None,
+        joined: Some(false),
+        join_error: Some("why".into()),
+        archive: Some(zeek_mgmt_agent::api::types::ArchiveStatus {
+            last_archived: Some(1.0),
+            last_error: Some("e".into()),
+            free_percent: Some(50.0),
+            ..Default::default()
+        }),
     };
     let value = serde_json::to_value(&full).expect("json");
     for key in value.as_object().expect("a record").keys() {
         assert!(doc.contains(&format!("`{key}`")), "NodeStatus key {key}");
+    }
+    for key in value["archive"].as_object().expect("a record").keys() {
+        assert!(doc.contains(&format!("`{key}`")), "archive key {key}");
     }
     // The request-level errors, as the agent writes them.
     for text in [
