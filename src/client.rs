@@ -369,10 +369,7 @@ fn resolve(host: &str) -> Option<IpAddr> {
 /// an address in the file are dialled there; the others are found among
 /// `opts.agents` by name. Returns an error for what makes a deployment
 /// impossible (an agent whose host is unknown).
-pub async fn deploy(opts: &ClientOptions, mut file: ini::ClusterFile) -> Result<Outcome, Error> {
-    if file.id.is_empty() {
-        file.id = uuid::Uuid::new_v4().to_string();
-    }
+pub async fn deploy(opts: &ClientOptions, file: ini::ClusterFile) -> Result<Outcome, Error> {
     // Dial every address we know: the file's and the command line's.
     let mut addrs: Vec<String> = file.instances.iter().filter_map(|i| i.address()).collect();
     if file.instances.iter().any(|i| i.address().is_none()) {
@@ -424,7 +421,13 @@ pub async fn deploy(opts: &ClientOptions, mut file: ini::ClusterFile) -> Result<
         };
         hosts.insert(i.name.clone(), ip);
     }
-    let config = file.configuration(&hosts);
+    let mut config = file.configuration(&hosts);
+    // A file without an id gets one of its content: every agent the same
+    // (one hash seed for the cluster), and the same file again the same,
+    // which the agents answer as unchanged without restarting anything.
+    if config.id.is_empty() {
+        config.id = config.content_id();
+    }
     let progress = std::io::stderr().is_terminal() && file.instances.len() > 1;
     let total = file.instances.len();
     let mut set = tokio::task::JoinSet::new();

@@ -332,6 +332,30 @@ pub const DEFAULT_ZEROMQ_XPUB_PORT: u16 = 5555;
 pub const DEFAULT_ZEROMQ_XSUB_PORT: u16 = 5556;
 
 impl Configuration {
+    /// A UUID-shaped digest of the content, the id aside: the same for the
+    /// same cluster, whoever computes it.
+    pub fn content_id(&self) -> String {
+        let probe = Configuration {
+            id: String::new(),
+            ..self.clone()
+        };
+        let bytes = serde_json::to_vec(&probe).unwrap_or_default();
+        let fnv = |seed: u64| {
+            bytes.iter().fold(seed, |h, &b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            })
+        };
+        let (a, b) = (fnv(0xcbf2_9ce4_8422_2325), fnv(0x6c62_272e_07bb_0142));
+        format!(
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xffff,
+            b >> 48,
+            b & 0xffff_ffff_ffff
+        )
+    }
+
     /// The ports of the manager's ZeroMQ broker: the configuration's, or
     /// Zeek's.
     pub fn zeromq_ports(&self) -> ZeromqPorts {

@@ -393,3 +393,54 @@ fn deploy_gives_every_agent_the_zeromq_ports_it_is_told() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+#[test]
+fn an_unchanged_file_deployed_twice_restarts_nothing() {
+    let agents = three_agents();
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("cluster.ini");
+    std::fs::write(&file, cluster_ini(&agents)).expect("write");
+    let path = file.to_str().expect("utf-8");
+    let addrs: Vec<String> = agents.iter().map(addr).collect();
+    let pids = || {
+        let mut args = vec!["get-nodes"];
+        for a in &addrs {
+            args.push("--agent");
+            args.push(a);
+        }
+        let j = json(&run(&args));
+        let mut out = Vec::new();
+        for nodes in j["results"].as_object().expect("results").values() {
+            for (name, n) in nodes.as_object().expect("nodes") {
+                if n["mgmt_role"].is_null() {
+                    out.push((name.clone(), n["pid"].as_i64().unwrap_or(0)));
+                }
+            }
+        }
+        out.sort();
+        out
+    };
+    let first = run(&["deploy", path]);
+    assert!(first.status.success(), "{first:?}");
+    let before = pids();
+    let again = run(&["deploy", path]);
+    assert!(again.status.success(), "{again:?}");
+    // The same id (of the content), answered unchanged by every agent.
+    assert_eq!(json(&again)["results"]["id"], json(&first)["results"]["id"]);
+    for a in &agents {
+        a.wait_log("configuration unchanged; nothing restarted", 1);
+    }
+    assert_eq!(pids(), before);
+    // Another file is another id, and a redeploy.
+    std::fs::write(
+        &file,
+        cluster_ini(&agents).replace("fast path", "slow path"),
+    )
+    .expect("write");
+    let changed = run(&["deploy", path]);
+    assert!(changed.status.success(), "{changed:?}");
+    assert_ne!(
+        json(&changed)["results"]["id"],
+        json(&first)["results"]["id"]
+    );
+}
