@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 
 mod launch;
 
-pub use launch::NodeChild;
+pub use launch::{NodeChild, OutputStart};
 
 /// How to start one node process.
 #[derive(Clone)]
@@ -188,10 +188,13 @@ fn launch_in_place(spec: &SpawnSpec) -> io::Result<NodeChild> {
     };
     // Opened in this order, so their numbers ascend (see `launch`).
     let null = OwnedFd::from(std::fs::File::open("/dev/null")?);
-    let out = OwnedFd::from(open("stdout")?);
+    let out = open("stdout")?;
     let err = open("stderr")?;
-    let stderr_start = err.metadata().map(|m| m.len()).unwrap_or(0);
-    let err = OwnedFd::from(err);
+    let start = OutputStart {
+        stdout: out.metadata().map(|m| m.len()).unwrap_or(0),
+        stderr: err.metadata().map(|m| m.len()).unwrap_or(0),
+    };
+    let (out, err) = (OwnedFd::from(out), OwnedFd::from(err));
     let mut child = launch::launch(
         &spec.program,
         &spec.args,
@@ -201,7 +204,7 @@ fn launch_in_place(spec: &SpawnSpec) -> io::Result<NodeChild> {
         [&null, &out, &err],
         spec.cpu,
     )?;
-    child.set_stderr_start(stderr_start);
+    child.set_output_start(start);
     Ok(child)
 }
 
@@ -375,13 +378,13 @@ impl std::fmt::Display for Exit {
 
 /// The last `lines` lines of a file (reading at most its last 16 KiB).
 pub fn tail(path: &Path, lines: usize) -> String {
-    tail_of(path, lines).0
+    tail_of(path, 0, lines).0
 }
 
 /// The last `lines` lines of a node's output file as the node wrote them:
 /// with the final newline when the file ends with one.
-pub fn output_tail(path: &Path, lines: usize) -> String {
-    match tail_of(path, lines) {
+pub fn output_tail(path: &Path, from: u64, lines: usize) -> String {
+    match tail_of(path, from, lines) {
         (text, true) if !text.is_empty() => text + "\n",
         (text, _) => text,
     }
@@ -401,13 +404,13 @@ pub fn read_from(path: &Path, from: u64) -> String {
 }
 
 /// The last lines, joined, and whether the file ended with a newline.
-fn tail_of(path: &Path, lines: usize) -> (String, bool) {
+fn tail_of(path: &Path, from: u64, lines: usize) -> (String, bool) {
     const MAX: u64 = 16 * 1024;
     let Ok(mut f) = std::fs::File::open(path) else {
         return (String::new(), false);
     };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = f.seek(SeekFrom::Start(len.saturating_sub(MAX)));
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(MAX).max(from)));
     let mut buf = Vec::new();
     let _ = f.take(MAX).read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf);
@@ -510,7 +513,12 @@ mod tests {
             .expect("wait");
         assert_eq!(status.code(), Some(3));
         assert_eq!(tail(&dir.path().join("n/stdout"), 20), "out\nout");
-        assert_eq!(output_tail(&dir.path().join("n/stdout"), 20), "out\nout\n");
+        assert_eq!(
+            output_tail(&dir.path().join("n/stdout"), 0, 20),
+            "out\nout\n"
+        );
+        // From where the second launch began: its lines only.
+        assert_eq!(output_tail(&dir.path().join("n/stdout"), 4, 20), "out\n");
     }
 
     #[actix_rt::test]

@@ -26,7 +26,11 @@ pub struct ProcId(pub u64);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeEvent {
     /// exec succeeded; the process has this pid (and process group).
-    Spawned { pid: u32 },
+    Spawned {
+        pid: u32,
+        /// Where this launch's lines begin in the output files.
+        output_start: process::OutputStart,
+    },
     /// The process could not be started (missing or non-executable program…).
     SpawnFailed { error: String },
     /// Up, by `rule` (see `channel::decide`).
@@ -213,9 +217,10 @@ impl NodeProcess {
     fn on_spawned(&mut self, child: process::NodeChild, ctx: &mut Context<Self>) {
         let pid = child.id();
         self.pid = Some(pid);
-        self.stderr_start = child.stderr_start();
+        let output_start = child.output_start();
+        self.stderr_start = output_start.stderr;
         self.spawned_at = Some(Instant::now());
-        self.tell(NodeEvent::Spawned { pid });
+        self.tell(NodeEvent::Spawned { pid, output_start });
         let stderr = self
             .spec_dir()
             .map(|d| d.join("stderr"))

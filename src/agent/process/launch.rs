@@ -26,17 +26,25 @@ pub struct NodeChild {
     pid: libc::pid_t,
     /// The length of the stderr file when the process started: what it
     /// writes comes after.
-    stderr_start: u64,
+    output_start: OutputStart,
+}
+
+/// Where one launch's lines begin in a node's appended `stdout` and
+/// `stderr` files (their lengths before it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutputStart {
+    pub stdout: u64,
+    pub stderr: u64,
 }
 
 impl NodeChild {
-    pub(super) fn set_stderr_start(&mut self, at: u64) {
-        self.stderr_start = at;
+    pub(super) fn set_output_start(&mut self, at: OutputStart) {
+        self.output_start = at;
     }
 
-    /// Where this launch's lines begin in the (appended) stderr file.
-    pub fn stderr_start(&self) -> u64 {
-        self.stderr_start
+    /// Where this launch's lines begin in the (appended) output files.
+    pub fn output_start(&self) -> OutputStart {
+        self.output_start
     }
 
     pub fn id(&self) -> u32 {
@@ -207,7 +215,7 @@ pub fn launch(
     let error = unsafe { std::ptr::read_volatile(&plan.error) };
     let mut child = NodeChild {
         pid,
-        stderr_start: 0,
+        output_start: OutputStart::default(),
     };
     if error != 0 {
         child.wait()?;

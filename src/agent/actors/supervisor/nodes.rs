@@ -360,9 +360,10 @@ impl NodeSupervisor {
         } = report;
         let current = self.slots.get(&node).is_some_and(|s| s.runs(proc_id));
         match event {
-            NodeEvent::Spawned { pid } => {
+            NodeEvent::Spawned { pid, output_start } => {
                 if let Some(slot) = self.slots.get_mut(&node).filter(|_| current) {
                     slot.pid = Some(pid);
+                    slot.output_start = output_start;
                     slot.started_at = Some(Instant::now());
                     self.mark_pids_dirty(ctx);
                 }

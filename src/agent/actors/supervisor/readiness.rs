@@ -182,12 +182,18 @@ impl NodeSupervisor {
         }
     }
 
-    /// The last lines of a node's stdout and stderr, for its failure.
+    /// The last lines of a node's stdout and stderr that its latest
+    /// launch wrote, for its failure.
     pub(super) fn output_tails(&self, name: &str) -> NodeOutputs {
         let dir = self.cfg.cluster_dir.join(name);
+        let from = self
+            .slots
+            .get(name)
+            .map(|s| s.output_start)
+            .unwrap_or_default();
         NodeOutputs {
-            stdout: process::output_tail(&dir.join("stdout"), OUTPUT_TAIL_LINES),
-            stderr: process::output_tail(&dir.join("stderr"), OUTPUT_TAIL_LINES),
+            stdout: process::output_tail(&dir.join("stdout"), from.stdout, OUTPUT_TAIL_LINES),
+            stderr: process::output_tail(&dir.join("stderr"), from.stderr, OUTPUT_TAIL_LINES),
         }
     }
 

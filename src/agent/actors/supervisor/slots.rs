@@ -43,6 +43,9 @@ pub struct Slot {
     pub reports_join: bool,
     /// Its latest join verdict.
     pub join: Option<Join>,
+    /// Where the latest launch's lines begin in its output files: what it
+    /// is quoted by (never its predecessor's lines).
+    pub output_start: crate::agent::process::OutputStart,
     /// Channel-port collisions in a row.
     pub collisions: u32,
     /// The last background sample, with the pid it was taken of (a
@@ -69,6 +72,7 @@ impl Slot {
             needs_route: false,
             reports_join: false,
             join: None,
+            output_start: Default::default(),
             collisions: 0,
             sample: None,
         }

@@ -433,3 +433,37 @@ async fn a_node_that_fails_is_answered_with_its_output_tails() {
         per[0].error
     );
 }
+
+#[actix_rt::test]
+async fn a_failure_quotes_only_its_own_launchs_output() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (s, _seen) = start(Config {
+        max_revivals: 0,
+        ..config(dir.path())
+    });
+    let failing = |id: &str| {
+        let mut c = cluster(id, &[("w1", Role::Worker)]);
+        c.nodes[0]
+            .env
+            .insert("STANDIN_FAIL_START".into(), "1".into());
+        c
+    };
+    let outputs = |r: &ApiResult| match &r.data {
+        Some(ResultData::Results(per)) => match &per[0].data {
+            Some(ResultData::Outputs(o)) => o.clone(),
+            other => panic!("no outputs: {other:?}"),
+        },
+        other => panic!("{other:?}"),
+    };
+    let first = outputs(&deploy(&s, failing("c1")).await);
+    let second = outputs(&deploy(&s, failing("c2")).await);
+    // The files keep both launches; the answer quotes the second alone.
+    let stderr = std::fs::read_to_string(dir.path().join("cluster/w1/stderr")).expect("stderr");
+    assert_eq!(stderr.matches("fatal error").count(), 2, "{stderr}");
+    assert_eq!(
+        second.stderr,
+        "fatal error: stand-in told to fail at start\n"
+    );
+    assert_eq!(second.stdout.lines().count(), 1, "{second:?}");
+    assert_ne!(second.stdout, first.stdout, "another pid");
+}

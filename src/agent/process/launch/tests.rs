@@ -137,7 +137,7 @@ fn the_child_dies_with_the_thread_that_launched_it() {
     // child (left a zombie until reaped here).
     let mut child = NodeChild {
         pid,
-        stderr_start: 0,
+        output_start: OutputStart::default(),
     };
     let status = child.wait().expect("wait");
     assert_eq!(status.signal(), Some(libc::SIGKILL));
