@@ -91,6 +91,9 @@ pub struct Config {
     pub node_channel: channel::Mode,
     /// The node channel's timers.
     pub channel: Timings,
+    /// Before stopping anything for a new configuration, run each new node
+    /// in Zeek's parse-only mode; a failure refuses the configuration.
+    pub check_scripts: bool,
     /// Logging nodes rotate into the agent's queue and the agent archives,
     /// compresses and expires their logs; off leaves it to the site.
     pub log_archive: bool,
@@ -148,6 +151,7 @@ impl Default for Config {
             tls_ca: None,
             node_channel: channel::Mode::Auto,
             channel: Timings::default(),
+            check_scripts: true,
             log_archive: true,
             archive_dir: None,
             log_rotation_interval: Duration::from_secs(3600),
@@ -314,6 +318,9 @@ pub struct Settings {
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     #[serde(default, deserialize_with = "de::duration")]
     pub channel_reconnect_delay: Option<Duration>,
+    /// Before a new configuration stops anything, check each new node's scripts with `zeek -a` (Zeek only; `--check-scripts=false` skips it) [default: true]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub check_scripts: Option<bool>,
     /// Logging nodes rotate into the agent's queue and the agent archives, compresses and expires their logs (`--log-archive=false` leaves rotation and archiving to the site) [default: true]
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub log_archive: Option<bool>,
@@ -398,6 +405,7 @@ impl Settings {
             reconnect_interval,
             max_outbound_bytes,
             node_channel,
+            check_scripts,
             log_archive,
             log_rotation_interval,
             archive_scan_interval,

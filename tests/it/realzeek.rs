@@ -267,6 +267,30 @@ fn zeek_client_reads_values_out_of_real_nodes_through_the_controller() {
     for n in ["manager", "proxy-1", "worker-1"] {
         assert_eq!(v["results"][n], n, "{out}");
     }
+    // A bad script: zeek-client's deploy shows Zeek's words for the node,
+    // and nothing stopped.
+    let (_, before, _) = controller.client(&["get-nodes"]);
+    let bad = dir.join("bad.ini");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&ini).expect("ini").replace(
+            "role = worker\n",
+            "role = worker\nscripts = no-such-script.zeek\n",
+        ),
+    )
+    .expect("bad file");
+    let (code, out, err) = controller.client(&["deploy-config", &bad.display().to_string()]);
+    assert_eq!(code, 1, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["results"]["nodes"]["worker-1"]["success"], false, "{out}");
+    assert!(
+        v["results"]["nodes"]["worker-1"]["stderr"]
+            .as_str()
+            .is_some_and(|e| e.contains("can't find no-such-script.zeek")),
+        "{out}"
+    );
+    let (_, after, _) = controller.client(&["get-nodes"]);
+    assert_eq!(after, before);
     // The broker's ports are the controller's.
     let (_, out, _) = controller.client(&[
         "get-id-value",
@@ -279,4 +303,68 @@ fn zeek_client_reads_values_out_of_real_nodes_through_the_controller() {
         format!("tcp://127.0.0.1:{xsub}"),
         "{out}"
     );
+}
+
+#[tokio::test]
+async fn a_bad_script_is_refused_before_anything_stops() {
+    let zeek = crate::require_zeek!("realzeek::a_bad_script_is_refused_before_anything_stops");
+    let agent = zeek_agent(&zeek);
+    let c = agent.connect().await;
+    let good = four_real_nodes("good");
+    let r = set_config(&c, good.clone()).await;
+    assert!(r.result.success, "{:?}", r.result);
+    let pids = |s: &[NodeStatus]| -> Vec<(String, Option<i64>)> {
+        s.iter().map(|n| (n.node.clone(), n.pid)).collect()
+    };
+    let before = pids(&get_nodes(&c).await);
+
+    let syntax = agent.dir.join("syntax-error.zeek");
+    std::fs::write(&syntax, "event zeek_init() { print 1\n").expect("script");
+    let redef = agent.dir.join("unknown-redef.zeek");
+    std::fs::write(&redef, "redef No::such_option = 1;\n").expect("script");
+    let cases = [
+        (
+            "missing",
+            "worker-1",
+            "no-such-script.zeek".to_owned(),
+            "can't find no-such-script.zeek",
+        ),
+        (
+            "syntax",
+            "proxy-1",
+            syntax.display().to_string(),
+            "syntax error",
+        ),
+        (
+            "redef",
+            "manager",
+            redef.display().to_string(),
+            "\"redef\" used but not previously defined",
+        ),
+    ];
+    for (id, node, script, words) in cases {
+        let mut bad = good.clone();
+        bad.id = format!("bad-{id}");
+        let n = bad.nodes.iter_mut().find(|n| n.name == node).expect(node);
+        n.scripts = Some(vec![script]);
+        let t = std::time::Instant::now();
+        let r = set_config(&c, bad).await;
+        assert!(!r.result.success, "{id}: {:?}", r.result);
+        assert!(
+            r.result
+                .error
+                .starts_with("configuration check failed, nothing changed: node "),
+            "{id}: {}",
+            r.result.error
+        );
+        let per = per_node(&r.result);
+        assert_eq!(per.len(), 1, "{id}: only {node} failed: {per:?}");
+        assert_eq!(per[0].node.as_deref(), Some(node), "{id}");
+        assert!(per[0].error.contains(words), "{id}: {}", per[0].error);
+        // Nothing stopped: the same processes run.
+        let s = get_nodes(&c).await;
+        assert_eq!(pids(&s), before, "{id}");
+        assert!(formed(&s), "{id}: {s:#?}");
+        eprintln!("check of {id} refused in {:?}", t.elapsed());
+    }
 }

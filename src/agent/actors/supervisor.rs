@@ -39,6 +39,7 @@ use crate::api::types::{
 };
 
 mod archiving;
+mod check;
 mod deploy;
 mod dispatch;
 mod launch_order;
@@ -84,13 +85,8 @@ pub struct NodeSupervisor {
     state: StateDir,
     writer: Addr<StateWriter>,
     config: Option<Configuration>,
-    /// The configuration's `cluster-layout.zeek`, for every node directory.
-    layout: Option<NodeFile>,
-    /// Its `cluster-backend.zeek` (the ZeroMQ broker's endpoints).
-    zeromq_file: Option<NodeFile>,
-    /// Its `agent-logs.zeek`, for the nodes that write logs (none when the
-    /// site keeps rotation).
-    logs_file: Option<NodeFile>,
+    /// The configuration's files for the node directories.
+    files: Option<nodes::ConfigFiles>,
     slots: Slots,
     draining: HashMap<ProcId, Draining>,
     /// Answered once every draining process has exited.
@@ -101,6 +97,12 @@ pub struct NodeSupervisor {
     backend: Backend,
     /// Nodes get the node channel (Zeek 8.0 or later, `--node-channel auto`).
     channel_on: bool,
+    /// The program answered `--version` as Zeek: its scripts can be
+    /// checked before a deployment.
+    is_zeek: bool,
+    /// Bumped by every configuration, standby and shutdown: a check that
+    /// finishes after one was superseded.
+    check_seq: u64,
     /// The node channel's script, for every node directory.
     script: NodeFile,
     /// The node channel's timers, shared with every launch.
@@ -152,9 +154,7 @@ impl NodeSupervisor {
             listen_port,
             notifier,
             config: None,
-            layout: None,
-            zeromq_file: None,
-            logs_file: None,
+            files: None,
             slots: Slots::new(),
             draining: HashMap::new(),
             after_drain: Vec::new(),
@@ -162,6 +162,8 @@ impl NodeSupervisor {
             restarting: Vec::new(),
             backend: Backend::Detecting,
             channel_on: false,
+            is_zeek: false,
+            check_seq: 0,
             script,
             channel_timings,
             readiness_timer: false,
@@ -261,6 +263,41 @@ impl NodeSupervisor {
     /// Persists `config` on the writer's thread, then installs and launches
     /// it; no other message is handled meanwhile, so configurations apply in
     /// the order they came.
+    /// Checks `config`'s nodes (off the actor's thread; other requests go
+    /// on meanwhile), then applies it, unless a check failed (refused,
+    /// nothing changed) or a configuration, standby or shutdown came since
+    /// (superseded).
+    fn check_then_apply(
+        &mut self,
+        config: Configuration,
+        reqid: ReqId,
+        tx: oneshot::Sender<ApiResult>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.check_seq += 1;
+        let seq = self.check_seq;
+        let specs = self.check_specs(&config);
+        // The check may take the request's own time, no more.
+        let timeout = self.cfg.request_timeout.mul_f64(0.5);
+        let started = Instant::now();
+        let checks = check::run_checks(specs, self.cpus, timeout);
+        ctx.spawn(checks.into_actor(self).map(move |failures, act, ctx| {
+            tracing::info!(id = %config.id, failed = failures.len(), took = ?started.elapsed(), "configuration checked");
+            if act.shutting_down {
+                let _ = tx.send(ApiResult::failure(reqid, act.name(), "agent is shutting down"));
+            } else if act.check_seq != seq {
+                let msg = format!("configuration {:?} was superseded while it was checked", config.id);
+                let _ = tx.send(ApiResult::failure(reqid, act.name(), msg));
+            } else if failures.is_empty() {
+                act.apply(config, reqid, tx, ctx);
+            } else {
+                let r = check::refusal(&reqid, act.name(), &failures);
+                act.notify_log("", r.error.clone());
+                let _ = tx.send(r);
+            }
+        }));
+    }
+
     fn apply(
         &mut self,
         config: Configuration,
@@ -371,10 +408,15 @@ impl Handler<SetConfigurationRequest> for NodeSupervisor {
                 let _ = tx.send(ApiResult::failure(reqid.clone(), self.name(), error));
             }
             Plan::Unchanged(config) => {
+                // A configuration being checked is no longer wanted.
+                self.check_seq += 1;
                 tracing::info!(id = %config.id, "configuration unchanged; nothing restarted");
                 let d = PendingDeploy::new(&config, self.name(), Some(reqid.clone()), Some(tx));
                 self.deploy = Some(d.all_running());
                 self.finish_deploy_if_complete();
+            }
+            Plan::Apply(config) if self.checks() => {
+                self.check_then_apply(config, reqid.clone(), tx, ctx)
             }
             Plan::Apply(config) => self.apply(config, reqid.clone(), tx, ctx),
         }

@@ -33,28 +33,7 @@ impl NodeSupervisor {
     /// ones have exited).
     pub(super) fn install(&mut self, config: Configuration, ctx: &mut Context<Self>) {
         self.drain_all(ctx);
-        self.layout = Some(NodeFile::new(
-            LAYOUT_FILE,
-            &self.cfg.state_dir,
-            Arc::from(layout::cluster_layout(&config)),
-        ));
-        self.zeromq_file = Some(NodeFile::new(
-            layout::ZEROMQ_FILE,
-            &self.cfg.state_dir,
-            Arc::from(layout::zeromq_settings(&config)),
-        ));
-        self.logs_file = self.cfg.log_archive.then(|| {
-            let interval = self.cfg.log_rotation_interval.as_secs().max(1);
-            NodeFile::new(
-                archive::SCRIPT_FILE,
-                &self.cfg.state_dir,
-                Arc::from(archive::node_script(
-                    &config,
-                    &self.cfg.log_queue(),
-                    interval,
-                )),
-            )
-        });
+        self.files = Some(self.config_files(&config));
         for node in config.nodes.iter().filter(|n| n.instance == self.cfg.name) {
             self.slots
                 .insert(node.name.clone(), Slot::pending(node.clone()));
@@ -131,6 +110,7 @@ impl NodeSupervisor {
     /// Answers the pending deployment and restarts `success: false`:
     /// `by` took their place.
     pub(super) fn supersede_deploy(&mut self, by: &str) {
+        self.check_seq += 1;
         if let Some(d) = self.deploy.take() {
             d.supersede(&self.cfg.name, by);
         }
@@ -236,60 +216,20 @@ impl NodeSupervisor {
             .map(|i| i.host.0);
         let path = self.channel_path(node, config, backend);
         let channel_port = (path == Path::Own).then(|| self.free_channel_port());
-        let dir = self.cfg.cluster_dir.join(name);
-        let in_dir = |file: &str| {
-            std::path::absolute(dir.join(file))
-                .unwrap_or_else(|_| dir.join(file))
-                .to_string_lossy()
-                .into_owned()
+        let Some(files) = self.files.as_ref() else {
+            return;
         };
-        let script_path = (path != Path::None).then(|| in_dir(channel::SCRIPT_FILE));
-        let zeromq_file = self
-            .zeromq_file
-            .as_ref()
-            .filter(|_| backend == Some(layout::ZEROMQ_BACKEND));
-        let zeromq_path = zeromq_file.map(|_| in_dir(layout::ZEROMQ_FILE));
-        let logs_file = self
-            .logs_file
-            .as_ref()
-            .filter(|_| archive::writes_logs(node, config));
-        let logs_path = logs_file.map(|_| in_dir(archive::SCRIPT_FILE));
-        let mut env: Vec<(String, String)> = node
-            .env
-            .iter()
-            .filter(|(k, _)| path == Path::None || k.as_str() != channel::PORT_ENV)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        env.push(("CLUSTER_NODE".to_owned(), node.name.clone()));
-        let mut unset = Vec::new();
-        match channel_port {
-            Some(port) => env.push((channel::PORT_ENV.to_owned(), port.to_string())),
-            None if path != Path::None => unset.push(channel::PORT_ENV.to_owned()),
-            None => {}
-        }
-        let mut files: Vec<NodeFile> = self.layout.iter().cloned().collect();
-        files.extend(zeromq_file.cloned());
-        files.extend(logs_file.cloned());
-        if path != Path::None {
-            files.push(self.script.clone());
-        }
-        let spec = SpawnSpec {
-            program: self.cfg.zeek_binary.clone(),
-            args: layout::node_args(
+        let spec = self.node_spec(
+            files,
+            config,
+            NodeLaunch {
                 node,
                 backend,
-                layout::AgentScripts {
-                    backend_settings: zeromq_path.as_deref(),
-                    channel: script_path.as_deref(),
-                    logs: logs_path.as_deref(),
-                },
-            ),
-            cwd: dir,
-            env,
-            unset,
-            cpu: node.cpu_affinity.and_then(|c| usize::try_from(c).ok()),
-            files,
-        };
+                path,
+                channel_port,
+                dir: self.cfg.cluster_dir.join(name),
+            },
+        );
         let own_port = |p: Option<crate::api::types::Port>| match (p, host) {
             (Some(p), Some(h)) => Some(SocketAddr::new(h, p.number)),
             _ => None,
@@ -338,6 +278,87 @@ impl NodeSupervisor {
             slot.join = None;
         }
         self.set_state(name, State::Pending);
+    }
+
+    /// The files every node of `config` gets in its directory.
+    pub(super) fn config_files(&self, config: &Configuration) -> ConfigFiles {
+        let file = |name, text: String| NodeFile::new(name, &self.cfg.state_dir, Arc::from(text));
+        let interval = self.cfg.log_rotation_interval.as_secs().max(1);
+        ConfigFiles {
+            layout: file(LAYOUT_FILE, layout::cluster_layout(config)),
+            zeromq: file(layout::ZEROMQ_FILE, layout::zeromq_settings(config)),
+            logs: self.cfg.log_archive.then(|| {
+                let script = archive::node_script(config, &self.cfg.log_queue(), interval);
+                file(archive::SCRIPT_FILE, script)
+            }),
+        }
+    }
+
+    /// How `l.node` of `config` is started: its directory's files, its
+    /// environment, its command line.
+    pub(super) fn node_spec(
+        &self,
+        files: &ConfigFiles,
+        config: &Configuration,
+        l: NodeLaunch<'_>,
+    ) -> SpawnSpec {
+        let NodeLaunch {
+            node,
+            backend,
+            path,
+            channel_port,
+            dir,
+        } = l;
+        let in_dir = |file: &str| {
+            std::path::absolute(dir.join(file))
+                .unwrap_or_else(|_| dir.join(file))
+                .to_string_lossy()
+                .into_owned()
+        };
+        let script_path = (path != Path::None).then(|| in_dir(channel::SCRIPT_FILE));
+        let zeromq_file = Some(&files.zeromq).filter(|_| backend == Some(layout::ZEROMQ_BACKEND));
+        let zeromq_path = zeromq_file.map(|_| in_dir(layout::ZEROMQ_FILE));
+        let logs_file = files
+            .logs
+            .as_ref()
+            .filter(|_| archive::writes_logs(node, config));
+        let logs_path = logs_file.map(|_| in_dir(archive::SCRIPT_FILE));
+        let mut env: Vec<(String, String)> = node
+            .env
+            .iter()
+            .filter(|(k, _)| path == Path::None || k.as_str() != channel::PORT_ENV)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        env.push(("CLUSTER_NODE".to_owned(), node.name.clone()));
+        let mut unset = Vec::new();
+        match channel_port {
+            Some(port) => env.push((channel::PORT_ENV.to_owned(), port.to_string())),
+            None if path != Path::None => unset.push(channel::PORT_ENV.to_owned()),
+            None => {}
+        }
+        let mut placed = vec![files.layout.clone()];
+        placed.extend(zeromq_file.cloned());
+        placed.extend(logs_file.cloned());
+        if path != Path::None {
+            placed.push(self.script.clone());
+        }
+        SpawnSpec {
+            program: self.cfg.zeek_binary.clone(),
+            args: layout::node_args(
+                node,
+                backend,
+                layout::AgentScripts {
+                    backend_settings: zeromq_path.as_deref(),
+                    channel: script_path.as_deref(),
+                    logs: logs_path.as_deref(),
+                },
+            ),
+            cwd: dir,
+            env,
+            unset,
+            cpu: node.cpu_affinity.and_then(|c| usize::try_from(c).ok()),
+            files: placed,
+        }
     }
 
     fn launch_failed(&mut self, name: &str, error: String) {
@@ -559,4 +580,23 @@ fn join_hint(config: &Configuration, backend: Option<&str>) -> String {
         (Some(h), Some(p)) => format!("the manager at {h} port {p}"),
         _ => "the manager".to_owned(),
     }
+}
+
+/// The files of one configuration that its nodes get in their directories.
+pub(super) struct ConfigFiles {
+    layout: NodeFile,
+    /// `cluster-backend.zeek`, for ZeroMQ.
+    zeromq: NodeFile,
+    /// `agent-logs.zeek`, for the nodes that write logs (none when the site
+    /// keeps rotation).
+    logs: Option<NodeFile>,
+}
+
+/// One launch (or check) of a node, as `node_spec` takes it.
+pub(super) struct NodeLaunch<'a> {
+    pub node: &'a crate::api::types::Node,
+    pub backend: Option<&'static str>,
+    pub path: Path,
+    pub channel_port: Option<u16>,
+    pub dir: std::path::PathBuf,
 }

@@ -55,6 +55,7 @@ impl NodeSupervisor {
         let grace = self.cfg.stop_grace;
         let setting = self.cfg.cluster_backend;
         let mode = self.cfg.node_channel;
+        let check = self.cfg.check_scripts;
         let binary = self.cfg.zeek_binary.clone();
         let timeout = self.cfg.version_timeout;
         let work = async move {
@@ -65,28 +66,28 @@ impl NodeSupervisor {
                     .await
                     .unwrap_or_default()
             };
-            (ended, detect(setting, mode, binary, timeout).await)
+            (ended, detect(setting, mode, check, binary, timeout).await)
         };
-        ctx.spawn(
-            work.into_actor(self)
-                .map(|(ended, (backend, channel_on)), act, ctx| {
-                    for r in ended {
-                        act.notify_log(
-                            &r.node,
-                            format!("ended leftover process {} of node {}", r.pid, r.node),
-                        );
-                    }
-                    tracing::info!(
-                        backend = backend.unwrap_or("none"),
-                        channel = channel_on,
-                        "cluster backend and node channel"
+        ctx.spawn(work.into_actor(self).map(
+            |(ended, (backend, channel_on, is_zeek)), act, ctx| {
+                for r in ended {
+                    act.notify_log(
+                        &r.node,
+                        format!("ended leftover process {} of node {}", r.pid, r.node),
                     );
-                    act.backend = Backend::Known(backend);
-                    act.channel_on = channel_on;
-                    act.finish_deploy_if_complete();
-                    act.launch_ready(ctx);
-                }),
-        );
+                }
+                tracing::info!(
+                    backend = backend.unwrap_or("none"),
+                    channel = channel_on,
+                    "cluster backend and node channel"
+                );
+                act.backend = Backend::Known(backend);
+                act.channel_on = channel_on;
+                act.is_zeek = is_zeek;
+                act.finish_deploy_if_complete();
+                act.launch_ready(ctx);
+            },
+        ));
     }
 
     /// The pids file is rewritten a moment after a change (launches come
@@ -116,16 +117,18 @@ pub(super) fn online_cpus() -> usize {
     usize::try_from(n).unwrap_or(1)
 }
 
-/// The backend script for the configured setting, and whether nodes get
-/// the node channel; `auto` (of either) asks `<zeek-binary> --version`
-/// (with a timeout, killed when it passes).
+/// The backend script for the configured setting, whether nodes get the
+/// node channel, and whether the program is Zeek (its scripts can be
+/// checked); `auto` (of either) or the check asks `<zeek-binary>
+/// --version` (with a timeout, killed when it passes).
 async fn detect(
     setting: ClusterBackend,
     mode: channel::Mode,
+    check: bool,
     binary: PathBuf,
     timeout: Duration,
-) -> (Option<&'static str>, bool) {
-    let version = if setting == ClusterBackend::Auto || mode == channel::Mode::Auto {
+) -> (Option<&'static str>, bool, bool) {
+    let version = if setting == ClusterBackend::Auto || mode == channel::Mode::Auto || check {
         probe_version(&binary, timeout).await
     } else {
         None
@@ -139,7 +142,7 @@ async fn detect(
             .map(|_| layout::ZEROMQ_BACKEND),
     };
     let channel_on = mode == channel::Mode::Auto && version.is_some_and(|v| v >= (8, 0));
-    (backend, channel_on)
+    (backend, channel_on, version.is_some())
 }
 
 /// Zeek's version from `<zeek-binary> --version`, if it answers as Zeek.

@@ -1,0 +1,190 @@
+//! Checking a configuration before anything stops: each new local node is
+//! run as it will run (its files, environment and command line, in a
+//! directory of its own under `<cluster-dir>/.check/`) in Zeek's
+//! parse-only mode (`zeek -a`), several at once up to the host's CPUs. A
+//! failure refuses the whole configuration, with Zeek's own lines for each
+//! failing node; the running nodes go on and nothing is persisted.
+
+use futures_util::stream::{self, StreamExt};
+
+use super::nodes::NodeLaunch;
+use super::{Backend, NodeSupervisor};
+use crate::agent::process::{self, SpawnSpec};
+use crate::api::types::{ApiResult, Configuration, NodeOutputs, ReqId, ResultData};
+
+/// The working directories of checks, in the cluster directory.
+const CHECK_DIR: &str = ".check";
+/// Lines of a failing check's stderr quoted.
+const CHECK_LINES: usize = 20;
+
+/// One node's check that failed: the node and what Zeek said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct CheckFailure {
+    pub node: String,
+    pub lines: String,
+}
+
+impl NodeSupervisor {
+    /// Whether configurations are checked: on, and the program answered
+    /// `--version` as Zeek (the backend known).
+    pub(super) fn checks(&self) -> bool {
+        self.cfg.check_scripts && self.is_zeek && matches!(self.backend, Backend::Known(_))
+    }
+
+    /// Each local node of `config` as it will run, with `-a` and without
+    /// its interface (parsing opens none), in its check directory.
+    pub(super) fn check_specs(&self, config: &Configuration) -> Vec<(String, SpawnSpec)> {
+        let Backend::Known(backend) = self.backend else {
+            return Vec::new();
+        };
+        let files = self.config_files(config);
+        let root = self.cfg.cluster_dir.join(CHECK_DIR);
+        config
+            .nodes
+            .iter()
+            .filter(|n| n.instance == self.cfg.name)
+            .map(|node| {
+                let mut spec = self.node_spec(
+                    &files,
+                    config,
+                    NodeLaunch {
+                        node,
+                        backend,
+                        path: self.channel_path(node, config, backend),
+                        channel_port: None,
+                        dir: root.join(&node.name),
+                    },
+                );
+                spec.args = check_args(spec.args);
+                spec.cpu = None;
+                (node.name.clone(), spec)
+            })
+            .collect()
+    }
+}
+
+/// A node's arguments for a check: `-a` first, its `-i IFACE` dropped.
+fn check_args(args: Vec<String>) -> Vec<String> {
+    let mut out = vec!["-a".to_owned()];
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        if a == "-i" {
+            it.next();
+            continue;
+        }
+        out.push(a);
+    }
+    out
+}
+
+/// The last lines of what a failing check printed.
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(CHECK_LINES)..].join("\n")
+}
+
+/// Runs the checks, `parallel` at once; the failures, by node name.
+pub(super) async fn run_checks(
+    specs: Vec<(String, SpawnSpec)>,
+    parallel: usize,
+    timeout: std::time::Duration,
+) -> Vec<CheckFailure> {
+    let mut failures: Vec<CheckFailure> = stream::iter(specs)
+        .map(|(node, spec)| async move {
+            let lines = match process::run_check(spec, timeout).await {
+                Ok(run) if run.code == Some(0) => return None,
+                Ok(run) => {
+                    let t = tail(&run.stderr);
+                    if t.is_empty() {
+                        match run.code {
+                            Some(c) => format!("zeek -a exited with code {c} and said nothing"),
+                            None => "zeek -a was killed".to_owned(),
+                        }
+                    } else {
+                        t
+                    }
+                }
+                Err(e) => e.to_string(),
+            };
+            Some(CheckFailure { node, lines })
+        })
+        .buffer_unordered(parallel.max(1))
+        .filter_map(|f| async move { f })
+        .collect()
+        .await;
+    failures.sort_by(|a, b| a.node.cmp(&b.node));
+    failures
+}
+
+/// The answer to a configuration whose check failed: one failed Result
+/// per failing node, Zeek's lines in its error and in the stderr of its
+/// outputs (which zeek-client prints), and the whole named in `error`.
+pub(super) fn refusal(reqid: &ReqId, agent: &str, failures: &[CheckFailure]) -> ApiResult {
+    let summary: Vec<String> = failures
+        .iter()
+        .map(|f| format!("node {}: {}", f.node, f.lines.replace('\n', " / ")))
+        .collect();
+    let mut r = ApiResult::failure(
+        reqid.clone(),
+        agent,
+        format!(
+            "configuration check failed, nothing changed: {}",
+            summary.join("; ")
+        ),
+    );
+    let per = failures
+        .iter()
+        .map(|f| {
+            let mut p = ApiResult::failure(
+                reqid.clone(),
+                agent,
+                format!("node {} failed its check (zeek -a): {}", f.node, f.lines),
+            );
+            p.node = Some(f.node.clone());
+            p.data = Some(ResultData::Outputs(NodeOutputs {
+                stdout: String::new(),
+                stderr: format!("{}\n", f.lines),
+            }));
+            p
+        })
+        .collect();
+    r.data = Some(ResultData::Results(per));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_check_parses_only_and_opens_no_interface() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            check_args(args(&["-i", "eth0", "zeromq", "local", "x.zeek"])),
+            args(&["-a", "zeromq", "local", "x.zeek"])
+        );
+        assert_eq!(tail("a\n\nb\n"), "a\nb");
+    }
+
+    #[test]
+    fn a_refusal_names_each_failing_node_with_zeeks_lines() {
+        let f = CheckFailure {
+            node: "worker-1".into(),
+            lines: "fatal error: can't find no-such-script.zeek".into(),
+        };
+        let r = refusal(&ReqId("r".into()), "agent-a", &[f]);
+        assert!(!r.success);
+        assert_eq!(
+            r.error,
+            "configuration check failed, nothing changed: node worker-1: fatal error: can't find no-such-script.zeek"
+        );
+        let Some(ResultData::Results(per)) = &r.data else {
+            panic!("{r:?}")
+        };
+        assert_eq!(per[0].node.as_deref(), Some("worker-1"));
+        let Some(ResultData::Outputs(o)) = &per[0].data else {
+            panic!("{per:?}")
+        };
+        assert_eq!(o.stderr, "fatal error: can't find no-such-script.zeek\n");
+    }
+}
