@@ -485,6 +485,11 @@ pub struct ApiResult {
     /// configuration and restarted nothing (an extension, `unchanged`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub unchanged: bool,
+    /// In `set_configuration_response`: the agent refused the configuration
+    /// before anything stopped (invalid, or its check failed): it runs what
+    /// it ran (an extension, `refused`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub refused: bool,
 }
 
 fn default_true() -> bool {
@@ -506,6 +511,7 @@ impl ApiResult {
             error: String::new(),
             node: None,
             unchanged: false,
+            refused: false,
         }
     }
 

@@ -270,6 +270,12 @@ fn zeek_client_reads_values_out_of_real_nodes_through_the_controller() {
     // A bad script: zeek-client's deploy shows Zeek's words for the node,
     // and nothing stopped.
     let (_, before, _) = controller.client(&["get-nodes"]);
+    let deployed = || {
+        controller
+            .client(&["get-config", "--deployed", "--as-json"])
+            .1
+    };
+    let deployed_before = deployed();
     let bad = dir.join("bad.ini");
     std::fs::write(
         &bad,
@@ -291,6 +297,8 @@ fn zeek_client_reads_values_out_of_real_nodes_through_the_controller() {
     );
     let (_, after, _) = controller.client(&["get-nodes"]);
     assert_eq!(after, before);
+    // The controller's deployed configuration stays the one that runs.
+    assert_eq!(deployed(), deployed_before);
     // The broker's ports are the controller's.
     let (_, out, _) = controller.client(&[
         "get-id-value",

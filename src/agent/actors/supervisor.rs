@@ -405,7 +405,9 @@ impl Handler<SetConfigurationRequest> for NodeSupervisor {
         let (tx, rx) = oneshot::channel();
         match deploy::plan(config, self.running(), &self.host_facts()) {
             Plan::Refuse(error) => {
-                let _ = tx.send(ApiResult::failure(reqid.clone(), self.name(), error));
+                let mut r = ApiResult::failure(reqid.clone(), self.name(), error);
+                r.refused = true;
+                let _ = tx.send(r);
             }
             Plan::Unchanged(config) => {
                 // A configuration being checked is no longer wanted.

@@ -58,6 +58,9 @@ struct Deployment {
     /// agent is ready and the configuration has gone out.
     waiting: Option<BTreeSet<String>>,
     results: Vec<BrokerResult>,
+    /// An agent refused the configuration before stopping anything: the
+    /// deployed configuration stays the one that runs.
+    refused: bool,
     /// The deadline's timer, cancelled when the last agent answers.
     deadline: Option<SpawnHandle>,
 }

@@ -149,6 +149,7 @@ pub(super) fn refusal(reqid: &ReqId, agent: &str, failures: &[CheckFailure]) -> 
         })
         .collect();
     r.data = Some(ResultData::Results(per));
+    r.refused = true;
     r
 }
 

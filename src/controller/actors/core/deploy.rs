@@ -64,6 +64,7 @@ impl Core {
             config,
             waiting: None,
             results: Vec::new(),
+            refused: false,
             deadline: None,
         });
         let handle = ctx.run_later(self.settings.request_timeout, move |act, _| {
@@ -203,6 +204,12 @@ impl Core {
             };
             let r = reqid.clone();
             self.call(&agent.clone(), request, ctx, move |act, outcome, ctx| {
+                let refused = matches!(&outcome, Ok(resp) if resp.result.refused);
+                if refused {
+                    if let Some(p) = act.pending.as_mut().filter(|p| p.reqid == r) {
+                        p.refused = true;
+                    }
+                }
                 let results = match outcome {
                     Ok(resp) => answers::set_configuration(&subid.0, &resp.result),
                     Err(e) => vec![answers::agent_failed(
@@ -247,8 +254,16 @@ impl Core {
             crate::memory::release_free_memory()
         });
         let id = p.config.id.clone();
-        tracing::info!("deployment {reqid} of configuration {id} complete");
-        self.deployed = Some(p.config);
+        if p.refused {
+            // Nothing changed where it was refused: what runs there is
+            // still the deployed configuration.
+            tracing::warn!(
+                "deployment {reqid} of configuration {id} refused by an agent; the deployed configuration stays"
+            );
+        } else {
+            tracing::info!("deployment {reqid} of configuration {id} complete");
+            self.deployed = Some(p.config);
+        }
         let reqid = reqid.to_owned();
         let mut all = sorted(p.results);
         all.push(BrokerResult::ok(&reqid).with_data(Value::String(id)));
