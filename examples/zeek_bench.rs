@@ -10,7 +10,9 @@
 //! nodes (manager, proxy-1, worker-1, worker-2, the workers sniffing) are
 //! deployed with `zeek-mgmt-client --controller`, first all on one host,
 //! then across three (the controller, the manager and the proxy on the
-//! first, a worker on each other). For each round it prints:
+//! first, a worker on each other), and on one host again without the check
+//! of the scripts before the deploy (`--check-scripts=false`). For each
+//! round it prints:
 //!
 //! - `answer`: from the deploy's start to its answer, which comes once
 //!   every node runs and has joined;
@@ -121,7 +123,7 @@ struct Round {
 
 /// One scenario: `n` hosts (1: everything on the first), `rounds` deploys
 /// of the same four nodes, each followed by a SIGKILL of worker-1.
-fn scenario(n: usize, rounds: usize, zeek: &Path) -> Result<Vec<Round>, String> {
+fn scenario(n: usize, rounds: usize, zeek: &Path, check: bool) -> Result<Vec<Round>, String> {
     let mut hosts = Hosts::make(n)?;
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let dir = tmp.path();
@@ -143,6 +145,7 @@ fn scenario(n: usize, rounds: usize, zeek: &Path) -> Result<Vec<Round>, String> 
         std::fs::create_dir_all(&home).map_err(|e| e.to_string())?;
         let mut c = hosts.command(i, &binary("zeek-mgmt-agent"));
         c.args(["--name", name, "--controller-addr", HUB, "--no-listen"])
+            .arg(format!("--check-scripts={check}"))
             .arg("--zeek-binary")
             .arg(zeek)
             .current_dir(&home);
@@ -244,8 +247,12 @@ fn main() {
         "real Zeek ({}), {rounds} rounds per scenario, 4 nodes",
         zeek.display()
     );
-    for (n, label) in [(1, "one host"), (3, "three hosts")] {
-        match scenario(n, rounds, &zeek) {
+    for (n, label, check) in [
+        (1, "one host", true),
+        (1, "one host, no check before the deploy", false),
+        (3, "three hosts", true),
+    ] {
+        match scenario(n, rounds, &zeek, check) {
             Ok(r) => {
                 println!("{label}:");
                 for (i, x) in r.iter().enumerate() {

@@ -318,7 +318,12 @@ async fn a_bad_script_is_refused_before_anything_stops() {
     let zeek = crate::require_zeek!("realzeek::a_bad_script_is_refused_before_anything_stops");
     let agent = zeek_agent(&zeek);
     let c = agent.connect().await;
-    let good = four_real_nodes("good");
+    // Metrics ports: the running nodes hold them while the next
+    // configuration is checked.
+    let mut good = four_real_nodes("good");
+    for n in &mut good.nodes {
+        n.metrics_port = Some(Port::tcp(free_port()));
+    }
     let r = set_config(&c, good.clone()).await;
     assert!(r.result.success, "{:?}", r.result);
     let pids = |s: &[NodeStatus]| -> Vec<(String, Option<i64>)> {
@@ -375,4 +380,13 @@ async fn a_bad_script_is_refused_before_anything_stops() {
         assert!(formed(&s), "{id}: {s:#?}");
         eprintln!("check of {id} refused in {:?}", t.elapsed());
     }
+    // A good configuration passes its check while the nodes run, and
+    // replaces them.
+    let mut next = good.clone();
+    next.id = "good-again".into();
+    let r = set_config(&c, next).await;
+    assert!(r.result.success, "{:?}", r.result);
+    let s = get_nodes(&c).await;
+    assert!(formed(&s), "{s:#?}");
+    assert_ne!(pids(&s), before);
 }

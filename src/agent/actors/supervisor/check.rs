@@ -32,11 +32,18 @@ impl NodeSupervisor {
     }
 
     /// Each local node of `config` as it will run, with `-a` and without
-    /// its interface (parsing opens none), in its check directory.
+    /// its interface (parsing opens none), in its check directory. Without
+    /// metrics ports: Zeek opens its Prometheus endpoint even when it only
+    /// parses, and the running nodes hold those ports.
     pub(super) fn check_specs(&self, config: &Configuration) -> Vec<(String, SpawnSpec)> {
         let Backend::Known(backend) = self.backend else {
             return Vec::new();
         };
+        let mut config = config.clone();
+        for n in &mut config.nodes {
+            n.metrics_port = None;
+        }
+        let config = &config;
         let files = self.config_files(config);
         let root = self.cfg.cluster_dir.join(CHECK_DIR);
         config
