@@ -110,19 +110,15 @@ async fn real_zeek_logs_land_in_the_archive_whole_under_zeek_archivers_names() {
     const TEST: &str =
         "archive::real_zeek_logs_land_in_the_archive_whole_under_zeek_archivers_names";
     let zeek = crate::require_zeek!(TEST);
-    let zeek = zeek.display().to_string();
-    let agent = Agent::start(&[
-        "--node-channel",
-        "auto",
-        "--zeek-binary",
+    let agent = crate::realzeek::zeek_agent_with(
         &zeek,
-        "--request-timeout",
-        "30",
-        "--log-rotation-interval",
-        "2s",
-        "--archive-scan-interval",
-        "0.2",
-    ]);
+        &[
+            "--log-rotation-interval",
+            "2s",
+            "--archive-scan-interval",
+            "0.2",
+        ],
+    );
     let c = agent.connect().await;
     let free = crate::controller::free_port;
     let mut config = cluster(

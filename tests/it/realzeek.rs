@@ -17,8 +17,13 @@ use crate::support::*;
 /// An agent running `zeek` with the node channel, a request timeout that
 /// leaves real Zeek room on a busy machine, and short revivals.
 fn zeek_agent(zeek: &Path) -> Agent {
+    zeek_agent_with(zeek, &[])
+}
+
+/// The same, with `extra` flags.
+pub fn zeek_agent_with(zeek: &Path, extra: &[&str]) -> Agent {
     let zeek = zeek.display().to_string();
-    Agent::start(&[
+    let mut args = vec![
         "--node-channel",
         "auto",
         "--zeek-binary",
@@ -27,7 +32,9 @@ fn zeek_agent(zeek: &Path) -> Agent {
         "30",
         "--settle-time",
         "0.25",
-    ])
+    ];
+    args.extend_from_slice(extra);
+    Agent::start(&args)
 }
 
 /// ZeroMQ broker ports of their own, so that clusters do not meet.
