@@ -269,3 +269,23 @@ fn regex_like() -> impl Fn(&str) -> bool {
             && parts.next().is_none()
     }
 }
+
+#[test]
+fn what_the_nodes_rotate_as_they_stop_is_archived_before_the_agent_exits() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    // No scan while it runs: only the sweeps at start and at exit.
+    let mut agent = Agent::start_in(dir, &["--archive-scan-interval", "1h"], &[]);
+    let queue = dir.join("cluster/log-queue");
+    assert!(eventually(LONG, || queue.is_dir()), "no queue");
+    // Lets the start's sweep end first, so that the file is the exit's to
+    // archive (were it the start's, this would pass without proving it).
+    std::thread::sleep(Duration::from_millis(200));
+    std::fs::write(queue.join(QUEUED), "rotated at stop\n").expect("queued");
+    assert!(agent.signal_and_wait(libc::SIGTERM).success());
+    assert!(!queue.join(QUEUED).exists(), "{}", agent.log());
+    assert_eq!(
+        gunzip(&dir.join("logs").join(ARCHIVED)),
+        "rotated at stop\n"
+    );
+}

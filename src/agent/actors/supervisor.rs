@@ -542,9 +542,11 @@ impl Handler<Shutdown> for NodeSupervisor {
         let records = self.pids_now();
         let pids = self.writer.send(records);
         let drained = self.when_drained(ctx);
+        let last_sweep = self.last_sweep();
         Box::pin(async move {
             let _ = drained.await;
             let _ = pids.await;
+            last_sweep.await;
         })
     }
 }

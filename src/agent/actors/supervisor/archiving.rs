@@ -14,6 +14,10 @@ use crate::agent::actors::archiver::{ArchiverSpec, LogArchiver, Sweep, SweepRepo
 use crate::agent::archive::{self, Crossing, Step};
 use crate::api::types::ArchiveStatus;
 
+/// The longest the agent waits at exit for the logs its nodes rotated as
+/// they stopped; what is left is archived at its next start.
+const LAST_SWEEP: Duration = Duration::from_secs(10);
+
 /// Expiry and the free-space look run this often.
 const EXPIRY_EVERY: Duration = Duration::from_secs(60);
 
@@ -73,6 +77,27 @@ impl NodeSupervisor {
         self.archiving.archiver = Some(LogArchiver::start(spec));
         ctx.run_interval(self.cfg.archive_scan_interval, |act, ctx| act.sweep(ctx));
         self.sweep(ctx);
+    }
+
+    /// At shutdown, once the nodes have stopped: archive what they rotated
+    /// as they stopped (a sweep queued behind any running one), for at most
+    /// `LAST_SWEEP`.
+    pub(super) fn last_sweep(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let archiver = self.archiving.archiver.clone();
+        async move {
+            if let Some(a) = archiver {
+                match tokio::time::timeout(LAST_SWEEP, a.send(Sweep { today: None })).await {
+                    Ok(Ok(r)) => {
+                        if !r.archived.is_empty() {
+                            tracing::info!(files = r.archived.len(), "archived at exit");
+                        }
+                    }
+                    _ => {
+                        tracing::warn!("log archive: not done at exit; the rest at the next start")
+                    }
+                }
+            }
+        }
     }
 
     fn sweep(&mut self, ctx: &mut Context<Self>) {
