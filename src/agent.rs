@@ -23,4 +23,5 @@ pub const FEATURES: &[&str] = &[
     "node_outputs",
     "unchanged",
     "node_dispatch",
+    "check_configuration",
 ];

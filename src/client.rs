@@ -14,7 +14,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
-use crate::api::events::{Notification, Request, SetConfigurationRequest, Stem};
+use crate::api::events::{
+    CheckConfigurationRequest, Notification, Request, SetConfigurationRequest, Stem,
+};
 use crate::api::types::{ApiResult, MgmtRole, NodeStatus, ResultData, Role};
 use crate::protocol::connection::{ClientError, Connection, ControllerOptions, Incoming};
 use crate::protocol::HostPort;
@@ -370,6 +372,20 @@ fn resolve(host: &str) -> Option<IpAddr> {
 /// `opts.agents` by name. Returns an error for what makes a deployment
 /// impossible (an agent whose host is unknown).
 pub async fn deploy(opts: &ClientOptions, file: ini::ClusterFile) -> Result<Outcome, Error> {
+    send_configuration(opts, file, false).await
+}
+
+/// `check`: every agent the file names checks its nodes as a deployment
+/// would (Zeek's parse-only mode), and nothing is deployed.
+pub async fn check(opts: &ClientOptions, file: ini::ClusterFile) -> Result<Outcome, Error> {
+    send_configuration(opts, file, true).await
+}
+
+async fn send_configuration(
+    opts: &ClientOptions,
+    file: ini::ClusterFile,
+    check_only: bool,
+) -> Result<Outcome, Error> {
     // Dial every address we know: the file's and the command line's.
     let mut addrs: Vec<String> = file.instances.iter().filter_map(|i| i.address()).collect();
     if file.instances.iter().any(|i| i.address().is_none()) {
@@ -449,12 +465,12 @@ pub async fn deploy(opts: &ClientOptions, file: ini::ClusterFile) -> Result<Outc
         let (config, timeout, name) = (config.clone(), opts.timeout, i.name.clone());
         set.spawn(async move {
             let reqid = c.new_reqid();
-            let r = c
-                .request(
-                    Request::SetConfiguration(SetConfigurationRequest { reqid, config }),
-                    timeout,
-                )
-                .await;
+            let request = if check_only {
+                Request::CheckConfiguration(CheckConfigurationRequest { reqid, config })
+            } else {
+                Request::SetConfiguration(SetConfigurationRequest { reqid, config })
+            };
+            let r = c.request(request, timeout).await;
             (name, r.map(|r| r.result).map_err(|e| e.to_string()))
         });
     }

@@ -58,6 +58,9 @@ macro_rules! with_requests {
                 action: Vec<String> = "action",
                 nodes: Vec<String> = "node names"
             } -> NodeDispatchResponse;
+            CheckConfiguration(check_configuration) CheckConfigurationRequest {
+                config: Configuration = "configuration" record
+            } -> CheckConfigurationResponse;
         }
     };
 }

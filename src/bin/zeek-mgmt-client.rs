@@ -79,6 +79,10 @@ enum Command {
         #[arg(long, value_parser = parse_port, value_name = "PORT")]
         zeromq_xsub_port: Option<u16>,
     },
+    /// With agents: check a cluster file's scripts on every agent it names
+    /// (Zeek's parse-only mode, as a deployment does first), deploying
+    /// nothing; exit 1 if any node fails
+    Check { file: String },
     /// Controller: list the connected agents
     GetInstances,
     /// Controller: stage a cluster configuration (INI, read and refused as zeek-client does)
@@ -125,6 +129,28 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
         d if d.is_zero() => Err("must be more than 0".to_owned()),
         d => Ok(d),
     }
+}
+
+/// Reads a cluster file (`-`: stdin), printing its warnings; on failure the
+/// exit code of a usage error, said on stderr.
+fn read_cluster_file(file: &str) -> Result<ini::ClusterFile, ExitCode> {
+    let (text, name) = if file == "-" {
+        let mut s = String::new();
+        if let Err(e) = std::io::stdin().read_to_string(&mut s) {
+            return Err(usage_error(format!("cannot read stdin: {e}")));
+        }
+        (s, "<stdin>".to_owned())
+    } else {
+        match std::fs::read_to_string(file) {
+            Ok(s) => (s, file.to_owned()),
+            Err(e) => return Err(usage_error(format!("cannot read {file}: {e}"))),
+        }
+    };
+    let parsed = ini::parse(&text, &name).map_err(usage_error)?;
+    for w in &parsed.warnings {
+        eprintln!("zeek-mgmt-client: warning: {w}");
+    }
+    Ok(parsed)
 }
 
 fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
@@ -237,21 +263,9 @@ fn main() -> ExitCode {
                 zeromq_xpub_port,
                 zeromq_xsub_port,
             } => {
-                let (text, name) = if file == "-" {
-                    let mut s = String::new();
-                    if let Err(e) = std::io::stdin().read_to_string(&mut s) {
-                        return usage_error(format!("cannot read stdin: {e}"));
-                    }
-                    (s, "<stdin>".to_owned())
-                } else {
-                    match std::fs::read_to_string(&file) {
-                        Ok(s) => (s, file.clone()),
-                        Err(e) => return usage_error(format!("cannot read {file}: {e}")),
-                    }
-                };
-                let mut parsed = match ini::parse(&text, &name) {
+                let mut parsed = match read_cluster_file(&file) {
                     Ok(p) => p,
-                    Err(e) => return usage_error(e),
+                    Err(code) => return code,
                 };
                 if zeromq_xpub_port.is_some() || zeromq_xsub_port.is_some() {
                     let mut ports = parsed.zeromq.unwrap_or_default();
@@ -263,10 +277,17 @@ fn main() -> ExitCode {
                     }
                     parsed.zeromq = Some(ports);
                 }
-                for w in &parsed.warnings {
-                    eprintln!("zeek-mgmt-client: warning: {w}");
-                }
                 match client::deploy(&opts, parsed).await {
+                    Ok(outcome) => print(&outcome),
+                    Err(e) => usage_error(e),
+                }
+            }
+            Command::Check { file } => {
+                let parsed = match read_cluster_file(&file) {
+                    Ok(p) => p,
+                    Err(code) => return code,
+                };
+                match client::check(&opts, parsed).await {
                     Ok(outcome) => print(&outcome),
                     Err(e) => usage_error(e),
                 }
@@ -308,6 +329,11 @@ async fn with_controller(addr: &str, command: Command, opts: &ClientOptions) -> 
         }
         Command::Welcome | Command::Standby => {
             return usage_error("welcome and standby talk to agents: drop --controller");
+        }
+        Command::Check { .. } => {
+            return usage_error(
+                "check talks to agents (the controller has no such request yet): drop --controller, give the agents with --agent",
+            );
         }
         Command::Deploy { file: Some(_), .. } => {
             return usage_error("with a controller, deploy takes no file: use deploy-config FILE");
@@ -393,7 +419,9 @@ async fn with_controller(addr: &str, command: Command, opts: &ClientOptions) -> 
                 }
                 controller::Printed::default()
             }
-            Command::Welcome | Command::Standby => controller::Printed::default(),
+            Command::Welcome | Command::Standby | Command::Check { .. } => {
+                controller::Printed::default()
+            }
         })
     }
     .await;

@@ -444,3 +444,55 @@ fn an_unchanged_file_deployed_twice_restarts_nothing() {
         json(&first)["results"]["id"]
     );
 }
+
+#[test]
+fn check_runs_every_nodes_check_and_deploys_nothing() {
+    let agent = Agent::start(&["--name", "agent-0"]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("cluster.ini");
+    let ini = |worker_env: &str| {
+        format!(
+            "[instances]\nagent-0 = {}\n\n[manager]\ninstance = agent-0\nrole = manager\nport = 27760\n\n\
+             [worker-1]\ninstance = agent-0\nrole = worker\n{worker_env}",
+            addr(&agent)
+        )
+    };
+    let path = file.to_str().expect("utf-8");
+    // Good: every node passes; nothing runs.
+    std::fs::write(&file, ini("")).expect("write");
+    let out = run(&["check", path]);
+    assert!(out.status.success(), "{out:?}");
+    let j = json(&out);
+    assert_eq!(j["results"]["nodes"]["manager"]["success"], true, "{j}");
+    assert_eq!(j["results"]["nodes"]["worker-1"]["success"], true, "{j}");
+    // Bad: the failing node with Zeek's words, exit 1.
+    std::fs::write(
+        &file,
+        ini("env = STANDIN_PARSE_ERROR=\"error in ./x.zeek, line 1: syntax error, at end of file\"\n"),
+    )
+    .expect("write");
+    let out = run(&["check", path]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let j = json(&out);
+    let w = &j["results"]["nodes"]["worker-1"];
+    assert_eq!(w["success"], false, "{j}");
+    assert!(
+        w["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("error in ./x.zeek, line 1: syntax error, at end of file")),
+        "{j}"
+    );
+    assert!(j["results"]["nodes"].get("manager").is_none(), "{j}");
+    // Nothing was deployed either time.
+    let agent_addr = addr(&agent);
+    let j = json(&run(&["--agent", &agent_addr, "get-nodes"]));
+    assert_eq!(
+        j["results"]["agent-0"].as_object().map(|m| m.len()),
+        Some(1),
+        "only the agent itself: {j}"
+    );
+    assert!(!agent.node_dir("manager").join("pids").exists());
+    // With a controller: not yet.
+    let out = run(&["--controller", "127.0.0.1:1", "check", path]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use zeek_mgmt_agent::api::events::{Request, RestartRequest};
+use zeek_mgmt_agent::api::events::{CheckConfigurationRequest, Request, RestartRequest};
 use zeek_mgmt_agent::api::types::{Configuration, NodeStatus, Port, Role, State, ZeromqPorts};
 use zeek_mgmt_agent::protocol::connection::Connection;
 
@@ -387,6 +387,35 @@ async fn a_bad_script_is_refused_before_anything_stops() {
         assert!(formed(&s), "{id}: {s:#?}");
         eprintln!("check of {id} refused in {:?}", t.elapsed());
     }
+    // The dry run: a bad file is found, a good one passes; neither stops
+    // anything.
+    let dry_run = |config: Configuration| {
+        let c = &c;
+        async move {
+            let reqid = c.new_reqid();
+            c.request(
+                Request::CheckConfiguration(CheckConfigurationRequest { reqid, config }),
+                LONG * 2,
+            )
+            .await
+            .expect("check response")
+            .result
+        }
+    };
+    let mut bad = good.clone();
+    bad.nodes[3].scripts = Some(vec!["no-such-script.zeek".into()]);
+    let r = dry_run(bad).await;
+    assert!(!r.success && !r.refused, "{r:?}");
+    assert!(
+        r.error.contains("can't find no-such-script.zeek"),
+        "{}",
+        r.error
+    );
+    let r = dry_run(good.clone()).await;
+    assert!(r.success, "{r:?}");
+    assert_eq!(per_node(&r).len(), 4, "{r:?}");
+    assert_eq!(pids(&get_nodes(&c).await), before);
+
     // A good configuration passes its check while the nodes run, and
     // replaces them.
     let mut next = good.clone();

@@ -5,11 +5,14 @@
 //! failure refuses the whole configuration, with Zeek's own lines for each
 //! failing node; the running nodes go on and nothing is persisted.
 
+use actix::prelude::*;
 use futures_util::stream::{self, StreamExt};
 
 use super::nodes::NodeLaunch;
 use super::{Backend, NodeSupervisor};
 use crate::agent::process::{self, SpawnSpec};
+use crate::agent::validate;
+use crate::api::events::{CheckConfigurationRequest, CheckConfigurationResponse};
 use crate::api::types::{ApiResult, Configuration, NodeOutputs, ReqId, ResultData};
 
 /// The working directories of checks, in the cluster directory.
@@ -158,6 +161,75 @@ pub(super) fn refusal(reqid: &ReqId, agent: &str, failures: &[CheckFailure]) -> 
     r.data = Some(ResultData::Results(per));
     r.refused = true;
     r
+}
+
+/// `check_configuration_request` (an extension): the check a deployment
+/// runs, and nothing else. Valid and every local node parsed: success,
+/// one successful Result per node; otherwise the refusal a deployment
+/// would get. A program that is not Zeek cannot be checked: a failure that
+/// says so.
+impl Handler<CheckConfigurationRequest> for NodeSupervisor {
+    type Result = ResponseFuture<CheckConfigurationResponse>;
+
+    fn handle(&mut self, req: CheckConfigurationRequest, ctx: &mut Context<Self>) -> Self::Result {
+        let CheckConfigurationRequest { reqid, config } = req;
+        let name = self.cfg.name.clone();
+        let answer = |reqid: ReqId, result: ApiResult| CheckConfigurationResponse { reqid, result };
+        // Whether the program is Zeek is being asked (just after start):
+        // ask again once it is known.
+        if matches!(self.backend, Backend::Detecting) {
+            let me = ctx.address();
+            return Box::pin(async move {
+                actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+                let again = CheckConfigurationRequest {
+                    reqid: reqid.clone(),
+                    config,
+                };
+                me.send(again).await.unwrap_or_else(|_| {
+                    answer(
+                        reqid.clone(),
+                        ApiResult::failure(reqid, &name, "agent is shutting down"),
+                    )
+                })
+            });
+        }
+        if let Err(problems) = validate::validate(&config, &self.host_facts()) {
+            let error = format!("invalid configuration: {}", problems.join("; "));
+            let r = ApiResult::failure(reqid.clone(), &name, error);
+            return Box::pin(async move { answer(reqid, r) });
+        }
+        if !self.checks() {
+            let error = format!(
+                "cannot check: {} does not answer --version as Zeek (or --check-scripts=false)",
+                self.cfg.zeek_binary.display()
+            );
+            let r = ApiResult::failure(reqid.clone(), &name, error);
+            return Box::pin(async move { answer(reqid, r) });
+        }
+        let specs = self.check_specs(&config);
+        let nodes: Vec<String> = specs.iter().map(|(n, _)| n.clone()).collect();
+        let checks = run_checks(specs, self.cpus, self.cfg.request_timeout.mul_f64(0.5));
+        Box::pin(async move {
+            let failures = checks.await;
+            if !failures.is_empty() {
+                let mut r = refusal(&reqid, &name, &failures);
+                r.refused = false;
+                return answer(reqid, r);
+            }
+            let mut r = ApiResult::ok(reqid.clone(), &name);
+            r.data = Some(ResultData::Results(
+                nodes
+                    .into_iter()
+                    .map(|n| {
+                        let mut p = ApiResult::ok(reqid.clone(), &name);
+                        p.node = Some(n);
+                        p
+                    })
+                    .collect(),
+            ));
+            answer(reqid, r)
+        })
+    }
 }
 
 #[cfg(test)]

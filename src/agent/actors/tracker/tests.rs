@@ -8,8 +8,9 @@ use actix::{Actor, Addr, Context, Handler, MessageResult, Recipient, ResponseFut
 use super::*;
 use crate::api::events::{
     AgentStandbyRequest, AgentStandbyResponse, AgentWelcomeRequest, AgentWelcomeResponse,
-    GetNodesRequest, GetNodesResponse, NodeDispatchRequest, NodeDispatchResponse, RestartRequest,
-    RestartResponse, SetConfigurationRequest, SetConfigurationResponse,
+    CheckConfigurationRequest, CheckConfigurationResponse, GetNodesRequest, GetNodesResponse,
+    NodeDispatchRequest, NodeDispatchResponse, RestartRequest, RestartResponse,
+    SetConfigurationRequest, SetConfigurationResponse,
 };
 use crate::api::events::{Request, Response};
 use crate::api::types::Configuration;
@@ -52,6 +53,16 @@ impl Handler<SetConfigurationRequest> for Worker {
                 result,
                 reqid: r.reqid,
             }
+        })
+    }
+}
+
+impl Handler<CheckConfigurationRequest> for Worker {
+    type Result = MessageResult<CheckConfigurationRequest>;
+    fn handle(&mut self, r: CheckConfigurationRequest, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(CheckConfigurationResponse {
+            result: ApiResult::ok(r.reqid.clone(), "w"),
+            reqid: r.reqid,
         })
     }
 }
