@@ -53,7 +53,8 @@ async fn hello_and_check_in() {
                 "metrics_port",
                 "node_outputs",
                 "unchanged",
-                "node_dispatch"
+                "node_dispatch",
+                "check_configuration"
             ]
             .map(String::from)
             .to_vec()
