@@ -88,10 +88,10 @@ pub const ZEROMQ_FILE: &str = "cluster-backend.zeek";
 /// brackets and turns Zeek's `ipv6` switch on.
 pub fn zeromq_settings(config: &Configuration) -> String {
     let ports = config.zeromq_ports();
-    let manager = config.nodes.iter().find(|n| n.role == Role::Manager);
-    let ip = manager
-        .and_then(|m| config.instances.iter().find(|i| i.name == m.instance))
-        .map_or(IpAddr::from([127, 0, 0, 1]), |i| i.host.0);
+    let ip = config
+        .manager()
+        .and_then(|(_, host)| host)
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
     // An unspecified address binds every interface; the nodes then reach
     // the broker on their own host.
     let (bind, connect) = if ip.is_unspecified() {
@@ -133,10 +133,10 @@ pub fn zeromq_settings(config: &Configuration) -> String {
 /// operators: `198.18.0.1 ports 5555 and 5556`.
 pub fn zeromq_broker(config: &Configuration) -> String {
     let ports = config.zeromq_ports();
-    let manager = config.nodes.iter().find(|n| n.role == Role::Manager);
-    let host = manager
-        .and_then(|m| config.instances.iter().find(|i| i.name == m.instance))
-        .map_or_else(|| "127.0.0.1".to_owned(), |i| i.host.0.to_string());
+    let host = config
+        .manager()
+        .and_then(|(_, host)| host)
+        .map_or_else(|| "127.0.0.1".to_owned(), |ip| ip.to_string());
     format!(
         "the manager's ZeroMQ broker at {host} (tcp ports {} and {})",
         ports.xpub_port.number, ports.xsub_port.number

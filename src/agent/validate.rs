@@ -194,13 +194,7 @@ pub fn validate(config: &Configuration, host: &HostFacts) -> Result<(), Vec<Stri
 /// own host. Such an address comes from an agent that dialled its
 /// controller on loopback.
 fn check_reachable(config: &Configuration, host: &HostFacts, problems: &mut BTreeSet<String>) {
-    let host_of = |instance: &str| {
-        config
-            .instances
-            .iter()
-            .find(|i| i.name == instance)
-            .map(|i| i.host.0)
-    };
+    let host_of = |instance: &str| config.host_of(instance);
     let remote = config.nodes.iter().find_map(|n| {
         let ip = host_of(&n.instance)?;
         (!ip.is_loopback() && !ip.is_unspecified()).then_some((n.instance.as_str(), ip))
@@ -236,19 +230,10 @@ fn check_zeromq_ports(config: &Configuration, host: &HostFacts, problems: &mut B
             "the ZeroMQ broker's XPUB and XSUB ports are both {xpub}; they must differ"
         ));
     }
-    let Some(manager) = config.nodes.iter().find(|n| n.role == Role::Manager) else {
+    let Some((_, Some(manager_host))) = config.manager() else {
         return;
     };
-    let host_of = |instance: &str| {
-        config
-            .instances
-            .iter()
-            .find(|i| i.name == instance)
-            .map(|i| i.host)
-    };
-    let Some(manager_host) = host_of(&manager.instance) else {
-        return;
-    };
+    let host_of = |instance: &str| config.host_of(instance);
     let broker = |p: u16| p == xpub || p == xsub;
     let mut taken = |what: String, p: u16| {
         problems.insert(format!(
@@ -266,7 +251,7 @@ fn check_zeromq_ports(config: &Configuration, host: &HostFacts, problems: &mut B
             }
         }
     }
-    for inst in config.instances.iter().filter(|i| i.host == manager_host) {
+    for inst in config.instances.iter().filter(|i| i.host.0 == manager_host) {
         let own = (inst.name == host.agent_name)
             .then_some(host.agent_port)
             .flatten();

@@ -356,6 +356,20 @@ impl Configuration {
         )
     }
 
+    /// The address of `instance`'s host, if the configuration declares it.
+    pub fn host_of(&self, instance: &str) -> Option<std::net::IpAddr> {
+        self.instances
+            .iter()
+            .find(|i| i.name == instance)
+            .map(|i| i.host.0)
+    }
+
+    /// The manager, and the address of its instance's host where known.
+    pub fn manager(&self) -> Option<(&Node, Option<std::net::IpAddr>)> {
+        let m = self.nodes.iter().find(|n| n.role == Role::Manager)?;
+        Some((m, self.host_of(&m.instance)))
+    }
+
     /// The ports of the manager's ZeroMQ broker: the configuration's, or
     /// Zeek's.
     pub fn zeromq_ports(&self) -> ZeromqPorts {

@@ -175,12 +175,7 @@ pub fn ready(
     resolve_hosts(&mut c, known);
     let zeromq = *c.zeromq.get_or_insert(policy.zeromq);
     let broker_ports = [zeromq.xpub_port.number, zeromq.xsub_port.number];
-    let manager_host = c
-        .nodes
-        .iter()
-        .find(|n| n.role == Role::Manager)
-        .and_then(|m| c.instances.iter().find(|i| i.name == m.instance))
-        .map(|i| i.host.0);
+    let manager_host = c.manager().and_then(|(_, host)| host);
     let order = port_order(&c.nodes);
     if let Some(from) = policy.broker_from {
         let mut taken: BTreeSet<u16> = c

@@ -572,12 +572,8 @@ fn join_hint(config: &Configuration, backend: Option<&str>) -> String {
     if backend == Some(layout::ZEROMQ_BACKEND) {
         return layout::zeromq_broker(config);
     }
-    let manager = config.nodes.iter().find(|n| n.role == Role::Manager);
-    let host = manager
-        .and_then(|m| config.instances.iter().find(|i| i.name == m.instance))
-        .map(|i| i.host.0.to_string());
-    match (host, manager.and_then(|m| m.p)) {
-        (Some(h), Some(p)) => format!("the manager at {h} port {p}"),
+    match config.manager().map(|(m, h)| (m.p, h)) {
+        Some((Some(p), Some(h))) => format!("the manager at {h} port {p}"),
         _ => "the manager".to_owned(),
     }
 }
