@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -17,9 +17,11 @@ use tokio::sync::oneshot;
 
 mod check;
 mod launch;
+mod tail;
 
 pub use check::{run_check, CheckRun};
 pub use launch::{NodeChild, OutputStart};
+pub use tail::{failure_lines, output_tail, read_from, tail};
 
 /// How to start one node process.
 #[derive(Clone)]
@@ -378,51 +380,6 @@ impl std::fmt::Display for Exit {
     }
 }
 
-/// The last `lines` lines of a file (reading at most its last 16 KiB).
-pub fn tail(path: &Path, lines: usize) -> String {
-    tail_of(path, 0, lines).0
-}
-
-/// The last `lines` lines of a node's output file as the node wrote them:
-/// with the final newline when the file ends with one.
-pub fn output_tail(path: &Path, from: u64, lines: usize) -> String {
-    match tail_of(path, from, lines) {
-        (text, true) if !text.is_empty() => text + "\n",
-        (text, _) => text,
-    }
-}
-
-/// What a file holds from byte `from` on (at most 16 KiB of it, the
-/// start): one launch's lines of a node's appended output.
-pub fn read_from(path: &Path, from: u64) -> String {
-    const MAX: u64 = 16 * 1024;
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return String::new();
-    };
-    let _ = f.seek(SeekFrom::Start(from));
-    let mut buf = Vec::new();
-    let _ = f.take(MAX).read_to_end(&mut buf);
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-/// The last lines, joined, and whether the file ended with a newline.
-fn tail_of(path: &Path, from: u64, lines: usize) -> (String, bool) {
-    const MAX: u64 = 16 * 1024;
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return (String::new(), false);
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = f.seek(SeekFrom::Start(len.saturating_sub(MAX).max(from)));
-    let mut buf = Vec::new();
-    let _ = f.take(MAX).read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf);
-    let all: Vec<&str> = text.lines().collect();
-    (
-        all[all.len().saturating_sub(lines)..].join("\n"),
-        buf.ends_with(b"\n"),
-    )
-}
-
 /// Figures sampled for one process.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
@@ -589,17 +546,5 @@ mod tests {
         let me = std::process::id();
         let s = sample(vec![me]).await;
         assert!(s.get(&me).is_some_and(|s| s.rss_bytes > 0));
-    }
-
-    #[test]
-    fn tail_keeps_the_last_lines() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let p = dir.path().join("f");
-        let text: String = (0..50).map(|i| format!("line {i}\n")).collect();
-        std::fs::write(&p, text).expect("write");
-        let t = tail(&p, 20);
-        assert_eq!(t.lines().count(), 20);
-        assert!(t.starts_with("line 30"));
-        assert_eq!(tail(&dir.path().join("none"), 20), "");
     }
 }

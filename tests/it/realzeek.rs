@@ -342,6 +342,14 @@ async fn a_bad_script_is_refused_before_anything_stops() {
     std::fs::write(&syntax, "event zeek_init() { print 1\n").expect("script");
     let redef = agent.dir.join("unknown-redef.zeek");
     std::fs::write(&redef, "redef No::such_option = 1;\n").expect("script");
+    // Zeek's error first, then more warnings than a tail holds.
+    let warned = agent.dir.join("error-then-warnings.zeek");
+    let mut text = "redef No::such_option = 1;\n".to_owned();
+    for i in 0..25 {
+        text.push_str(&format!("global g{i}: count = 0 &deprecated=\"old\";\n"));
+        text.push_str(&format!("event zeek_init() {{ print g{i}; }}\n"));
+    }
+    std::fs::write(&warned, text).expect("script");
     let cases = [
         (
             "missing",
@@ -360,6 +368,12 @@ async fn a_bad_script_is_refused_before_anything_stops() {
             "manager",
             redef.display().to_string(),
             "\"redef\" used but not previously defined",
+        ),
+        (
+            "warned",
+            "worker-2",
+            warned.display().to_string(),
+            "\"redef\" used but not previously defined (No::such_option)",
         ),
     ];
     for (id, node, script, words) in cases {

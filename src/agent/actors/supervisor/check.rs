@@ -90,7 +90,7 @@ fn check_args(args: Vec<String>) -> Vec<String> {
 /// The last lines of what a failing check printed.
 fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(CHECK_LINES)..].join("\n")
+    process::failure_lines(&lines, CHECK_LINES).join("\n")
 }
 
 /// Runs the checks, `parallel` at once; the failures, by node name.
