@@ -79,9 +79,10 @@ enum Command {
         #[arg(long, value_parser = parse_port, value_name = "PORT")]
         zeromq_xsub_port: Option<u16>,
     },
-    /// With agents: check a cluster file's scripts on every agent it names
-    /// (Zeek's parse-only mode, as a deployment does first), deploying
-    /// nothing; exit 1 if any node fails
+    /// Check a cluster file's scripts on every agent it names (Zeek's
+    /// parse-only mode, as a deployment does first), deploying nothing;
+    /// exit 1 if any node fails. With a controller, through it (INI, read
+    /// as stage-config reads it)
     Check { file: String },
     /// Controller: list the connected agents
     GetInstances,
@@ -316,7 +317,9 @@ async fn with_controller(addr: &str, command: Command, opts: &ClientOptions) -> 
     let set = |names: Vec<String>| Value::Set(names.iter().map(Value::string).collect());
     // The cluster file is read before anything is dialled.
     let staged = match &command {
-        Command::StageConfig { file } | Command::DeployConfig { file } => {
+        Command::StageConfig { file }
+        | Command::DeployConfig { file }
+        | Command::Check { file } => {
             // Read and checked as zeek-client does, with its words.
             match controller::cluster_file::read(file)
                 .map_err(|r| r.printed())
@@ -329,11 +332,6 @@ async fn with_controller(addr: &str, command: Command, opts: &ClientOptions) -> 
         }
         Command::Welcome | Command::Standby => {
             return usage_error("welcome and standby talk to agents: drop --controller");
-        }
-        Command::Check { .. } => {
-            return usage_error(
-                "check talks to agents (the controller has no such request yet): drop --controller, give the agents with --agent",
-            );
         }
         Command::Deploy { file: Some(_), .. } => {
             return usage_error("with a controller, deploy takes no file: use deploy-config FILE");
@@ -374,6 +372,15 @@ async fn with_controller(addr: &str, command: Command, opts: &ClientOptions) -> 
                 }
             }
             Command::Deploy { .. } => controller::deploy(&s.ask("deploy", vec![]).await?),
+            Command::Check { .. } => {
+                let Some(config) = &staged else {
+                    return Ok(controller::Printed::error("no configuration"));
+                };
+                controller::check(
+                    &s.ask("check_configuration", vec![records::configuration(config)])
+                        .await?,
+                )
+            }
             Command::GetConfig {
                 deployed,
                 as_json,
@@ -419,9 +426,7 @@ async fn with_controller(addr: &str, command: Command, opts: &ClientOptions) -> 
                 }
                 controller::Printed::default()
             }
-            Command::Welcome | Command::Standby | Command::Check { .. } => {
-                controller::Printed::default()
-            }
+            Command::Welcome | Command::Standby => controller::Printed::default(),
         })
     }
     .await;

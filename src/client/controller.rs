@@ -200,6 +200,19 @@ pub fn stage(args: &[Value]) -> Printed {
 
 /// `deploy` (and the second half of `deploy-config`).
 pub fn deploy(args: &[Value]) -> Printed {
+    node_verdicts(args, false)
+}
+
+/// `check` (ours): each node's verdict as `deploy` prints it; an agent's
+/// own failure (not connected, an invalid configuration) under errors.
+pub fn check(args: &[Value]) -> Printed {
+    node_verdicts(args, true)
+}
+
+/// The errors and the nodes' results, as zeek-client prints a deployment's;
+/// `agent_errors`: failures of an agent without a node are errors too
+/// (zeek-client leaves them out of a deployment's answer).
+fn node_verdicts(args: &[Value], agent_errors: bool) -> Printed {
     let mut errors = Vec::new();
     let mut results = Map::new();
     let mut nodes = Map::new();
@@ -207,9 +220,14 @@ pub fn deploy(args: &[Value]) -> Printed {
     for r in results_of(args) {
         failed |= !r.success;
         match (&r.node, &r.instance) {
-            (None, _) if !r.success => {
+            (None, _) if !r.success && (r.instance.is_none() || agent_errors) => {
                 if let Some(e) = &r.error {
-                    errors.push(json!(e));
+                    match &r.instance {
+                        Some(i) if !e.contains(i.as_str()) => {
+                            errors.push(json!(format!("{i}: {e}")))
+                        }
+                        _ => errors.push(json!(e)),
+                    }
                 }
             }
             (None, None) => {

@@ -13,12 +13,24 @@ const PREFIX: &str = "Management::Controller::API::";
 pub enum Call {
     GetInstances,
     Stage(Configuration),
-    GetConfiguration { deployed: bool },
+    GetConfiguration {
+        deployed: bool,
+    },
     Deploy,
     GetNodes,
-    GetIdValue { id: String, nodes: Vec<String> },
-    Restart { nodes: Vec<String> },
-    TestTimeout { with_state: bool },
+    GetIdValue {
+        id: String,
+        nodes: Vec<String>,
+    },
+    Restart {
+        nodes: Vec<String>,
+    },
+    TestTimeout {
+        with_state: bool,
+    },
+    /// The dry run of a deployment (ours: zeek-client has no such
+    /// command): each agent the configuration names checks its nodes.
+    Check(Configuration),
 }
 
 impl Call {
@@ -33,6 +45,7 @@ impl Call {
             Call::GetIdValue { .. } => "get_id_value",
             Call::Restart { .. } => "restart",
             Call::TestTimeout { .. } => "test_timeout",
+            Call::Check(_) => "check_configuration",
         }
     }
 }
@@ -48,6 +61,7 @@ const REQUESTS: &[(&str, usize)] = &[
     ("get_id_value", 3),
     ("restart", 2),
     ("test_timeout", 2),
+    ("check_configuration", 2),
 ];
 
 /// What an event on the controller's topic is.
@@ -124,6 +138,7 @@ pub fn read(event: &Event) -> Result<Incoming, String> {
         "restart" => Call::Restart {
             nodes: names(&event.args[1])?,
         },
+        "check_configuration" => Call::Check(read_configuration(&event.args[1])?),
         _ => Call::TestTimeout {
             with_state: boolean(&event.args[1])?,
         },

@@ -1205,3 +1205,75 @@ fn a_node_that_has_not_joined_fails_the_deploy_with_the_address_to_reach() {
         (code, normalised_nodes(&out))
     );
 }
+
+#[test]
+fn check_through_the_controller_gives_each_nodes_verdict_and_deploys_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let controller = Controller::start(dir, free_port(), free_port());
+    let a = Agent::start_dialling(controller.agents, &["--name", "agent-a"]);
+    controller.wait_checked_in("agent-a");
+    let ini = |worker: &str| {
+        format!(
+            "[instances]\nagent-a\n\n\
+             [manager]\ninstance = agent-a\nrole = manager\n\n\
+             [worker-1]\ninstance = agent-a\nrole = worker\n{worker}"
+        )
+    };
+    std::fs::write(dir.join("good.ini"), ini("")).expect("good.ini");
+    let (code, out, err) = controller.ours(&["check", "good.ini"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["errors"], serde_json::json!([]), "{out}");
+    for n in ["manager", "worker-1"] {
+        assert_eq!(v["results"]["nodes"][n]["success"], true, "{n}: {out}");
+        assert_eq!(v["results"]["nodes"][n]["instance"], "agent-a", "{out}");
+    }
+
+    let words = "error in ./x.zeek, line 1: syntax error, at end of file";
+    std::fs::write(
+        dir.join("bad.ini"),
+        ini(&format!("env = STANDIN_PARSE_ERROR=\"{words}\"\n")),
+    )
+    .expect("bad.ini");
+    let (code, out, err) = controller.ours(&["check", "bad.ini"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).expect("json");
+    let w = &v["results"]["nodes"]["worker-1"];
+    assert_eq!(w["success"], false, "{out}");
+    assert!(
+        w["stderr"].as_str().is_some_and(|s| s.contains(words)),
+        "{out}"
+    );
+    assert!(v["results"]["nodes"].get("manager").is_none(), "{out}");
+
+    // An agent the controller has not met, and one it would dial: each
+    // named with why it was not asked.
+    std::fs::write(
+        dir.join("absent.ini"),
+        "[instances]\nagent-a\nagent-b\nagent-c = 127.0.0.1:2\n\n\
+         [manager]\ninstance = agent-a\nrole = manager\n\n\
+         [worker-1]\ninstance = agent-b\nrole = worker\n\n\
+         [worker-2]\ninstance = agent-c\nrole = worker\n",
+    )
+    .expect("absent.ini");
+    let (code, out, err) = controller.ours(&["check", "absent.ini"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        v["errors"],
+        serde_json::json!([
+            "agent agent-b is not connected",
+            "agent agent-c is not connected: the controller dials it (127.0.0.1:2) once a configuration naming it is deployed",
+        ]),
+        "{out}"
+    );
+    assert_eq!(v["results"]["nodes"]["manager"]["success"], true, "{out}");
+
+    // Nothing was staged, deployed or started.
+    let (code, out, _) = controller.client(&["get-config", "--deployed"]);
+    assert_eq!(code, 1, "{out}");
+    let (code, out, _) = controller.client(&["get-config"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(!a.node_dir("manager").join("pids").exists());
+}

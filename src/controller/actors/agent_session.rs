@@ -131,7 +131,7 @@ impl AgentSession {
 
 /// The requests beyond Zeek's agent API that the controller sends only to
 /// agents announcing them.
-const EXTENSIONS: &[Stem] = &[Stem::Restart];
+const EXTENSIONS: &[Stem] = &[Stem::Restart, Stem::CheckConfiguration];
 
 impl Actor for AgentSession {
     type Context = Context<Self>;

@@ -248,6 +248,7 @@ impl Core {
                 };
                 self.ask_nodes(reqid, "get_id_value", &nodes, "node_dispatch", &make, ctx)
             }
+            Call::Check(config) => self.check(reqid, config, ctx),
             Call::TestTimeout { with_state } => {
                 if with_state {
                     ctx.run_later(self.settings.request_timeout, move |act, _| {

@@ -1,14 +1,16 @@
 //! Client requests answered by many agents (`get_nodes`, `restart`,
-//! `get_id_value`): one sub-request per agent, the answers gathered by the
-//! client's reqid until the last one or the deadline.
+//! `get_id_value`, `check_configuration`): one sub-request per agent, the
+//! answers gathered by the client's reqid until the last one or the
+//! deadline.
 
 use actix::prelude::*;
 
 use super::{sorted, CallError, Core, Gather};
-use crate::api::events::{GetNodesRequest, Request, Response};
-use crate::api::types::ReqId;
+use crate::api::events::{CheckConfigurationRequest, GetNodesRequest, Request, Response};
+use crate::api::types::{Configuration, ReqId};
 use crate::broker::records::BrokerResult;
 use crate::controller::answers;
+use crate::controller::stage;
 
 /// Reads one agent's outcome into the results it contributes.
 type Reader = Box<dyn FnOnce(Result<Response, CallError>) -> Vec<BrokerResult>>;
@@ -40,6 +42,55 @@ impl Core {
             })
             .collect();
         self.gather(reqid, "get_nodes", Vec::new(), asks, ctx);
+    }
+
+    /// `check_configuration` (ours): the configuration checked as staging
+    /// checks it, made ready as a deployment would make it, and sent to
+    /// every agent it names to check its nodes; nothing is kept.
+    pub(super) fn check(&mut self, reqid: String, config: Configuration, ctx: &mut Context<Self>) {
+        const STEM: &str = "check_configuration";
+        let problems = stage::problems(&config, &self.settings.policy);
+        if !problems.is_empty() {
+            let results: Vec<BrokerResult> = problems
+                .into_iter()
+                .map(|p| BrokerResult::failure(&reqid, p))
+                .collect();
+            return self.answer(STEM, &reqid, &results);
+        }
+        let config = stage::ready(&config, &self.known_hosts(), &self.settings.policy);
+        let reachable: Vec<(&str, bool)> = self
+            .known
+            .iter()
+            .map(|(n, k)| (n.as_str(), k.features.iter().any(|f| f == STEM)))
+            .collect();
+        let (targets, mut leading) = check_targets(&reqid, &config, &reachable);
+        if targets.is_empty() && leading.is_empty() {
+            leading.push(BrokerResult::failure(
+                &reqid,
+                "the configuration names no instance to check",
+            ));
+        }
+        let asks = targets
+            .into_iter()
+            .map(|agent| {
+                let subid = Self::sub_reqid();
+                let request = Request::CheckConfiguration(CheckConfigurationRequest {
+                    reqid: subid.clone(),
+                    config: config.clone(),
+                });
+                let name = agent.clone();
+                let read: Reader = Box::new(move |outcome| match outcome {
+                    Ok(resp) => answers::set_configuration(&subid.0, &resp.result),
+                    Err(e) => vec![answers::agent_failed(
+                        &subid.0,
+                        &name,
+                        &Self::call_error(&name, e),
+                    )],
+                });
+                (agent, request, read)
+            })
+            .collect();
+        self.gather(reqid, STEM, leading, asks, ctx);
     }
 
     /// `restart` and `get_id_value`: a request about nodes, sent to every
@@ -232,5 +283,81 @@ impl Core {
                 self.answer(g.stem, reqid, &all);
             }
         }
+    }
+}
+
+/// Whom a check goes to: each instance of `config` that is connected and
+/// announces the check (`reachable`: name, whether it does), and for every
+/// other instance the failure that says why it is not checked.
+fn check_targets(
+    reqid: &str,
+    config: &Configuration,
+    reachable: &[(&str, bool)],
+) -> (Vec<String>, Vec<BrokerResult>) {
+    let mut targets = Vec::new();
+    let mut failures = Vec::new();
+    for i in &config.instances {
+        let why = match reachable.iter().find(|(n, _)| *n == i.name) {
+            Some((_, true)) => {
+                targets.push(i.name.clone());
+                continue;
+            }
+            Some((_, false)) => format!(
+                "agent {} cannot check a configuration (it does not announce check_configuration)",
+                i.name
+            ),
+            None => match i.listen_port {
+                Some(p) => format!(
+                    "agent {} is not connected: the controller dials it ({}:{}) once a configuration naming it is deployed",
+                    i.name, i.host.0, p.number
+                ),
+                None => format!("agent {} is not connected", i.name),
+            },
+        };
+        failures.push(BrokerResult::failure(reqid, why).from_instance(&i.name));
+    }
+    (targets, failures)
+}
+
+#[cfg(test)]
+mod check_tests {
+    use super::*;
+    use crate::api::types::{Addr, Instance};
+
+    #[test]
+    fn a_check_goes_to_every_connected_agent_that_can_and_says_why_not_for_the_rest() {
+        let instance = |name: &str| Instance {
+            name: name.into(),
+            host: Addr([127, 0, 0, 1].into()),
+            listen_port: None,
+        };
+        let config = Configuration {
+            instances: vec![
+                instance("agent-a"),
+                instance("agent-b"),
+                instance("agent-c"),
+            ],
+            ..Default::default()
+        };
+        let (targets, failures) = check_targets(
+            "r",
+            &config,
+            &[("agent-a", true), ("agent-b", false), ("agent-x", true)],
+        );
+        assert_eq!(targets, ["agent-a"]);
+        let errors: Vec<(Option<&str>, Option<&str>)> = failures
+            .iter()
+            .map(|f| (f.instance.as_deref(), f.error.as_deref()))
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                (
+                    Some("agent-b"),
+                    Some("agent agent-b cannot check a configuration (it does not announce check_configuration)")
+                ),
+                (Some("agent-c"), Some("agent agent-c is not connected")),
+            ]
+        );
     }
 }
