@@ -384,7 +384,7 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
                         return;
                     };
                     let (ws, upgrade) = ws;
-                    tracing::info!(client = n, "WebSocket client from {peer}");
+                    tracing::debug!(client = n, "WebSocket client from {peer}");
                     ClientSession::new(ws, id, endpoint, upgrade, hub, core.recipient())
                         .holding(place)
                         .pinging(ping)

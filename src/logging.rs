@@ -26,6 +26,15 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 
+/// `n` of a thing, for a sentence: "1 node", "3 nodes".
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// The daemon's line format (see the module's documentation).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LineFormat {

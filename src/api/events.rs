@@ -241,9 +241,68 @@ impl Notification {
     }
 }
 
+/// Each notification as a sentence for an operator's log (the agent it
+/// came from is the log line's `agent` field, or the agent's own log).
+impl std::fmt::Display for Notification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let about = |f: &mut std::fmt::Formatter<'_>, node: &str, msg: &str| {
+            // Most messages name their node already.
+            if node.is_empty() || msg.contains(node) {
+                f.write_str(msg)
+            } else {
+                write!(f, "node {node}: {msg}")
+            }
+        };
+        match self {
+            Notification::AgentHello(h) => write!(
+                f,
+                "agent {} says hello from {} (API version {})",
+                h.instance, h.host, h.api_version
+            ),
+            Notification::Change(c) => {
+                write!(f, "node {} is {} (was {})", c.node.name, c.new, c.old)
+            }
+            Notification::Error(e) => about(f, &e.node, &e.msg),
+            Notification::Log(l) => about(f, &l.node, &l.msg),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notifications_read_as_sentences() {
+        let node = Node::new("worker-1", "agent-b", crate::api::types::Role::Worker);
+        let said = [
+            Notification::Change(NotifyChange {
+                instance: "agent-b".into(),
+                node,
+                old: State::Pending,
+                new: State::Running,
+            }),
+            Notification::Error(NotifyError {
+                instance: "agent-b".into(),
+                msg: "exited with code 1".into(),
+                node: "worker-1".into(),
+            }),
+            Notification::Log(NotifyLog {
+                instance: "agent-b".into(),
+                msg: "restarted 2 nodes".into(),
+                node: String::new(),
+            }),
+        ]
+        .map(|n| n.to_string());
+        assert_eq!(
+            said,
+            [
+                "node worker-1 is RUNNING (was PENDING)",
+                "node worker-1: exited with code 1",
+                "restarted 2 nodes",
+            ]
+        );
+    }
 
     #[test]
     fn names_follow_the_api() {

@@ -106,9 +106,70 @@ pub fn agent_failed(subid: &str, instance: &str, error: &str) -> BrokerResult {
     BrokerResult::failure(subid, error).from_instance(instance)
 }
 
+/// A request's results in one sentence for the operator's log: how many
+/// nodes succeeded, and each failure with the first line of its reason
+/// (`what` names the act: "running", "restarted").
+pub fn sentence(results: &[BrokerResult], what: &str) -> String {
+    let nodes = results.iter().filter(|r| r.node.is_some()).count();
+    let ok = results
+        .iter()
+        .filter(|r| r.node.is_some() && r.success)
+        .count();
+    let failures: Vec<String> = results
+        .iter()
+        .filter(|r| !r.success)
+        .map(|r| {
+            let reason = r
+                .error
+                .clone()
+                .or_else(|| match &r.data {
+                    Some(Value::Vector(o)) => o.get(1).and_then(Value::as_str).map(str::to_owned),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            let first = reason
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("failed");
+            match (&r.node, &r.instance) {
+                (Some(n), _) => format!("{n} ({first})"),
+                (None, Some(i)) => format!("agent {i} ({first})"),
+                (None, None) => first.to_owned(),
+            }
+        })
+        .collect();
+    let mut out = if ok == nodes {
+        format!("{} {what}", crate::logging::count(nodes, "node"))
+    } else {
+        format!("{ok} of {} {what}", crate::logging::count(nodes, "node"))
+    };
+    if !failures.is_empty() {
+        out.push_str("; failed: ");
+        out.push_str(&failures.join(", "));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn results_read_as_one_sentence() {
+        let ok = |n: &str| BrokerResult::ok("r").for_node(n).from_instance("agent-a");
+        assert_eq!(
+            sentence(&[ok("manager"), ok("proxy-1")], "running"),
+            "2 nodes running"
+        );
+        let mut crashed = ok("worker-1");
+        crashed.success = false;
+        crashed.data = Some(outputs("", "\nfatal error: can't find x.zeek\nmore\n"));
+        let lost = agent_failed("r", "agent-b", "lost connection to agent agent-b");
+        assert_eq!(
+            sentence(&[ok("manager"), crashed, lost], "restarted"),
+            "1 of 2 nodes restarted; failed: worker-1 (fatal error: can't find x.zeek), agent agent-b (lost connection to agent agent-b)"
+        );
+    }
     use crate::api::types::{MgmtRole, NodeStatus, ReqId, Role, State};
 
     fn per_node(node: &str, ok: bool, error: &str) -> ApiResult {

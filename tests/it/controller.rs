@@ -1277,3 +1277,43 @@ fn check_through_the_controller_gives_each_nodes_verdict_and_deploys_nothing() {
     assert_eq!(code, 1, "{out}");
     assert!(!a.node_dir("manager").join("pids").exists());
 }
+
+#[test]
+fn a_deploy_that_times_out_names_each_agent_it_waited_for_and_why() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let controller =
+        Controller::start_with(dir, free_port(), free_port(), &["--request-timeout", "2s"]);
+    let _a = Agent::start_dialling(controller.agents, &["--name", "agent-a"]);
+    controller.wait_checked_in("agent-a");
+    // agent-b listens somewhere, but the file gives the controller no
+    // address to dial; agent-c's address answers nothing.
+    let dead = free_port();
+    std::fs::write(
+        dir.join("cluster.ini"),
+        format!(
+            "[instances]\nagent-a\nagent-b\nagent-c = 127.0.0.1:{dead}\n\n\
+             [manager]\ninstance = agent-a\nrole = manager\n\n\
+             [worker-1]\ninstance = agent-b\nrole = worker\n\n\
+             [worker-2]\ninstance = agent-c\nrole = worker\n"
+        ),
+    )
+    .expect("cluster.ini");
+    let (code, out, err) = controller.client(&["deploy-config", "cluster.ini"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        v["errors"],
+        serde_json::json!([
+            "agent agent-b is not connected, and has no address to dial: it must dial the controller, or [instances] must give its address",
+            format!("agent agent-c is not connected (the controller dials 127.0.0.1:{dead} and got no hello)"),
+            "request timed out",
+        ]),
+        "{out}"
+    );
+    let log = std::fs::read_to_string(dir.join("controller.log")).expect("log");
+    assert!(
+        log.contains("timed out: agent agent-b is not connected"),
+        "{log}"
+    );
+}

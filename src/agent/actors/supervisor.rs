@@ -197,34 +197,37 @@ impl NodeSupervisor {
     }
 
     fn notify_error(&self, node: &str, msg: String) {
-        tracing::error!(node, "{msg}");
-        self.notify(Notification::Error(NotifyError {
+        let n = Notification::Error(NotifyError {
             instance: self.name().to_owned(),
             msg,
             node: node.to_owned(),
-        }));
+        });
+        tracing::error!("{n}");
+        self.notify(n);
     }
 
     fn notify_log(&self, node: &str, msg: String) {
-        tracing::info!(node, "{msg}");
-        self.notify(Notification::Log(NotifyLog {
+        let n = Notification::Log(NotifyLog {
             instance: self.name().to_owned(),
             msg,
             node: node.to_owned(),
-        }));
+        });
+        tracing::info!("{n}");
+        self.notify(n);
     }
 
     fn notify_change(&self, node: &Node, old: State) {
         if old == node.state {
             return;
         }
-        tracing::info!(node = %node.name, old = %old, new = %node.state, "node state");
-        self.notify(Notification::Change(NotifyChange {
+        let n = Notification::Change(NotifyChange {
             instance: self.name().to_owned(),
             node: node.clone(),
             old,
             new: node.state,
-        }));
+        });
+        tracing::info!("{n}");
+        self.notify(n);
     }
 
     fn set_state(&mut self, name: &str, new: State) {

@@ -70,10 +70,11 @@ impl AgentSession {
                 let addr = ctx.address();
                 tracing::info!(
                     agent = %h.instance,
-                    host = %self.host,
-                    "rx notify_agent_hello (announced host {}, API version {})",
-                    h.host,
-                    h.api_version
+                    "agent {} checked in from {} (API version {}; it says its host is {})",
+                    h.instance,
+                    self.host,
+                    h.api_version,
+                    h.host
                 );
                 self.name = Some(h.instance.clone());
                 self.core.do_send(AgentUp {
@@ -90,10 +91,15 @@ impl AgentSession {
                 });
             }
             Incoming::Notification(n) => {
-                tracing::info!(agent = ?self.name, "rx {n:?}");
+                let agent = self.name.as_deref().unwrap_or("?");
+                tracing::info!(agent = %agent, "{n}");
             }
             Incoming::Error { code, message } => {
-                tracing::warn!(agent = ?self.name, "agent sent error {}: {message}", code.as_str());
+                tracing::warn!(
+                    agent = self.name.as_deref().unwrap_or("?"),
+                    "agent sent error {}: {message}",
+                    code.as_str()
+                );
                 if code == ErrorCode::UnknownEvent {
                     self.unknown_event(&message);
                 }
@@ -153,7 +159,10 @@ impl Actor for AgentSession {
             let limit = Duration::from_secs(theirs * 3);
             ctx.run_interval(Duration::from_secs(theirs), move |act, ctx| {
                 if act.last_heard.elapsed() > limit {
-                    tracing::warn!(agent = ?act.name, "no frame for {limit:?}; dropping the agent");
+                    tracing::warn!(
+                        agent = act.name.as_deref().unwrap_or("?"),
+                        "no frame for {limit:?}; dropping the agent"
+                    );
                     ctx.stop();
                 }
             });
@@ -162,7 +171,7 @@ impl Actor for AgentSession {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         if let Some(name) = self.name.take() {
-            tracing::info!(agent = %name, "agent connection closed");
+            tracing::info!(agent = %name, "agent {name} disconnected");
             self.gone.do_send(AgentGone { id: self.id, name });
         }
     }
@@ -192,7 +201,7 @@ impl Handler<AgentCall> for AgentSession {
         if EXTENSIONS.contains(&stem) {
             self.aborts.push((stem, abort));
         }
-        tracing::info!(agent = %name, "tx {} {}", stem.request_name(), msg.ask.reqid());
+        tracing::debug!(agent = %name, "tx {} {}", stem.request_name(), msg.ask.reqid());
         let rx = self.conn.start_request(msg.ask.into_request());
         let limit = msg.timeout;
         Box::pin(async move {
@@ -206,7 +215,7 @@ impl Handler<AgentCall> for AgentSession {
             match tokio::time::timeout(limit, answer).await {
                 Ok(None) => Err(CallError::Unsupported),
                 Ok(Some(Ok(r))) => {
-                    tracing::info!(agent = %name, "rx {} {}: {}", r.stem.response_name(), r.reqid, r.result.summary());
+                    tracing::debug!(agent = %name, "rx {} {}: {}", r.stem.response_name(), r.reqid, r.result.summary());
                     Ok(r)
                 }
                 Ok(Some(Err(_))) => Err(CallError::Lost),

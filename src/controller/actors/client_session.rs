@@ -127,7 +127,7 @@ impl ClientSession {
     fn refuse(&self, frame: ErrorFrame) {
         tracing::info!(
             client = self.id.0,
-            "tx error {}: {}",
+            "client refused: {}: {}",
             frame.code,
             frame.context
         );
@@ -149,7 +149,7 @@ impl ClientSession {
                 Ok(subscriptions) => {
                     self.acked = true;
                     self.send(ack(&self.endpoint, "8.2.2"));
-                    tracing::info!(client = self.id.0, "acked, subscriptions {subscriptions:?}");
+                    tracing::debug!(client = self.id.0, "acked, subscriptions {subscriptions:?}");
                     self.hub.do_send(Join {
                         id: self.id,
                         subscriptions,
@@ -177,7 +177,7 @@ impl ClientSession {
         match read {
             Ok(incoming) => {
                 if let Incoming::Request(reqid, call) = incoming {
-                    tracing::info!(client = self.id.0, "rx {}_request {reqid}", call.stem());
+                    tracing::debug!(client = self.id.0, "rx {}_request {reqid}", call.stem());
                     self.core.do_send(ClientRequest { reqid, call });
                 }
                 self.hub.do_send(Publish {
@@ -223,7 +223,7 @@ impl Actor for ClientSession {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        tracing::info!(client = self.id.0, "client gone");
+        tracing::debug!(client = self.id.0, "client gone");
         // Also for a client never acked: the hub trims after departures.
         self.hub.do_send(Leave(self.id));
     }

@@ -123,7 +123,7 @@ impl Core {
     }
 
     fn publish(&self, stem: &str, reqid: &str, arg: Value) {
-        tracing::info!("tx {stem}_response {reqid}");
+        tracing::debug!("tx {stem}_response {reqid}");
         self.hub.do_send(Publish {
             message: response(stem, reqid, arg),
             from: None,
@@ -273,6 +273,11 @@ impl Core {
         }
         let ready = stage::ready(&config, &self.known_hosts(), &self.settings.policy);
         let id = config.id.clone();
+        tracing::info!(
+            "configuration {id} staged: {} on {}",
+            crate::logging::count(config.nodes.len(), "node"),
+            crate::logging::count(config.instances.len(), "agent")
+        );
         self.staged = Some(config);
         self.ready = Some(ready);
         self.persist_then(ctx, move |act| {
@@ -340,7 +345,7 @@ impl Handler<AgentUp> for Core {
             features: msg.features,
             link: msg.link,
         };
-        tracing::info!(agent = %msg.name, host = %known.host, features = ?known.features, "agent known");
+        tracing::debug!(agent = %msg.name, host = %known.host, features = ?known.features, "agent known");
         if let Some(old) = self.known.insert(msg.name.clone(), known) {
             if old.id != msg.id {
                 old.link.close.do_send(CloseAgent);
@@ -358,7 +363,7 @@ impl Handler<AgentGone> for Core {
 
     fn handle(&mut self, msg: AgentGone, _: &mut Context<Self>) {
         if self.known.get(&msg.name).is_some_and(|k| k.id == msg.id) {
-            tracing::info!(agent = %msg.name, "agent lost");
+            tracing::debug!(agent = %msg.name, "agent lost");
             self.known.remove(&msg.name);
             self.welcomed.remove(&msg.name);
         }

@@ -87,7 +87,7 @@ impl Handler<AgentCall> for LocalAgent {
         self.waiting.retain(|_, tx| !tx.is_closed());
         let (tx, rx) = oneshot::channel();
         let reqid = msg.ask.reqid().0.clone();
-        tracing::info!(agent = %self.agent.name(), "tx {} {reqid}", msg.ask.stem().request_name());
+        tracing::debug!(agent = %self.agent.name(), "tx {} {reqid}", msg.ask.stem().request_name());
         self.waiting.insert(reqid, tx);
         peer.request(msg.ask.into_request());
         let limit = msg.timeout;
@@ -107,13 +107,14 @@ impl Handler<Outbound> for LocalAgent {
     fn handle(&mut self, msg: Outbound, _: &mut Context<Self>) {
         match msg {
             Outbound::Response(r) => {
-                tracing::info!(agent = %self.agent.name(), "rx {} {}: {}", r.stem.response_name(), r.reqid, r.result.summary());
+                tracing::debug!(agent = %self.agent.name(), "rx {} {}: {}", r.stem.response_name(), r.reqid, r.result.summary());
                 if let Some(tx) = self.waiting.remove(&r.reqid.0) {
                     let _ = tx.send(r);
                 }
             }
             Outbound::Notification(n) => {
-                tracing::info!(agent = %self.agent.name(), "rx {n:?}");
+                // The agent's own log says it already.
+                tracing::debug!(agent = %self.agent.name(), "{n}");
             }
         }
     }

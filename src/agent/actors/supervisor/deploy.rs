@@ -208,7 +208,10 @@ impl PendingDeploy {
         let failed = self.failed();
         if self.kind == Kind::Restart {
             return if failed.is_empty() {
-                format!("restarted {} nodes", self.results.len())
+                format!(
+                    "restarted {}",
+                    crate::logging::count(self.results.len(), "node")
+                )
             } else {
                 format!(
                     "{} of {} nodes failed to restart ({})",
@@ -220,9 +223,9 @@ impl PendingDeploy {
         }
         if failed.is_empty() {
             format!(
-                "configuration {:?} applied: {} nodes running",
+                "configuration {:?} applied: {} running",
                 self.config_id,
-                self.results.len()
+                crate::logging::count(self.results.len(), "node")
             )
         } else {
             format!(

@@ -53,10 +53,13 @@ impl Core {
             }
             return;
         }
+        let agents: Vec<&str> = config.instances.iter().map(|i| i.name.as_str()).collect();
+        let why = if internal { "again" } else { "" };
         tracing::info!(
-            internal,
-            "deployment {reqid} of configuration {} pending",
-            config.id
+            "deploying configuration {} {why}to {}: {}",
+            config.id,
+            crate::logging::count(agents.len(), "agent"),
+            agents.join(", ")
         );
         self.pending = Some(Deployment {
             reqid: reqid.clone(),
@@ -70,9 +73,21 @@ impl Core {
         let handle = ctx.run_later(self.settings.request_timeout, move |act, _| {
             if act.pending.as_ref().is_some_and(|p| p.reqid == reqid) {
                 if let Some(mut p) = act.pending.take() {
-                    tracing::warn!("deployment {reqid} timed out");
+                    let silent: Vec<String> = match &p.waiting {
+                        Some(w) => w
+                            .iter()
+                            .map(|a| format!("agent {a} did not answer the configuration"))
+                            .collect(),
+                        None => act.not_ready(),
+                    };
+                    tracing::warn!(
+                        "deployment of configuration {} timed out: {}",
+                        p.config.id,
+                        silent.join("; ")
+                    );
                     if !p.internal {
                         let mut all = sorted(std::mem::take(&mut p.results));
+                        all.extend(silent.iter().map(|s| BrokerResult::failure(&reqid, s)));
                         all.push(BrokerResult::failure(&reqid, "request timed out"));
                         act.answer("deploy", &reqid, &all);
                     }
@@ -164,6 +179,26 @@ impl Core {
                 act.standby(&name, ctx);
             }
         });
+    }
+
+    /// The configured agents a deployment still waits for, each with why:
+    /// not connected (with the address the controller dials, or none to
+    /// dial), or connected and not yet welcomed.
+    fn not_ready(&self) -> Vec<String> {
+        self.configured
+            .iter()
+            .filter(|(name, _)| !self.welcomed.contains(*name))
+            .map(|(name, inst)| match (self.known.contains_key(name), inst.listen_port) {
+                (true, _) => format!("agent {name} is connected but was not welcomed"),
+                (false, Some(p)) => format!(
+                    "agent {name} is not connected (the controller dials {}:{} and got no hello)",
+                    inst.host.0, p.number
+                ),
+                (false, None) => format!(
+                    "agent {name} is not connected, and has no address to dial: it must dial the controller, or [instances] must give its address"
+                ),
+            })
+            .collect()
     }
 
     fn standby(&mut self, agent: &str, ctx: &mut Context<Self>) {
@@ -258,10 +293,17 @@ impl Core {
             // Nothing changed where it was refused: what runs there is
             // still the deployed configuration.
             tracing::warn!(
-                "deployment {reqid} of configuration {id} refused by an agent; the deployed configuration stays"
+                "configuration {id} refused, nothing changed; the deployed configuration stays: {}",
+                answers::sentence(&p.results, "checked")
             );
         } else {
-            tracing::info!("deployment {reqid} of configuration {id} complete");
+            let said = answers::sentence(&p.results, "running");
+            let agents = crate::logging::count(p.config.instances.len(), "agent");
+            if p.results.iter().all(|r| r.success) {
+                tracing::info!("deployed configuration {id} to {agents}: {said}");
+            } else {
+                tracing::warn!("deployed configuration {id} to {agents}: {said}");
+            }
             self.deployed = Some(p.config);
         }
         let reqid = reqid.to_owned();

@@ -248,7 +248,8 @@ impl Core {
         let handle = ctx.run_later(self.settings.request_timeout, move |act, _| {
             let reqid = owned;
             if let Some(mut g) = act.gathers.remove(&reqid) {
-                tracing::info!("{}_request {reqid} timed out", g.stem);
+                let waiting: Vec<&str> = g.waiting.iter().map(String::as_str).collect();
+                tracing::warn!("{} timed out waiting for {}", g.stem, waiting.join(", "));
                 let mut all = std::mem::take(&mut g.leading);
                 all.append(&mut sorted(g.results));
                 all.push(BrokerResult::failure(&reqid, "request timed out"));
@@ -280,6 +281,14 @@ impl Core {
                 }
                 let mut all = std::mem::take(&mut g.leading);
                 all.append(&mut sorted(g.results));
+                if g.stem == "restart" {
+                    let said = answers::sentence(&all, "restarted");
+                    if all.iter().all(|r| r.success) {
+                        tracing::info!("restart: {said}");
+                    } else {
+                        tracing::warn!("restart: {said}");
+                    }
+                }
                 self.answer(g.stem, reqid, &all);
             }
         }
