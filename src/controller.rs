@@ -53,6 +53,8 @@ pub enum StartError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Lock(#[from] crate::daemon::LockError),
     #[error("the local agent cannot start: {0}")]
     LocalAgent(crate::agent::error::Error),
 }
@@ -192,6 +194,8 @@ pub struct ControllerHandle {
     /// The agent in the controller's process (`--local-agent`): shut it
     /// down, as an agent of its own would be, before the process exits.
     pub local_agent: Option<crate::agent::AgentHandle>,
+    /// The state directory, held for the controller's life.
+    _lock: crate::daemon::DirLock,
 }
 
 /// The certificate and key of one TLS setting pair, which go together.
@@ -270,11 +274,13 @@ async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
 /// Starts the controller's actors and listeners inside the running actix
 /// system.
 pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
-    std::fs::create_dir_all(&config.state_dir).map_err(|source| StartError::StateDir {
+    let lock = crate::daemon::lock_dir(&config.state_dir, store::LOCK_FILE, "controller")?;
+    let state_dir_error = |source| StartError::StateDir {
         path: config.state_dir.clone(),
         source,
-    })?;
-    let snapshot = store::load(&config.state_dir);
+    };
+    store::probe(&config.state_dir).map_err(state_dir_error)?;
+    let snapshot = store::load(&config.state_dir).map_err(state_dir_error)?;
     let dir = config.state_dir.clone();
     let store = SyncArbiter::start(1, move || Store { dir: dir.clone() });
     let hub = Hub::default().start();
@@ -417,5 +423,6 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
         websocket_addr,
         agent_addr,
         local_agent,
+        _lock: lock,
     })
 }

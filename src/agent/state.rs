@@ -24,21 +24,7 @@ pub enum StateError {
     Encode(String),
 }
 
-/// Why the state directory cannot be taken.
-#[derive(Debug, thiserror::Error)]
-pub enum LockError {
-    #[error("state directory {} is in use by another agent{}; one agent per state directory", dir.display(), holder.map(|p| format!(" (pid {p})")).unwrap_or_default())]
-    Held { dir: PathBuf, holder: Option<u32> },
-    #[error("state directory {} cannot be used (it must be a directory the agent can write): {source}", dir.display())]
-    Io { dir: PathBuf, source: io::Error },
-}
-
-/// The state directory held by this agent: an advisory lock on its lock
-/// file, released when this is dropped (or the process ends, however).
-#[derive(Debug)]
-pub struct StateLock {
-    _file: fs::File,
-}
+pub use crate::daemon::{DirLock as StateLock, LockError};
 
 /// The state directory.
 #[derive(Debug, Clone)]
@@ -78,37 +64,7 @@ impl StateDir {
     /// Takes the directory for this process (creating it if need be), or
     /// says which process holds it. Nothing else in it is touched.
     pub fn lock(&self) -> Result<StateLock, LockError> {
-        use std::os::fd::AsRawFd;
-        let io_err = |source| LockError::Io {
-            dir: self.dir.clone(),
-            source,
-        };
-        fs::create_dir_all(&self.dir).map_err(io_err)?;
-        let mut file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(self.dir.join(LOCK_FILE))
-            .map_err(io_err)?;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
-                return Err(io_err(e));
-            }
-            let holder = fs::read_to_string(self.dir.join(LOCK_FILE))
-                .ok()
-                .and_then(|t| t.trim().parse().ok());
-            return Err(LockError::Held {
-                dir: self.dir.clone(),
-                holder,
-            });
-        }
-        // Ours now: say who holds it.
-        file.set_len(0).map_err(io_err)?;
-        writeln!(file, "{}", std::process::id()).map_err(io_err)?;
-        Ok(StateLock { _file: file })
+        crate::daemon::lock_dir(&self.dir, LOCK_FILE, "agent")
     }
 
     /// Writes through a temporary file and a rename; `durable` also

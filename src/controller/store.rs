@@ -12,6 +12,9 @@ use crate::api::types::Configuration;
 
 /// The file's name in the state directory.
 pub const FILE: &str = "controller.json";
+/// Locked (`flock`) by the controller that uses the directory, holding
+/// its pid.
+pub const LOCK_FILE: &str = "controller.lock";
 
 /// What survives a restart.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -22,35 +25,52 @@ pub struct Snapshot {
     pub deployed: Option<Configuration>,
 }
 
-/// Reads the snapshot; an unreadable file is renamed aside
-/// (`controller.json.bad`) and the controller starts empty.
-pub fn load(dir: &Path) -> Snapshot {
+/// Reads the snapshot. A file that does not decode (torn, damaged bytes,
+/// an unknown version) is renamed aside (`controller.json.bad`) and the
+/// controller starts empty; a file that cannot be read at all, or kept
+/// aside, is an error: starting empty would overwrite it at the next save.
+pub fn load(dir: &Path) -> std::io::Result<Snapshot> {
     let path = dir.join(FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Snapshot::default(),
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Snapshot::default()),
         Err(e) => {
-            tracing::error!("cannot read {}: {e}; starting empty", path.display());
-            return Snapshot::default();
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!("cannot read {}: {e}", path.display()),
+            ))
         }
     };
-    match serde_json::from_str::<Snapshot>(&text) {
-        Ok(s) if s.version == 1 => s,
-        other => {
-            let why = match other {
-                Ok(s) => format!("unknown version {}", s.version),
-                Err(e) => e.to_string(),
-            };
-            let aside = dir.join(format!("{FILE}.bad"));
-            tracing::error!(
-                "{} is unreadable ({why}); kept aside as {} and starting empty",
+    let why = match serde_json::from_slice::<Snapshot>(&bytes) {
+        Ok(s) if s.version == 1 => return Ok(s),
+        Ok(s) => format!("unknown version {}", s.version),
+        Err(e) => e.to_string(),
+    };
+    let aside = dir.join(format!("{FILE}.bad"));
+    std::fs::rename(&path, &aside).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "{} is unreadable ({why}) and cannot be kept aside as {}: {e}",
                 path.display(),
                 aside.display()
-            );
-            let _ = std::fs::rename(&path, aside);
-            Snapshot::default()
-        }
-    }
+            ),
+        )
+    })?;
+    tracing::error!(
+        "{} is unreadable ({why}); kept aside as {} and starting empty",
+        path.display(),
+        aside.display()
+    );
+    Ok(Snapshot::default())
+}
+
+/// Fails unless a file can be written in `dir` (as a save writes one):
+/// found at start, not at the first stage-config.
+pub fn probe(dir: &Path) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{FILE}.tmp"));
+    std::fs::write(&tmp, b"")?;
+    std::fs::remove_file(&tmp)
 }
 
 /// Writes `snapshot` atomically.
@@ -98,7 +118,7 @@ mod tests {
     #[test]
     fn a_snapshot_survives_and_a_torn_file_is_kept_aside() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert_eq!(load(dir.path()), Snapshot::default());
+        assert_eq!(load(dir.path()).expect("load"), Snapshot::default());
         let s = Snapshot {
             version: 1,
             staged: Some(Configuration {
@@ -109,10 +129,24 @@ mod tests {
             deployed: None,
         };
         save(dir.path(), &s).expect("save");
-        assert_eq!(load(dir.path()), s);
+        assert_eq!(load(dir.path()).expect("load"), s);
         std::fs::write(dir.path().join(FILE), "{\"version\": 1, \"sta").expect("write");
-        assert_eq!(load(dir.path()), Snapshot::default());
+        assert_eq!(load(dir.path()).expect("load"), Snapshot::default());
         assert!(dir.path().join("controller.json.bad").exists());
         assert!(!dir.path().join(FILE).exists());
+    }
+
+    #[test]
+    fn a_file_with_damaged_bytes_is_kept_aside_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut bytes = b"{\"version\": 1, \"staged\": null, ".to_vec();
+        bytes.extend([0xff, 0xfe, 0x00]);
+        bytes.extend(b"\"ready\": null, \"deployed\": null}");
+        std::fs::write(dir.path().join(FILE), &bytes).expect("write");
+        assert_eq!(load(dir.path()).expect("load"), Snapshot::default());
+        assert_eq!(
+            std::fs::read(dir.path().join("controller.json.bad")).expect("kept"),
+            bytes
+        );
     }
 }

@@ -1317,3 +1317,129 @@ fn a_deploy_that_times_out_names_each_agent_it_waited_for_and_why() {
         "{log}"
     );
 }
+
+/// Runs a controller that is expected not to start: (exit code, stderr).
+fn failed_start(state_dir: &Path) -> (i32, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zeek-mgmt-controller"))
+        .args(["--websocket-port", "0", "--listen-port", "0", "--state-dir"])
+        .arg(state_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the controller");
+    let exited = eventually(LONG, || matches!(child.try_wait(), Ok(Some(_))));
+    if !exited {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("its output");
+    assert!(exited, "the controller started and ran");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_second_controller_on_the_same_state_directory_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let first = Controller::start(dir, free_port(), free_port());
+    let state = dir.join("controller-state");
+    let (code, err) = failed_start(&state);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "state directory {} is in use by another controller (pid {}); one controller per state directory",
+            state.display(),
+            first.pid()
+        )),
+        "{err}"
+    );
+    // The first still serves.
+    let (code, out, _) = first.client(&["get-instances"]);
+    assert_eq!((code, out.as_str()), (0, "{}\n"));
+}
+
+/// A read-only bind mount of a directory, undone when dropped (root), or
+/// the directory made read-only (others).
+struct ReadOnly(PathBuf);
+
+impl ReadOnly {
+    fn make(dir: &Path) -> ReadOnly {
+        let run = |args: &[&str]| {
+            let ok = Command::new("mount")
+                .args(args)
+                .arg(dir)
+                .arg(dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "mount {args:?}");
+        };
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            run(&["--bind"]);
+            run(&["-o", "remount,bind,ro"]);
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+        }
+        ReadOnly(dir.to_owned())
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+}
+
+#[test]
+fn an_unwritable_state_directory_is_found_at_start() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    std::fs::create_dir(&state).expect("state dir");
+    let _ro = ReadOnly::make(&state);
+    let (code, err) = failed_start(&state);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "state directory {} cannot be used (it must be a directory the controller can write): ",
+            state.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_damaged_state_file_is_kept_aside_and_the_controller_starts_empty() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let state = dir.join("controller-state");
+    std::fs::create_dir(&state).expect("state dir");
+    let mut bytes = b"{\"version\": 1, \"staged\": ".to_vec();
+    bytes.extend([0xff, 0xfe, 0xfd]);
+    bytes.extend(b"null, \"ready\": null, \"deployed\": null}");
+    std::fs::write(state.join("controller.json"), &bytes).expect("damaged file");
+    let controller = Controller::start(dir, free_port(), free_port());
+    assert_eq!(
+        std::fs::read(state.join("controller.json.bad")).expect("kept aside"),
+        bytes
+    );
+    std::fs::write(
+        dir.join("c.ini"),
+        "[instances]\nagent-a\n\n[manager]\ninstance = agent-a\nrole = manager\n",
+    )
+    .expect("c.ini");
+    let (code, out, err) = controller.client(&["stage-config", "c.ini"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // The staging wrote a new file; the damaged one is still kept.
+    assert!(state.join("controller.json").exists());
+    assert_eq!(
+        std::fs::read(state.join("controller.json.bad")).expect("still kept"),
+        bytes
+    );
+}

@@ -150,17 +150,31 @@ impl Core {
         }
     }
 
-    /// Persists the state, then runs `then` (the answer), the core taking
-    /// no other message meanwhile.
-    fn persist_then(&mut self, ctx: &mut Context<Self>, then: impl FnOnce(&mut Self) + 'static) {
+    /// Persists the state, then runs `then` (the answer) with the outcome
+    /// (`Err`: why `controller.json` was not written), the core taking no
+    /// other message meanwhile.
+    fn persist_then(
+        &mut self,
+        ctx: &mut Context<Self>,
+        then: impl FnOnce(&mut Self, Result<(), String>) + 'static,
+    ) {
         let save = self.store.send(Save(self.snapshot()));
         ctx.wait(save.into_actor(self).map(move |res, act, _| {
-            match res {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!("cannot persist the configurations: {e}"),
-                Err(e) => tracing::error!("cannot persist the configurations: {e}"),
+            let outcome = match res {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(format!(
+                    "cannot write {}: {e}",
+                    crate::controller::store::FILE
+                )),
+                Err(e) => Err(format!(
+                    "cannot write {}: {e}",
+                    crate::controller::store::FILE
+                )),
+            };
+            if let Err(e) = &outcome {
+                tracing::error!("{e}");
             }
-            then(act);
+            then(act, outcome);
         }));
     }
 
@@ -278,10 +292,16 @@ impl Core {
             crate::logging::count(config.nodes.len(), "node"),
             crate::logging::count(config.instances.len(), "agent")
         );
-        self.staged = Some(config);
-        self.ready = Some(ready);
-        self.persist_then(ctx, move |act| {
-            let r = BrokerResult::ok(&reqid).with_data(Value::String(id));
+        let before = (self.staged.replace(config), self.ready.replace(ready));
+        self.persist_then(ctx, move |act, saved| {
+            let r = match saved {
+                Ok(()) => BrokerResult::ok(&reqid).with_data(Value::String(id)),
+                Err(e) => {
+                    // Not kept: what is staged stays what the file says.
+                    (act.staged, act.ready) = before;
+                    BrokerResult::failure(&reqid, format!("configuration not staged: {e}"))
+                }
+            };
             act.answer("stage_configuration", &reqid, &[r]);
         });
     }

@@ -46,15 +46,18 @@ impl Core {
             let id = config.id.clone();
             self.deployed = Some(config);
             if !internal {
-                self.persist_then(ctx, move |act| {
-                    let r = BrokerResult::ok(&reqid).with_data(Value::String(id));
-                    act.answer("deploy", &reqid, &[r]);
+                self.persist_then(ctx, move |act, saved| {
+                    let mut all = vec![BrokerResult::ok(&reqid).with_data(Value::String(id))];
+                    if let Err(e) = saved {
+                        all.insert(0, Self::unrecorded(&reqid, &e));
+                    }
+                    act.answer("deploy", &reqid, &all);
                 });
             }
             return;
         }
         let agents: Vec<&str> = config.instances.iter().map(|i| i.name.as_str()).collect();
-        let why = if internal { "again" } else { "" };
+        let why = if internal { "again " } else { "" };
         tracing::info!(
             "deploying configuration {} {why}to {}: {}",
             config.id,
@@ -310,10 +313,22 @@ impl Core {
         let mut all = sorted(p.results);
         all.push(BrokerResult::ok(&reqid).with_data(Value::String(id)));
         let internal = p.internal;
-        self.persist_then(ctx, move |act| {
+        self.persist_then(ctx, move |act, saved| {
+            if let Err(e) = saved {
+                let at = all.len() - 1;
+                all.insert(at, Self::unrecorded(&reqid, &e));
+            }
             if !internal {
                 act.answer("deploy", &reqid, &all);
             }
         });
+    }
+
+    /// The failure of a deployment that runs but could not be recorded.
+    fn unrecorded(reqid: &str, why: &str) -> BrokerResult {
+        BrokerResult::failure(
+            reqid,
+            format!("deployed, but not recorded ({why}): a restarted controller would not know it"),
+        )
     }
 }

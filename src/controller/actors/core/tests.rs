@@ -365,7 +365,7 @@ async fn staging_persists_before_it_answers() {
     let s = setup_with(Snapshot::default(), dir);
     ask(&s.core, "s1", Call::Stage(two_agents()));
     wait_until(|| responses(&s.seen).len() == 1, 2_000).await;
-    let saved = crate::controller::store::load(&path);
+    let saved = crate::controller::store::load(&path).expect("load");
     assert_eq!(saved.staged, Some(two_agents()));
     assert!(saved.ready.is_some() && saved.deployed.is_none());
 }
@@ -425,4 +425,29 @@ async fn a_deployments_agents_share_one_copy_of_its_configuration() {
     let seen = configs.lock().map(|c| c.clone()).unwrap_or_default();
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert_eq!(seen[0], seen[1], "one copy, shared by both calls");
+}
+
+#[actix_rt::test]
+async fn a_configuration_that_cannot_be_saved_is_refused_and_not_kept() {
+    let s = setup();
+    // The store's directory stops being a directory.
+    let dir = s._dir.path();
+    std::fs::remove_dir_all(dir).expect("rmdir");
+    std::fs::write(dir, "").expect("a file in its place");
+    ask(&s.core, "s1", Call::Stage(two_agents()));
+    wait_until(|| responses(&s.seen).len() == 1, 2_000).await;
+    let r = results(&responses(&s.seen)[0].2);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(!r[0].0, "{r:?}");
+    let error = r[0].1.clone().unwrap_or_default();
+    assert!(
+        error.starts_with("configuration not staged: cannot write controller.json: "),
+        "{error}"
+    );
+    ask(&s.core, "g", Call::GetConfiguration { deployed: false });
+    wait_until(|| responses(&s.seen).len() == 2, 2_000).await;
+    assert_eq!(
+        results(&Value::Vector(vec![responses(&s.seen)[1].2.clone()]))[0].1,
+        Some("no staged configuration available".into())
+    );
 }
