@@ -77,12 +77,48 @@ impl tokio_tungstenite::tungstenite::handshake::server::Callback for Inspect<'_>
     }
 }
 
-/// The largest message a client may send (a staged configuration of
-/// 10,000 nodes is about 8 MiB).
-const MAX_MESSAGE_BYTES: usize = 64 << 20;
+/// The largest message a client may send: twice a staged configuration
+/// of 10,000 nodes (about 8 MiB). A frame announcing more is refused at
+/// its header, before its bytes are read (and held in the connection's
+/// read buffer for as long as it lives).
+const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
 /// How long a new client may take to complete its upgrade request.
 const UPGRADE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Upgrades in progress at once; beyond it the oldest gives way.
+const MAX_PENDING_UPGRADES: usize = 128;
+
+/// The clients' connections still upgrading, oldest first. At the limit the
+/// oldest is dropped for the newcomer: a connection that has not finished
+/// its handshake in the time the limit's worth of others arrived is far
+/// slower than any zeek-client, so silent connections cannot lock real
+/// clients out, however many there are.
+#[derive(Default)]
+struct Upgrading(std::sync::Mutex<std::collections::VecDeque<(u64, tokio::task::AbortHandle)>>);
+
+impl Upgrading {
+    fn add(&self, n: u64, task: tokio::task::AbortHandle) {
+        let Ok(mut q) = self.0.lock() else { return };
+        q.retain(|(_, t)| !t.is_finished());
+        while q.len() >= MAX_PENDING_UPGRADES {
+            if let Some((old, t)) = q.pop_front() {
+                tracing::debug!(
+                    client = old,
+                    "dropped unfinished upgrade for a newer connection"
+                );
+                t.abort();
+            }
+        }
+        q.push_back((n, task));
+    }
+
+    fn done(&self, n: u64) {
+        if let Ok(mut q) = self.0.lock() {
+            q.retain(|(m, _)| *m != n);
+        }
+    }
+}
 
 /// Whether the HTTP request waiting on `stream` (read without consuming
 /// it) asks for a WebSocket upgrade; `None` when no complete request head
@@ -251,8 +287,18 @@ async fn bind(ip: std::net::IpAddr, port: Option<u16>) -> Result<Option<TcpListe
         return Ok(None);
     };
     let addr = SocketAddr::new(ip, port);
-    TcpListener::bind(addr)
-        .await
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    };
+    // A listen queue for bursts of connections (the accept loops drain it
+    // at once).
+    socket
+        .and_then(|s| {
+            s.set_reuseaddr(true)?;
+            s.bind(addr)?;
+            s.listen(1024)
+        })
         .map(Some)
         .map_err(|source| StartError::Listen { addr, source })
 }
@@ -371,13 +417,13 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
         let (core, hub) = (core.clone(), hub.clone());
         let prefix = uuid::Uuid::new_v4().to_string();
         let places = Arc::new(tokio::sync::Semaphore::new(config.max_clients));
+        let max_clients = config.max_clients;
+        let upgrading = Arc::new(Upgrading::default());
         actix_rt::spawn(async move {
             let mut n: u64 = 0;
             loop {
-                // A place first: at the limit, newcomers wait in the backlog.
-                let Ok(place) = Arc::clone(&places).acquire_owned().await else {
-                    return;
-                };
+                // Every connection is taken off the backlog at once; a
+                // place is taken once it is a WebSocket client.
                 let (stream, peer) = accept(&listener).await;
                 n += 1;
                 let (core, hub, endpoint) =
@@ -385,17 +431,32 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
                 let tls = ws_tls.clone();
                 let ping = config.websocket_ping;
                 let id = ClientId(n);
-                actix_rt::spawn(async move {
-                    let Some(ws) = upgrade(stream, peer, tls).await else {
+                let (places, pending) = (Arc::clone(&places), Arc::clone(&upgrading));
+                let task = actix_rt::spawn(async move {
+                    let ws = upgrade(stream, peer, tls).await;
+                    pending.done(n);
+                    let Some((mut ws, upgrade)) = ws else {
                         return;
                     };
-                    let (ws, upgrade) = ws;
+                    let Ok(place) = places.try_acquire_owned() else {
+                        tracing::warn!(
+                            "WebSocket client {peer} refused: {max_clients} clients connected (--max-clients)"
+                        );
+                        let _ = ws
+                            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                                code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Again,
+                                reason: "too many clients".into(),
+                            }))
+                            .await;
+                        return;
+                    };
                     tracing::debug!(client = n, "WebSocket client from {peer}");
                     ClientSession::new(ws, id, endpoint, upgrade, hub, core.recipient())
                         .holding(place)
                         .pinging(ping)
                         .start();
                 });
+                upgrading.add(n, task.abort_handle());
             }
         });
     }

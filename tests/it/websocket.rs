@@ -314,3 +314,104 @@ async fn a_client_that_answers_no_ping_is_dropped_and_one_that_does_stays() {
     .await;
     assert_eq!(ended, Ok(true));
 }
+
+/// Writes a masked text frame header announcing `len` payload bytes.
+fn frame_header(len: u64) -> Vec<u8> {
+    let mut h = vec![0x81, 0x80 | 127];
+    h.extend(len.to_be_bytes());
+    h.extend([1, 2, 3, 4]);
+    h
+}
+
+#[tokio::test]
+async fn a_frame_too_large_is_refused_at_its_header_and_costs_no_memory() {
+    let (_tmp, c) = controller();
+    let mut idle = acked(&c).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = rss_kib(c.pid());
+    // A 50 MB frame: the header, then its bytes for as long as the
+    // controller reads them.
+    let mut raw = open(&c, "/v1/messages/json", None).await;
+    send(&mut raw, r#"["zeek/management/controller"]"#).await;
+    let _ack = text(&mut raw).await;
+    let mut tcp = raw.into_inner();
+    const LEN: u64 = 50 << 20;
+    tcp.write_all(&frame_header(LEN)).await.expect("header");
+    let chunk = vec![b'x'; 1 << 20];
+    let mut sent = 0u64;
+    while sent < LEN {
+        if tcp.write_all(&chunk).await.is_err() {
+            break;
+        }
+        sent += chunk.len() as u64;
+    }
+    // The controller closed the connection (1009) without reading it all.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut rest)).await;
+    assert!(
+        rest.windows(2).any(|w| w == [0x03, 0xf1]),
+        "no close frame with 1009 in {:?}",
+        &rest[..rest.len().min(64)]
+    );
+    let after = rss_kib(c.pid());
+    eprintln!("controller RSS {before} KiB before, {after} KiB after a 50 MB frame");
+    assert!(after < before + 4 * 1024, "RSS {before} KiB -> {after} KiB");
+    // Other clients are served still.
+    send(&mut idle, GET_INSTANCES).await;
+    assert!(text(&mut idle).await.contains("get_instances_response"));
+}
+
+#[test]
+fn silent_connections_by_the_thousand_do_not_lock_zeek_client_out() {
+    let (_tmp, c) = controller();
+    // Each connection is taken at once: none waits for a retransmitted SYN
+    // (the kernel's first retransmission comes after 1 s), which is what
+    // happens once a controller stops accepting and its listen queue fills.
+    let mut slowest = Duration::ZERO;
+    let silent: Vec<std::net::TcpStream> = (0..1000)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            let s = std::net::TcpStream::connect(c.ws).expect("connect");
+            slowest = slowest.max(t.elapsed());
+            s
+        })
+        .collect();
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a connection waited {slowest:?}: its SYN was dropped"
+    );
+    // The controller takes every connection off its listen queue at once
+    // (one that stopped accepting while they say nothing would leave
+    // newcomers, zeek-client among them, queued behind them).
+    assert!(
+        crate::support::eventually(Duration::from_secs(5), || accept_queue(c.ws.port())
+            == Some(0)),
+        "connections left in the listen queue: {:?}",
+        accept_queue(c.ws.port())
+    );
+    let t = std::time::Instant::now();
+    let (code, out, err) = c.client(&["get-instances"]);
+    eprintln!(
+        "zeek-client answered in {:?} with {} silent connections held",
+        t.elapsed(),
+        silent.len()
+    );
+    assert_eq!((code, out.as_str()), (0, "{}\n"), "{err}");
+    drop(silent);
+}
+
+/// The connections waiting in the accept queue of the IPv4 listener on
+/// `port` (`/proc/net/tcp`: a listening socket's rx_queue).
+fn accept_queue(port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let local = format!(":{port:04X}");
+    table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let listening = f.get(3) == Some(&"0A");
+        if !listening || !f.get(1).is_some_and(|a| a.ends_with(&local)) {
+            return None;
+        }
+        let (_, rx) = f.get(4)?.split_once(':')?;
+        u64::from_str_radix(rx, 16).ok()
+    })
+}

@@ -240,6 +240,15 @@ impl StreamHandler<WsItem> for ClientSession {
                 Ok(t) => self.on_text(t, ctx),
                 Err(_) => self.refuse(ErrorFrame::BAD_JSON),
             },
+            Err(tokio_tungstenite::tungstenite::Error::Capacity(e)) => {
+                // Refused at the frame's header, before its bytes are read.
+                tracing::warn!(client = self.id.0, "client closed: {e}");
+                let _ = self.out.send(Message::Close(Some(CloseFrame {
+                    code: CloseCode::Size,
+                    reason: "message too big".into(),
+                })));
+                ctx.stop();
+            }
             Ok(Message::Close(_)) | Err(_) => ctx.stop(),
             // tungstenite answers pings itself.
             Ok(_) => {}
