@@ -23,6 +23,11 @@ pub struct Snapshot {
     pub staged: Option<Configuration>,
     pub ready: Option<Configuration>,
     pub deployed: Option<Configuration>,
+    /// A deployment under way: had the controller stopped before it
+    /// completed, the restarted controller finishes it (agents that
+    /// already run it change nothing) instead of rolling every agent back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploying: Option<Configuration>,
 }
 
 /// Reads the snapshot. A file that does not decode (torn, damaged bytes,
@@ -127,6 +132,7 @@ mod tests {
             }),
             ready: None,
             deployed: None,
+            deploying: None,
         };
         save(dir.path(), &s).expect("save");
         assert_eq!(load(dir.path()).expect("load"), s);

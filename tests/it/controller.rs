@@ -1443,3 +1443,64 @@ fn a_damaged_state_file_is_kept_aside_and_the_controller_starts_empty() {
         bytes
     );
 }
+
+#[test]
+fn a_deployment_cut_short_by_the_controllers_death_is_finished_without_restarts() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let agent_port = free_port();
+    let first = Controller::start(dir, free_port(), agent_port);
+    let a = Agent::start_dialling(agent_port, &["--name", "agent-a"]);
+    // agent-b counts a node as running only after 2 s: the deployment is
+    // still waiting on it when the controller dies.
+    let b = Agent::start(&["--name", "agent-b", "--settle-time", "2"]);
+    let b_port = b.addr.expect("agent-b listens").port();
+    first.wait_checked_in("agent-a");
+    let ini = |env: &str| {
+        format!(
+            "[instances]\nagent-a\nagent-b = 127.0.0.1:{b_port}\n\n\
+             [manager]\ninstance = agent-a\nrole = manager\n{env}\n\
+             [worker-1]\ninstance = agent-b\nrole = worker\n{env}"
+        )
+    };
+    std::fs::write(dir.join("old.ini"), ini("")).expect("old.ini");
+    std::fs::write(dir.join("new.ini"), ini("env = RELEASE=2\n")).expect("new.ini");
+    let (code, out, err) = first.client(&["deploy-config", "old.ini"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = first.client(&["stage-config", "new.ini"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let new_id = id_of(&out);
+    let mut deploy = Command::new(zeek_client())
+        .args(["--controller", &first.ws.to_string(), "deploy"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("zeek-client deploy");
+    a.wait_log(&format!("configuration \"{new_id}\" applied"), 1);
+    drop(first);
+    let _ = deploy.wait();
+    b.wait_log(&format!("configuration \"{new_id}\" applied"), 1);
+    let launches = |agent: &Agent, node: &str| {
+        std::fs::read_to_string(agent.node_dir(node).join("pids"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    assert_eq!((launches(&a, "manager"), launches(&b, "worker-1")), (2, 2));
+
+    // The restarted controller finds the deployment unfinished: it sends
+    // the new configuration, which every agent already runs.
+    let second = Controller::start(dir, free_port(), agent_port);
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            let (code, out, _) = second.client(&["get-config", "--deployed", "--as-json"]);
+            code == 0 && out.contains(&new_id)
+        }),
+        "the new configuration never counted as deployed: {:?}",
+        second.client(&["get-config", "--deployed", "--as-json"])
+    );
+    assert_eq!(
+        (launches(&a, "manager"), launches(&b, "worker-1")),
+        (2, 2),
+        "nodes were restarted"
+    );
+}

@@ -89,6 +89,8 @@ pub struct Core {
     staged: Option<Configuration>,
     ready: Option<Configuration>,
     deployed: Option<Configuration>,
+    /// The deployment under way, persisted (see [`Snapshot::deploying`]).
+    deploying: Option<Configuration>,
     known: BTreeMap<String, Known>,
     configured: BTreeMap<String, Instance>,
     welcomed: BTreeSet<String>,
@@ -113,6 +115,7 @@ impl Core {
             staged: snapshot.staged,
             ready: snapshot.ready,
             deployed: snapshot.deployed,
+            deploying: snapshot.deploying,
             known: BTreeMap::new(),
             configured: BTreeMap::new(),
             welcomed: BTreeSet::new(),
@@ -147,6 +150,7 @@ impl Core {
             staged: self.staged.clone(),
             ready: self.ready.clone(),
             deployed: self.deployed.clone(),
+            deploying: self.deploying.clone(),
         }
     }
 
@@ -156,10 +160,10 @@ impl Core {
     fn persist_then(
         &mut self,
         ctx: &mut Context<Self>,
-        then: impl FnOnce(&mut Self, Result<(), String>) + 'static,
+        then: impl FnOnce(&mut Self, Result<(), String>, &mut Context<Self>) + 'static,
     ) {
         let save = self.store.send(Save(self.snapshot()));
-        ctx.wait(save.into_actor(self).map(move |res, act, _| {
+        ctx.wait(save.into_actor(self).map(move |res, act, ctx| {
             let outcome = match res {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(format!(
@@ -174,7 +178,7 @@ impl Core {
             if let Err(e) = &outcome {
                 tracing::error!("{e}");
             }
-            then(act, outcome);
+            then(act, outcome, ctx);
         }));
     }
 
@@ -293,7 +297,7 @@ impl Core {
             crate::logging::count(config.instances.len(), "agent")
         );
         let before = (self.staged.replace(config), self.ready.replace(ready));
-        self.persist_then(ctx, move |act, saved| {
+        self.persist_then(ctx, move |act, saved, _| {
             let r = match saved {
                 Ok(()) => BrokerResult::ok(&reqid).with_data(Value::String(id)),
                 Err(e) => {
@@ -327,9 +331,10 @@ impl Actor for Core {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // After a restart: the deployed configuration goes out again as
+        // After a restart: the deployed configuration (or the one being
+        // deployed when the controller stopped) goes out again as
         // its agents check in.
-        if self.deployed.is_some() {
+        if self.deployed.is_some() || self.deploying.is_some() {
             self.deploy(Self::sub_reqid().0, true, ctx);
         }
     }

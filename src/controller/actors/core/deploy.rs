@@ -18,11 +18,11 @@ use crate::controller::stage;
 impl Core {
     pub(super) fn deploy(&mut self, reqid: String, internal: bool, ctx: &mut Context<Self>) {
         let source = if internal {
-            &self.deployed
+            self.deploying.as_ref().or(self.deployed.as_ref())
         } else {
-            &self.ready
+            self.ready.as_ref()
         };
-        let Some(config) = source.clone() else {
+        let Some(config) = source.cloned() else {
             if !internal {
                 let r = BrokerResult::failure(&reqid, "no configuration available to deploy");
                 self.answer("deploy", &reqid, &[r]);
@@ -45,8 +45,9 @@ impl Core {
         if config.instances.is_empty() {
             let id = config.id.clone();
             self.deployed = Some(config);
+            self.deploying = None;
             if !internal {
-                self.persist_then(ctx, move |act, saved| {
+                self.persist_then(ctx, move |act, saved, _| {
                     let mut all = vec![BrokerResult::ok(&reqid).with_data(Value::String(id))];
                     if let Err(e) = saved {
                         all.insert(0, Self::unrecorded(&reqid, &e));
@@ -64,6 +65,7 @@ impl Core {
             crate::logging::count(agents.len(), "agent"),
             agents.join(", ")
         );
+        let record = (!internal).then(|| config.clone());
         self.pending = Some(Deployment {
             reqid: reqid.clone(),
             internal,
@@ -73,7 +75,7 @@ impl Core {
             refused: false,
             deadline: None,
         });
-        let handle = ctx.run_later(self.settings.request_timeout, move |act, _| {
+        let handle = ctx.run_later(self.settings.request_timeout, move |act, ctx| {
             if act.pending.as_ref().is_some_and(|p| p.reqid == reqid) {
                 if let Some(mut p) = act.pending.take() {
                     let silent: Vec<String> = match &p.waiting {
@@ -89,10 +91,13 @@ impl Core {
                         silent.join("; ")
                     );
                     if !p.internal {
+                        // The operator is told it failed: a restarted
+                        // controller does not finish it.
+                        act.deploying = None;
                         let mut all = sorted(std::mem::take(&mut p.results));
                         all.extend(silent.iter().map(|s| BrokerResult::failure(&reqid, s)));
                         all.push(BrokerResult::failure(&reqid, "request timed out"));
-                        act.answer("deploy", &reqid, &all);
+                        act.persist_then(ctx, move |act, _, _| act.answer("deploy", &reqid, &all));
                     }
                 }
             }
@@ -100,7 +105,15 @@ impl Core {
         if let Some(p) = &mut self.pending {
             p.deadline = Some(handle);
         }
-        self.send_when_all_ready(ctx);
+        match record {
+            // On disk before any agent has it: a controller stopped from
+            // here on finishes this deployment when it starts again.
+            Some(config) => {
+                self.deploying = Some(config);
+                self.persist_then(ctx, |act, _, ctx| act.send_when_all_ready(ctx));
+            }
+            None => self.send_when_all_ready(ctx),
+        }
     }
 
     /// Makes the configured instances those of `config`: stands by the
@@ -292,6 +305,7 @@ impl Core {
             crate::memory::release_free_memory()
         });
         let id = p.config.id.clone();
+        self.deploying = None;
         if p.refused {
             // Nothing changed where it was refused: what runs there is
             // still the deployed configuration.
@@ -313,7 +327,7 @@ impl Core {
         let mut all = sorted(p.results);
         all.push(BrokerResult::ok(&reqid).with_data(Value::String(id)));
         let internal = p.internal;
-        self.persist_then(ctx, move |act, saved| {
+        self.persist_then(ctx, move |act, saved, _| {
             if let Err(e) = saved {
                 let at = all.len() - 1;
                 all.insert(at, Self::unrecorded(&reqid, &e));

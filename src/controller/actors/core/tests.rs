@@ -318,6 +318,7 @@ async fn after_a_restart_the_deployed_configuration_goes_out_again_unasked() {
         staged: Some(two_agents()),
         ready: Some(two_agents()),
         deployed: Some(two_agents()),
+        deploying: None,
     };
     let s = setup_with(snapshot, dir);
     let a = agent(&s.core, 1, "a", Answer::Success);
@@ -450,4 +451,66 @@ async fn a_configuration_that_cannot_be_saved_is_refused_and_not_kept() {
         results(&Value::Vector(vec![responses(&s.seen)[1].2.clone()]))[0].1,
         Some("no staged configuration available".into())
     );
+}
+
+#[actix_rt::test]
+async fn a_deployment_cut_short_by_a_restart_is_finished_not_rolled_back() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().to_owned();
+    let with_id = |id: &str| Configuration {
+        id: id.into(),
+        ..two_agents()
+    };
+    let snapshot = Snapshot {
+        version: 1,
+        staged: Some(with_id("new")),
+        ready: Some(with_id("new")),
+        deployed: Some(with_id("old")),
+        deploying: Some(with_id("new")),
+    };
+    let s = setup_with(snapshot, dir);
+    let a = agent(&s.core, 1, "a", Answer::Success);
+    let b = agent(&s.core, 2, "b", Answer::Success);
+    wait_until(
+        || {
+            asked(&a).contains(&Stem::SetConfiguration)
+                && asked(&b).contains(&Stem::SetConfiguration)
+        },
+        2_000,
+    )
+    .await;
+    // What went out, and what counts as deployed now, is the configuration
+    // that was being deployed.
+    wait_until(
+        || {
+            crate::controller::store::load(&path)
+                .ok()
+                .and_then(|s| s.deployed)
+                .is_some_and(|d| d.id == "new")
+        },
+        2_000,
+    )
+    .await;
+    let saved = crate::controller::store::load(&path).expect("load");
+    assert_eq!(saved.deploying, None);
+}
+
+#[actix_rt::test]
+async fn a_deployment_is_recorded_before_any_agent_gets_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().to_owned();
+    let s = setup_with(Snapshot::default(), dir);
+    let _a = agent(&s.core, 1, "a", Answer::Never);
+    let _b = agent(&s.core, 2, "b", Answer::Never);
+    ask(&s.core, "s1", Call::Stage(two_agents()));
+    ask(&s.core, "d1", Call::Deploy);
+    wait_until(
+        || {
+            crate::controller::store::load(&path)
+                .ok()
+                .is_some_and(|s| s.deploying.is_some() && s.deployed.is_none())
+        },
+        2_000,
+    )
+    .await;
 }
