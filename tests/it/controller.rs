@@ -1504,3 +1504,61 @@ fn a_deployment_cut_short_by_the_controllers_death_is_finished_without_restarts(
         "nodes were restarted"
     );
 }
+
+#[test]
+fn a_second_live_agent_with_a_name_in_use_is_refused_and_a_reconnect_is_not() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let controller = Controller::start(dir, free_port(), free_port());
+    let first = Agent::start_dialling(controller.agents, &["--name", "agent-a"]);
+    controller.wait_checked_in("agent-a");
+    std::fs::write(
+        dir.join("c.ini"),
+        "[instances]\nagent-a\n\n[manager]\ninstance = agent-a\nrole = manager\n",
+    )
+    .expect("c.ini");
+    let (code, out, err) = controller.client(&["deploy-config", "c.ini"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let launches = |agent: &Agent| {
+        std::fs::read_to_string(agent.node_dir("manager").join("pids"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    assert_eq!(launches(&first), 1);
+
+    // Another agent process under the same name: refused while the first
+    // answers, again at each of its redials, and said so.
+    let second = Agent::start_dialling(controller.agents, &["--name", "agent-a"]);
+    let log = || std::fs::read_to_string(dir.join("controller.log")).unwrap_or_default();
+    assert!(
+        eventually(LONG, || log()
+            .matches("two running agents are named agent-a")
+            .count()
+            >= 3),
+        "{}",
+        log()
+    );
+    let (code, out, _) = controller.client(&["get-nodes"]);
+    assert_eq!(code, 1, "{out}");
+    let v: Value = serde_json::from_str(&out).expect("json");
+    let error = v["errors"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("two running agents are named agent-a: the one at 127.0.0.1:")
+            && error.ends_with("was refused; give each agent its own name (--name)"),
+        "{out}"
+    );
+    assert_eq!(
+        v["results"]["agent-a"]["manager"]["state"], "RUNNING",
+        "{out}"
+    );
+    assert_eq!((launches(&first), launches(&second)), (1, 0));
+
+    // The first goes: the second takes the name at its next dial and is
+    // given the cluster.
+    drop(first);
+    assert!(
+        eventually(LONG, || launches(&second) == 1),
+        "the second agent never took over:\n{}",
+        log()
+    );
+}

@@ -82,6 +82,7 @@ impl AgentSession {
                     name: h.instance,
                     api_version: h.api_version,
                     host: self.host,
+                    peer: self.conn.remote_addr(),
                     listen_port: self.listen_port,
                     features: self.conn.agent().features.clone(),
                     link: AgentLink {

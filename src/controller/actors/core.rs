@@ -24,6 +24,7 @@ use crate::controller::requests::{response, Call};
 use crate::controller::stage::{self, PortPolicy};
 use crate::controller::store::{Save, Snapshot, Store};
 
+mod claims;
 mod deploy;
 mod gather;
 #[cfg(test)]
@@ -42,6 +43,7 @@ pub struct CoreSettings {
 struct Known {
     id: u64,
     host: IpAddr,
+    peer: Option<std::net::SocketAddr>,
     listen_port: Option<Port>,
     features: Vec<String>,
     link: AgentLink,
@@ -97,6 +99,11 @@ pub struct Core {
     dialers: HashMap<String, SpawnHandle>,
     pending: Option<Deployment>,
     gathers: HashMap<String, Gather>,
+    /// Names claimed by a second live agent: the refusal, and when it was
+    /// last made.
+    claims: BTreeMap<String, (String, std::time::Instant)>,
+    /// Newcomers waiting while the holder of their name is asked.
+    contending: HashMap<String, AgentUp>,
 }
 
 impl Core {
@@ -122,6 +129,8 @@ impl Core {
             dialers: HashMap::new(),
             pending: None,
             gathers: HashMap::new(),
+            claims: BTreeMap::new(),
+            contending: HashMap::new(),
         }
     }
 
@@ -363,9 +372,21 @@ impl Handler<AgentUp> for Core {
             self.welcomed.remove(&msg.name);
             return;
         }
+        if self.known.get(&msg.name).is_some_and(|k| k.id != msg.id) {
+            return self.contest(msg, ctx);
+        }
+        self.admit(msg, ctx);
+    }
+}
+
+impl Core {
+    /// Takes `msg`'s agent as the one of its name (ending the connection
+    /// it replaces) and welcomes it if it is configured.
+    fn admit(&mut self, msg: AgentUp, ctx: &mut Context<Self>) {
         let known = Known {
             id: msg.id,
             host: msg.host,
+            peer: msg.peer,
             listen_port: msg.listen_port,
             features: msg.features,
             link: msg.link,
@@ -386,11 +407,21 @@ impl Handler<AgentUp> for Core {
 impl Handler<AgentGone> for Core {
     type Result = ();
 
-    fn handle(&mut self, msg: AgentGone, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: AgentGone, ctx: &mut Context<Self>) {
         if self.known.get(&msg.name).is_some_and(|k| k.id == msg.id) {
             tracing::debug!(agent = %msg.name, "agent lost");
             self.known.remove(&msg.name);
             self.welcomed.remove(&msg.name);
+            // A newcomer waiting for the name has it now.
+            if let Some(next) = self.contending.remove(&msg.name) {
+                self.admit(next, ctx);
+            }
+        } else if self
+            .contending
+            .get(&msg.name)
+            .is_some_and(|c| c.id == msg.id)
+        {
+            self.contending.remove(&msg.name);
         }
     }
 }

@@ -57,6 +57,7 @@ impl Actor for LocalAgent {
             name,
             api_version: API_VERSION,
             host: IpAddr::from([127, 0, 0, 1]),
+            peer: None,
             listen_port: None,
             features: FEATURES.iter().map(|f| (*f).to_owned()).collect(),
             link: AgentLink {

@@ -100,6 +100,8 @@ pub struct AgentUp {
     pub api_version: u64,
     /// The address observed on the connection.
     pub host: IpAddr,
+    /// The connection's remote address and port (none in-process).
+    pub peer: Option<std::net::SocketAddr>,
     /// Set when the controller dialled it.
     pub listen_port: Option<Port>,
     /// The extensions its hello announced.

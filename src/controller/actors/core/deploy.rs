@@ -324,7 +324,8 @@ impl Core {
             self.deployed = Some(p.config);
         }
         let reqid = reqid.to_owned();
-        let mut all = sorted(p.results);
+        let mut all = self.claim_errors(&reqid);
+        all.append(&mut sorted(p.results));
         all.push(BrokerResult::ok(&reqid).with_data(Value::String(id)));
         let internal = p.internal;
         self.persist_then(ctx, move |act, saved, _| {

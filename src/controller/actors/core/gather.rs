@@ -41,7 +41,8 @@ impl Core {
                 (agent.clone(), request, read)
             })
             .collect();
-        self.gather(reqid, "get_nodes", Vec::new(), asks, ctx);
+        let leading = self.claim_errors(&reqid);
+        self.gather(reqid, "get_nodes", leading, asks, ctx);
     }
 
     /// `check_configuration` (ours): the configuration checked as staging

@@ -20,6 +20,8 @@ enum Answer {
     Never,
     /// Announces `restart`, then answers it `unknown-event`.
     UnknownRestart,
+    /// Its connection is gone, not yet noticed: every call is lost.
+    Dead,
 }
 
 /// An agent that records what it was asked.
@@ -49,6 +51,7 @@ impl Handler<AgentCall> for FakeAgent {
         let reqid = msg.ask.reqid().clone();
         let result = ApiResult::ok(reqid.clone(), &self.name);
         let answer = match (stem, self.deploy) {
+            (_, Answer::Dead) => Err(CallError::Lost),
             (Stem::SetConfiguration, Answer::Lost) => Err(CallError::Lost),
             (Stem::Restart, Answer::UnknownRestart) => Err(CallError::Unsupported),
             (Stem::SetConfiguration, Answer::Never) => {
@@ -145,6 +148,10 @@ fn fake_agent(
         name: name.into(),
         api_version: 1,
         host: IpAddr::from([127, 0, 0, 1]),
+        peer: Some(std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            40000 + id as u16,
+        ))),
         listen_port: None,
         features: features.iter().map(|f| (*f).to_owned()).collect(),
         link: AgentLink {
@@ -340,7 +347,7 @@ async fn after_a_restart_the_deployed_configuration_goes_out_again_unasked() {
 #[actix_rt::test]
 async fn a_newer_connection_of_an_agent_replaces_the_older() {
     let s = setup();
-    let _old = agent(&s.core, 1, "a", Answer::Success);
+    let _old = agent(&s.core, 1, "a", Answer::Dead);
     let _new = agent(&s.core, 2, "a", Answer::Success);
     // The older one's loss is not the newer one's.
     s.core.do_send(AgentGone {
@@ -513,4 +520,30 @@ async fn a_deployment_is_recorded_before_any_agent_gets_it() {
         2_000,
     )
     .await;
+}
+
+#[actix_rt::test]
+async fn a_second_live_agent_with_a_name_in_use_is_refused_and_reported() {
+    let s = setup();
+    let first = agent(&s.core, 1, "a", Answer::Success);
+    let second = agent(&s.core, 2, "a", Answer::Success);
+    // The holder was asked whether it lives; it answered.
+    wait_until(|| asked(&first).contains(&Stem::GetNodes), 2_000).await;
+    ask(&s.core, "n", Call::GetNodes);
+    wait_until(|| responses(&s.seen).len() == 1, 2_000).await;
+    let r = results(&responses(&s.seen)[0].2);
+    assert_eq!(
+        r[0].1.as_deref(),
+        Some("two running agents are named a: the one at 127.0.0.1:40001 is connected and answers, so the one at 127.0.0.1:40002 was refused; give each agent its own name (--name)"),
+        "{r:?}"
+    );
+    // Only the first was asked for its nodes by get_nodes.
+    assert_eq!(
+        asked(&first)
+            .iter()
+            .filter(|s| **s == Stem::GetNodes)
+            .count(),
+        2
+    );
+    assert!(!asked(&second).contains(&Stem::GetNodes));
 }
