@@ -388,10 +388,9 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
         let (core, ids) = (core.clone(), Arc::clone(&sessions));
         actix_rt::spawn(async move {
             loop {
-                let (stream, _) = accept(&listener).await;
+                let (stream, peer) = accept(&listener).await;
                 let (core, opts, ids) = (core.clone(), options.clone(), Arc::clone(&ids));
                 actix_rt::spawn(async move {
-                    let peer = stream.peer_addr().ok();
                     match Connection::accept_stream(stream, opts).await {
                         Ok(conn) => {
                             let id = ids.fetch_add(1, Ordering::Relaxed);
@@ -405,7 +404,7 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
                             )
                             .start();
                         }
-                        Err(e) => tracing::info!("agent connection from {peer:?} failed: {e}"),
+                        Err(e) => tracing::info!("agent connection from {peer} failed: {e}"),
                     }
                 });
             }

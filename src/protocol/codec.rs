@@ -1,6 +1,6 @@
 //! Framing only: a 4-byte big-endian length, then that many bytes. The
 //! decoder checks the length against the limit before it reserves anything.
-//! What the bytes mean is `wire::cbor`'s business.
+//! What the bytes mean is `protocol::cbor`'s business.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
@@ -15,6 +15,10 @@ const HEADER_BYTES: usize = 4;
 pub enum FrameError {
     #[error("frame of {len} bytes exceeds the {max}-byte limit")]
     TooLarge { len: usize, max: usize },
+    /// The first bytes are an HTTP request line (`GET ` read as a length):
+    /// a WebSocket client such as zeek-client, on the wrong port.
+    #[error("the peer speaks HTTP ({method:?}), not the agent protocol")]
+    Http { method: String },
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -52,6 +56,9 @@ impl Decoder for FrameCodec {
         // A u32 always fits in usize on the 32- and 64-bit targets we build for.
         let len = usize::try_from(u32::from_be_bytes(len_bytes)).unwrap_or(usize::MAX);
         if len > self.max {
+            if let Some(method) = http_method(&len_bytes) {
+                return Err(FrameError::Http { method });
+            }
             return Err(FrameError::TooLarge { len, max: self.max });
         }
         if src.len() < HEADER_BYTES + len {
@@ -61,6 +68,18 @@ impl Decoder for FrameCodec {
         src.advance(HEADER_BYTES);
         Ok(Some(src.split_to(len).freeze()))
     }
+}
+
+/// The HTTP method whose first four bytes `header` holds, if any.
+fn http_method(header: &[u8; HEADER_BYTES]) -> Option<String> {
+    const METHODS: &[&str] = &["GET", "POST", "PUT", "HEAD", "OPTIONS", "DELETE", "PATCH"];
+    METHODS
+        .iter()
+        .find(|m| {
+            let start = format!("{m} ");
+            start.as_bytes()[..HEADER_BYTES.min(start.len())] == header[..]
+        })
+        .map(|m| (*m).to_owned())
 }
 
 impl Encoder<Bytes> for FrameCodec {
@@ -104,6 +123,27 @@ pub fn put_frame<E: From<FrameError>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_http_request_is_recognised_by_its_first_bytes() {
+        let mut codec = FrameCodec::default();
+        let mut buf = BytesMut::from(&b"GET /v1/messages/json HTTP/1.1\r\n"[..]);
+        match codec.decode(&mut buf) {
+            Err(FrameError::Http { method }) => assert_eq!(method, "GET"),
+            other => panic!("{other:?}"),
+        }
+        let mut buf = BytesMut::from(&b"OPTIONS * HTTP/1.1\r\n"[..]);
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(FrameError::Http { .. })
+        ));
+        // A frame too large that is not HTTP stays what it is.
+        let mut buf = BytesMut::from(&[0xff, 0, 0, 0][..]);
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(FrameError::TooLarge { .. })
+        ));
+    }
 
     fn framed(payload: &[u8]) -> Vec<u8> {
         let mut buf = BytesMut::new();

@@ -122,7 +122,9 @@ async fn next_frame<R: AsyncRead + Unpin>(r: &mut FrameReader<R>) -> Result<Byte
     match r.next().await {
         Some(Ok(frame)) => Ok(frame),
         Some(Err(FrameError::Io(e))) => Err(ClientError::Io(e)),
-        Some(Err(e @ FrameError::TooLarge { .. })) => Err(ClientError::Protocol(e.to_string())),
+        Some(Err(e @ (FrameError::TooLarge { .. } | FrameError::Http { .. }))) => {
+            Err(ClientError::Protocol(e.to_string()))
+        }
         None => Err(ClientError::Closed),
     }
 }
@@ -252,6 +254,21 @@ impl Connection {
             Err(e) => return Err(ClientError::Protocol(e.to_string())),
         };
         if !we_dialled {
+            // A controller's port takes agents only: a client or another
+            // controller on it is told where to go, at once.
+            if agent.role != "agent" {
+                let why = format!(
+                    "this is a controller's port for agents, and {:?} says it is a {}: zeek-mgmt-client talks to a controller with --controller HOST:PORT (its WebSocket port, 2149 by default), and to agents on their own ports (2151)",
+                    agent.endpoint, agent.role
+                );
+                let refusal = encode_frame(&Frame::Error {
+                    code: ErrorCode::BadHello,
+                    message: why.clone(),
+                })?;
+                w.write_all(&refusal).await?;
+                w.flush().await?;
+                return Err(ClientError::Protocol(why));
+            }
             w.write_all(&ours).await?;
             w.flush().await?;
         }

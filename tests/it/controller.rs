@@ -1562,3 +1562,44 @@ fn a_second_live_agent_with_a_name_in_use_is_refused_and_a_reconnect_is_not() {
         log()
     );
 }
+
+#[test]
+fn each_side_recognises_a_client_on_the_wrong_port_and_names_the_right_one() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let controller = Controller::start(tmp.path(), free_port(), free_port());
+    let agent = Agent::start(&["--name", "agent-a"]);
+    // zeek-client at an agent's port: an HTTP 400 that says where to go.
+    let out = Command::new(zeek_client())
+        .arg("--controller")
+        .arg(agent.addr.expect("listens").to_string())
+        .arg("get-instances")
+        .output()
+        .expect("zeek-client");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("400 Bad Request")
+            && err.contains("Point zeek-client at a controller's WebSocket port"),
+        "{err}"
+    );
+    agent.wait_log(
+        "sent an HTTP GET request (zeek-client pointed at an agent?)",
+        1,
+    );
+    // Our client, for agents, at the controller's port for agents.
+    let out = Command::new(env!("CARGO_BIN_EXE_zeek-mgmt-client"))
+        .args([
+            "--agent",
+            &format!("127.0.0.1:{}", controller.agents),
+            "get-nodes",
+        ])
+        .output()
+        .expect("zeek-mgmt-client");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("this is a controller's port for agents")
+            && said.contains("--controller HOST:PORT (its WebSocket port, 2149 by default)"),
+        "{said}"
+    );
+}

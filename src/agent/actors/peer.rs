@@ -99,10 +99,22 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Counting<W> {
 
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
+/// The answer to an HTTP request on the agent's port.
+fn wrong_port_http() -> Vec<u8> {
+    const BODY: &str = "This is a zeek-mgmt-agent port: it speaks the agent protocol (CBOR frames over TCP), not WebSocket. Point zeek-client at a controller's WebSocket port (2149 by default); talk to agents with zeek-mgmt-client --agent HOST:PORT.\n";
+    format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{BODY}",
+        BODY.len()
+    )
+    .into_bytes()
+}
+
 /// What a peer writes: a frame, or an event on the peer's topic.
 enum Outgoing {
     Frame(Frame),
     Event(EventBody),
+    /// Bytes as they are (an HTTP answer to a client on the wrong port).
+    Raw(Vec<u8>),
 }
 
 /// Encodes straight into the writer's buffer (no buffer per frame), and
@@ -121,6 +133,10 @@ impl Encoder<Outgoing> for PeerEncoder {
         let done = match &item {
             Outgoing::Frame(f) => cbor::put_frame(dst, f),
             Outgoing::Event(body) => cbor::put_event(dst, &self.topic, body),
+            Outgoing::Raw(bytes) => {
+                dst.extend_from_slice(bytes);
+                Ok(())
+            }
         };
         match done {
             Ok(()) => self
@@ -405,6 +421,17 @@ impl Peer {
             }
             Err(e @ FrameError::TooLarge { .. }) => {
                 self.close_with(ErrorCode::TooLarge, e.to_string(), ctx)
+            }
+            Err(FrameError::Http { method }) => {
+                tracing::info!(
+                    peer = %self.id,
+                    "{} sent an HTTP {method} request (zeek-client pointed at an agent?); answered 400",
+                    self.remote
+                );
+                self.writer.write(Outgoing::Raw(wrong_port_http()));
+                self.closing = true;
+                self.writer.close();
+                ctx.run_later(CLOSE_LINGER, |_, ctx| ctx.stop());
             }
             Err(FrameError::Io(e)) => {
                 tracing::info!(peer = %self.id, "read error: {e}");
