@@ -5,6 +5,8 @@
 //! - `config`: its settings, declared once (flags, environment, TOML);
 //! - `stage`: the checks of a staged configuration and the READY copy with
 //!   resolved hosts and assigned ports, as plain functions;
+//! - `plan`: whom a request about nodes goes to, and which instances a
+//!   deployment drops and adds, as plain functions;
 //! - `requests` and `answers`: the client API's events, and agents' answers
 //!   turned into the results zeek-client reads;
 //! - `store`: `controller.json`, written atomically;
@@ -15,6 +17,7 @@
 pub mod actors;
 pub mod answers;
 pub mod config;
+pub mod plan;
 pub mod requests;
 pub mod stage;
 pub mod store;

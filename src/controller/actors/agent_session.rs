@@ -115,16 +115,7 @@ impl AgentSession {
     /// it names (every one, when it names none) are marked missing, and
     /// their calls in flight fail as unsupported.
     fn unknown_event(&mut self, message: &str) {
-        let named: Vec<Stem> = EXTENSIONS
-            .iter()
-            .copied()
-            .filter(|s| message.contains(s.request_name().rsplit("::").next().unwrap_or("")))
-            .collect();
-        let missing = if named.is_empty() {
-            EXTENSIONS.to_vec()
-        } else {
-            named
-        };
+        let missing = refused_extensions(message);
         self.unknown.extend(missing.iter().copied());
         let (fail, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.aborts)
             .into_iter()
@@ -139,6 +130,22 @@ impl AgentSession {
 /// The requests beyond Zeek's agent API that the controller sends only to
 /// agents announcing them.
 const EXTENSIONS: &[Stem] = &[Stem::Restart, Stem::CheckConfiguration];
+
+/// Which extension requests an agent's `unknown-event` error refers to:
+/// those whose event it names (`... restart_request`), or all of them when
+/// it names none (the error frame carries no reqid to tell).
+fn refused_extensions(message: &str) -> Vec<Stem> {
+    let named: Vec<Stem> = EXTENSIONS
+        .iter()
+        .copied()
+        .filter(|s| message.contains(&format!("{}_request", s.as_str())))
+        .collect();
+    if named.is_empty() {
+        EXTENSIONS.to_vec()
+    } else {
+        named
+    }
+}
 
 impl Actor for AgentSession {
     type Context = Context<Self>;
@@ -308,6 +315,19 @@ mod tests {
             .into(),
             timeout: Duration::from_secs(30),
         }
+    }
+
+    #[test]
+    fn an_unknown_event_error_is_read_for_the_requests_it_names() {
+        assert_eq!(
+            refused_extensions("unknown event Management::Agent::API::restart_request"),
+            [Stem::Restart]
+        );
+        assert_eq!(
+            refused_extensions("unknown event Management::Agent::API::check_configuration_request"),
+            [Stem::CheckConfiguration]
+        );
+        assert_eq!(refused_extensions("unknown event"), EXTENSIONS);
     }
 
     #[actix_rt::test]

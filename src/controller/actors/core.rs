@@ -20,6 +20,7 @@ use crate::api::events::{NodeDispatchRequest, Request, Response, RestartRequest}
 use crate::api::types::{Configuration, Instance, Port, ReqId};
 use crate::broker::records::{self, BrokerResult};
 use crate::broker::Value;
+use crate::controller::plan::NodeAsk;
 use crate::controller::requests::{response, Call};
 use crate::controller::stage::{self, PortPolicy};
 use crate::controller::store::{Save, Snapshot, Store};
@@ -262,7 +263,7 @@ impl Core {
             Call::GetNodes => self.get_nodes(reqid, ctx),
             Call::Restart { nodes } => {
                 let make = |reqid, nodes| Request::Restart(RestartRequest { reqid, nodes });
-                self.ask_nodes(reqid, "restart", &nodes, "restart", &make, ctx)
+                self.ask_nodes(reqid, NodeAsk::Restart, &nodes, &make, ctx)
             }
             Call::GetIdValue { id, nodes } => {
                 // The agents put it to their nodes over the node channel.
@@ -273,7 +274,7 @@ impl Core {
                         nodes,
                     })
                 };
-                self.ask_nodes(reqid, "get_id_value", &nodes, "node_dispatch", &make, ctx)
+                self.ask_nodes(reqid, NodeAsk::GetIdValue, &nodes, &make, ctx)
             }
             Call::Check(config) => self.check(reqid, config, ctx),
             Call::TestTimeout { with_state } => {

@@ -2,8 +2,6 @@
 //! (standby, dial, welcome), the "all ready" gate, `set_configuration` to
 //! every agent, and the answer once all answered or at the deadline.
 
-use std::collections::BTreeMap;
-
 use actix::prelude::*;
 
 use super::{sorted, Core, Deployment};
@@ -13,6 +11,7 @@ use crate::broker::records::BrokerResult;
 use crate::broker::Value;
 use crate::controller::actors::messages::Ask;
 use crate::controller::answers;
+use crate::controller::plan;
 use crate::controller::stage;
 
 impl Core {
@@ -116,40 +115,25 @@ impl Core {
         }
     }
 
-    /// Makes the configured instances those of `config`: stands by the
-    /// dropped, dials and welcomes the new.
+    /// Makes the configured instances those of `config`
+    /// ([`plan::reconcile`]): stands by the dropped, dials and welcomes the
+    /// new.
     fn reconcile(&mut self, config: &Configuration, ctx: &mut Context<Self>) {
-        let wanted: BTreeMap<String, Instance> = config
-            .instances
-            .iter()
-            .map(|i| (i.name.clone(), i.clone()))
-            .collect();
-        let dropped: Vec<String> = self
-            .configured
-            .iter()
-            .filter(|(name, old)| match wanted.get(*name) {
-                None => true,
-                Some(new) => {
-                    (new.host != old.host && !new.host.0.is_unspecified())
-                        || new.listen_port != old.listen_port
-                }
-            })
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in dropped {
-            self.configured.remove(&name);
-            self.welcomed.remove(&name);
-            if let Some(h) = self.dialers.remove(&name) {
+        let change = plan::reconcile(&self.configured, config);
+        for name in &change.dropped {
+            self.configured.remove(name);
+            self.welcomed.remove(name);
+            if let Some(h) = self.dialers.remove(name) {
                 ctx.cancel_future(h);
             }
-            if self.known.contains_key(&name) && !wanted.contains_key(&name) {
-                self.standby(&name, ctx);
+        }
+        for name in &change.standby {
+            if self.known.contains_key(name) {
+                self.standby(name, ctx);
             }
         }
-        for (name, inst) in wanted {
-            if self.configured.contains_key(&name) {
-                continue;
-            }
+        for inst in change.added {
+            let name = inst.name.clone();
             self.configured.insert(name.clone(), inst.clone());
             if let Some(port) = inst.listen_port {
                 self.start_dialing(&name, &inst, port, ctx);

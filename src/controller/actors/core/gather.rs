@@ -10,6 +10,7 @@ use crate::api::events::{CheckConfigurationRequest, GetNodesRequest, Request, Re
 use crate::api::types::{Configuration, ReqId};
 use crate::broker::records::BrokerResult;
 use crate::controller::answers;
+use crate::controller::plan::{self, NodeAsk};
 use crate::controller::stage;
 
 /// Reads one agent's outcome into the results it contributes.
@@ -95,106 +96,51 @@ impl Core {
     }
 
     /// `restart` and `get_id_value`: a request about nodes, sent to every
-    /// ready configured agent that announces `feature` (`make` builds it
-    /// from a sub-reqid and the valid names, empty for all); each node of
-    /// an agent without it gets "<stem> is not supported by agent <name>".
+    /// ready configured agent that announces its feature (`make` builds it
+    /// from a sub-reqid and the valid names, empty for all), as
+    /// [`plan::node_request`] decides.
     pub(super) fn ask_nodes(
         &mut self,
         reqid: String,
-        stem: &'static str,
+        ask: NodeAsk,
         nodes: &[String],
-        feature: &str,
         make: &dyn Fn(ReqId, Vec<String>) -> Request,
         ctx: &mut Context<Self>,
     ) {
-        let restart = stem == "restart";
-        let nothing = if restart {
-            self.known.is_empty().then_some("no instances connected")
-        } else {
-            self.configured.is_empty().then_some("no cluster deployed")
-        };
-        if let Some(why) = nothing {
-            return self.answer(stem, &reqid, &[BrokerResult::failure(&reqid, why)]);
-        }
-        let deployed_nodes: Vec<crate::api::types::Node> = match &self.deployed {
-            Some(d) => d.nodes.clone(),
-            None if restart => {
-                let r = BrokerResult::failure(&reqid, "no active cluster deployment");
-                return self.answer(stem, &reqid, &[r]);
-            }
-            None => Vec::new(),
-        };
-        let mut leading = Vec::new();
-        for n in nodes
-            .iter()
-            .filter(|n| !deployed_nodes.iter().any(|d| &d.name == *n))
-        {
-            leading.push(BrokerResult::failure(&reqid, "unknown cluster node").for_node(n));
-        }
-        let valid: Vec<String> = nodes
-            .iter()
-            .filter(|n| deployed_nodes.iter().any(|d| &d.name == *n))
-            .cloned()
-            .collect();
-        if !nodes.is_empty() && valid.is_empty() {
-            return self.answer(stem, &reqid, &leading);
-        }
-        let ready: Vec<String> = self
+        let agents: Vec<plan::Reachable> = self
             .configured
             .keys()
-            .filter(|a| self.welcomed.contains(*a) && self.known.contains_key(*a))
-            .cloned()
+            .map(|a| plan::Reachable {
+                name: a.clone(),
+                ready: self.welcomed.contains(a) && self.known.contains_key(a),
+                able: self
+                    .known
+                    .get(a)
+                    .is_some_and(|k| k.features.iter().any(|f| f == ask.feature())),
+            })
             .collect();
-        if ready.is_empty() {
-            // Nothing would be sent, so only the deadline could answer:
-            // answer now, with the same words.
-            leading.push(BrokerResult::failure(&reqid, "request timed out"));
-            return self.answer(stem, &reqid, &leading);
-        }
-        // What an agent without the feature answers for its nodes.
-        let unsupported = move |reqid: &str, agent: &str, nodes: &[String]| -> Vec<BrokerResult> {
-            nodes
-                .iter()
-                .map(|n| {
-                    let error = format!("{stem} is not supported by agent {agent}");
-                    let r = BrokerResult::failure(reqid, error).for_node(n);
-                    // Without an instance, zeek-client lists a restart's
-                    // failure under errors (and exits 1).
-                    if restart {
-                        r
-                    } else {
-                        r.from_instance(agent)
-                    }
-                })
-                .collect()
+        let plan = match plan::node_request(
+            ask,
+            &reqid,
+            nodes,
+            self.deployed.as_ref(),
+            !self.known.is_empty(),
+            &agents,
+        ) {
+            Ok(plan) => plan,
+            Err(answer) => return self.answer(ask.stem(), &reqid, &answer),
         };
-        let mut asked = Vec::new();
-        for agent in ready {
-            let able = self
-                .known
-                .get(&agent)
-                .is_some_and(|k| k.features.iter().any(|f| f == feature));
-            let concerned: Vec<String> = deployed_nodes
-                .iter()
-                .filter(|n| n.instance == agent && (valid.is_empty() || valid.contains(&n.name)))
-                .map(|n| n.name.clone())
-                .collect();
-            if able {
-                asked.push((agent, concerned));
-            } else {
-                leading.extend(unsupported(&reqid, &agent, &concerned));
-            }
-        }
-        let asks = asked
+        let asks = plan
+            .asks
             .into_iter()
             .map(|(agent, concerned)| {
                 let subid = Self::sub_reqid();
-                let request = make(subid.clone(), valid.clone());
+                let request = make(subid.clone(), plan.valid.clone());
                 let (r, name) = (reqid.clone(), agent.clone());
                 let read: Reader = Box::new(move |outcome| match outcome {
                     Ok(resp) => answers::per_node(&subid.0, &resp.result),
                     // It announced the feature, then did not know the event.
-                    Err(CallError::Unsupported) => unsupported(&r, &name, &concerned),
+                    Err(CallError::Unsupported) => ask.unsupported(&r, &name, &concerned),
                     Err(e) => vec![answers::agent_failed(
                         &subid.0,
                         &name,
@@ -204,7 +150,7 @@ impl Core {
                 (agent, request, read)
             })
             .collect();
-        self.gather(reqid, stem, leading, asks, ctx);
+        self.gather(reqid, ask.stem(), plan.leading, asks, ctx);
     }
 
     /// Sends each agent its request and answers the client once every
@@ -282,7 +228,7 @@ impl Core {
                 }
                 let mut all = std::mem::take(&mut g.leading);
                 all.append(&mut sorted(g.results));
-                if g.stem == "restart" {
+                if g.stem == NodeAsk::Restart.stem() {
                     let said = answers::sentence(&all, "restarted");
                     if all.iter().all(|r| r.success) {
                         tracing::info!("restart: {said}");
