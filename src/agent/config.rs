@@ -59,7 +59,8 @@ pub struct Config {
     pub max_frame_bytes: usize,
     pub max_peers: usize,
     pub max_in_flight: usize,
-    /// Notifications kept while no peer is connected (oldest dropped first).
+    /// Notifications kept while no controller is connected (oldest dropped
+    /// first); clients never take them.
     pub notification_backlog: usize,
     /// A node counts as running once alive this long after exec (0 = at once).
     pub settle_time: Duration,
@@ -232,7 +233,7 @@ pub struct Settings {
     /// Requests in flight per peer; more are answered `overloaded` [default: 1024]
     #[arg(long)]
     pub max_in_flight: Option<usize>,
-    /// Notifications kept while no peer is connected; 0 keeps none [default: 1000]
+    /// Notifications kept while no controller is connected (clients never take them); 0 keeps none [default: 1000]
     #[arg(long)]
     pub notification_backlog: Option<usize>,
     /// A node counts as running once alive this long; 0 turns the wait off [default: 250ms]

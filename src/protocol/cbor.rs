@@ -1,6 +1,7 @@
-//! Bytes ⇄ frames (`hello`, `event`, `heartbeat`, `error`) and Zeek values.
-//! The only module that knows about CBOR: swapping the encoding means
-//! replacing this file.
+//! Bytes ⇄ frames (`hello`, `event`, `heartbeat`, `error`) and Zeek values:
+//! the agent protocol's CBOR, here and in `cbor/` (the serializer), used
+//! by the agent's peers and the protocol toolkit alike. (The agent's state
+//! file is CBOR too, through `serde_cbor` in `agent/state.rs`.)
 
 use std::borrow::Cow;
 use std::cell::RefCell;

@@ -103,3 +103,78 @@ fn the_repository_cites_no_document_it_does_not_hold() {
         }
     }
 }
+
+/// Every `.rs` file under `dir`, with its text.
+fn sources(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, String)>) {
+    for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).expect("source");
+            out.push((path, text));
+        }
+    }
+}
+
+#[test]
+fn every_actor_and_message_in_actors_md_exists_in_the_source() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("actors.md")).expect("actors.md");
+    let mut files = Vec::new();
+    sources(&root.join("src"), &mut files);
+    let defined = |name: &str| {
+        files.iter().any(|(_, text)| {
+            ["struct", "enum", "type", "trait"]
+                .iter()
+                .any(|kind| {
+                    text.contains(&format!("{kind} {name} "))
+                        || text.contains(&format!("{kind} {name}<"))
+                        || text.contains(&format!("{kind} {name};"))
+                        || text.contains(&format!("{kind} {name}("))
+                })
+                || text.contains(&format!("    {name}("))
+                || text.contains(&format!("    {name} {{"))
+                || text.contains(&format!("    {name},"))
+                // Declared through a macro: `Stem(stem) Name { ... }`.
+                || text.contains(&format!(") {name} {{"))
+        })
+    };
+    let file_exists = |name: &str| files.iter().any(|(p, _)| p.ends_with(name));
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for row in doc.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        // The first cell: one or more `Name { fields }` / `A::B` names.
+        for name in cells[0].split('`').skip(1).step_by(2) {
+            let ident: String = name
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+                .collect();
+            for part in ident.split("::").filter(|p| !p.is_empty()) {
+                checked += 1;
+                if !defined(part) {
+                    missing.push(part.to_owned());
+                }
+            }
+        }
+        // An actor's file, in the actor tables.
+        if let Some(cell) = cells.get(1) {
+            let file = cell.split('`').nth(1).unwrap_or("");
+            if file.ends_with(".rs") {
+                checked += 1;
+                if !file_exists(file) {
+                    missing.push(file.to_owned());
+                }
+            }
+        }
+    }
+    assert!(
+        checked > 50,
+        "only {checked} names found: is the table format the same?"
+    );
+    assert!(
+        missing.is_empty(),
+        "named in actors.md, not in src/: {missing:?}"
+    );
+}
