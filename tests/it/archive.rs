@@ -64,10 +64,10 @@ fn a_kill_at_any_step_of_archiving_loses_and_repeats_nothing() {
         }
         // Started again: archived once, nothing left behind.
         let agent = Agent::start_in(dir, &[], &[]);
-        assert!(
-            eventually(LONG, || !queue.join(QUEUED).exists()),
-            "{step}: never archived:\n{}",
-            agent.log()
+        eventually(
+            Later(|| format!("{step}: never archived:\n{}", agent.log())),
+            LONG,
+            || !queue.join(QUEUED).exists(),
         );
         assert_eq!(files(&archive), [archive.join(ARCHIVED)], "{step}");
         assert_eq!(gunzip(&archive.join(ARCHIVED)), text, "{step}");
@@ -100,7 +100,9 @@ fn an_archive_error_is_told_and_the_file_waits_for_the_next_try() {
     assert!(queue.join(QUEUED).exists());
     // Cleared: archived at the next try.
     std::fs::remove_file(dir.join("logs/2026-12-06")).expect("rm");
-    assert!(eventually(LONG, || !queue.join(QUEUED).exists()));
+    eventually("the queued file archived", LONG, || {
+        !queue.join(QUEUED).exists()
+    });
     assert_eq!(gunzip(&dir.join("logs").join(ARCHIVED)), "x\n");
 }
 
@@ -120,7 +122,7 @@ async fn real_zeek_logs_land_in_the_archive_whole_under_zeek_archivers_names() {
         ],
     );
     let c = agent.connect().await;
-    let free = crate::controller::free_port;
+    let free = crate::support::controller::free_port;
     let mut config = cluster(
         "archive",
         &[
@@ -172,11 +174,16 @@ async fn real_zeek_logs_land_in_the_archive_whole_under_zeek_archivers_names() {
     };
     // Rotated every 2 s while it runs: the lines reach the archive, in
     // several files.
-    assert!(
-        eventually(Duration::from_secs(60), || archived_lines().len() >= LINES),
-        "{} of {LINES} lines archived: {:?}",
-        archived_lines().len(),
-        files(&archive)
+    eventually(
+        Later(|| {
+            format!(
+                "{} of {LINES} lines archived: {:?}",
+                archived_lines().len(),
+                files(&archive)
+            )
+        }),
+        Duration::from_secs(60),
+        || archived_lines().len() >= LINES,
     );
     let counted = files(&archive)
         .iter()
@@ -193,11 +200,9 @@ async fn real_zeek_logs_land_in_the_archive_whole_under_zeek_archivers_names() {
     let r = crate::channel::standby(&c).await;
     assert!(r.success, "{r:?}");
     let queue = agent.dir.join("cluster/log-queue");
-    assert!(
-        eventually(LONG, || files(&queue).is_empty()),
-        "{:?}",
-        files(&queue)
-    );
+    eventually(Later(|| format!("{:?}", files(&queue))), LONG, || {
+        files(&queue).is_empty()
+    });
     let manager = agent.node_dir("manager");
     let shadows = |dir: &Path| -> Vec<PathBuf> {
         files(dir)
@@ -220,11 +225,15 @@ async fn real_zeek_logs_land_in_the_archive_whole_under_zeek_archivers_names() {
     });
     let r = set_config(&c, again).await;
     assert!(r.result.success, "{:?}", r.result);
-    assert!(
-        eventually(LONG, || leftovers.iter().all(|p| !p.exists())
-            && files(&queue).is_empty()),
-        "leftovers {leftovers:?} never rotated; queue {:?}",
-        files(&queue)
+    eventually(
+        Later(|| {
+            format!(
+                "leftovers {leftovers:?} never rotated; queue {:?}",
+                files(&queue)
+            )
+        }),
+        LONG,
+        || leftovers.iter().all(|p| !p.exists()) && files(&queue).is_empty(),
     );
     let name = regex_like();
     for f in files(&archive) {
@@ -277,7 +286,7 @@ fn what_the_nodes_rotate_as_they_stop_is_archived_before_the_agent_exits() {
     // No scan while it runs: only the sweeps at start and at exit.
     let mut agent = Agent::start_in(dir, &["--archive-scan-interval", "1h"], &[]);
     let queue = dir.join("cluster/log-queue");
-    assert!(eventually(LONG, || queue.is_dir()), "no queue");
+    eventually("no queue", LONG, || queue.is_dir());
     // Lets the start's sweep end first, so that the file is the exit's to
     // archive (were it the start's, this would pass without proving it).
     std::thread::sleep(Duration::from_millis(200));

@@ -10,7 +10,7 @@ use zeek_mgmt_agent::api::events::Notification;
 use zeek_mgmt_agent::api::types::{ApiResult, Configuration, NodeStatus, Role, State};
 use zeek_mgmt_agent::protocol::connection::Connection;
 
-use crate::controller::free_port;
+use crate::support::controller::free_port;
 use crate::support::*;
 
 pub fn stand_in_zeek() -> PathBuf {

@@ -4,160 +4,15 @@
 //! against Zeek's own controller (ids and pids normalised).
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{eventually, first_line, Agent, LONG};
-
-/// The zeek-client program: `$ZEEK_CLIENT`, else the one `.ci/run`
-/// installs, else the one on PATH.
-pub fn zeek_client() -> PathBuf {
-    if let Some(p) = std::env::var_os("ZEEK_CLIENT") {
-        return PathBuf::from(p);
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/venv/bin/zeek-client");
-    if venv.exists() {
-        return venv;
-    }
-    PathBuf::from("zeek-client")
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A running controller.
-pub struct Controller {
-    child: Child,
-    pub ws: SocketAddr,
-    pub agents: u16,
-    dir: PathBuf,
-}
-
-impl Controller {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn start(dir: &Path, ws_port: u16, agent_port: u16) -> Controller {
-        Controller::start_with(dir, ws_port, agent_port, &[])
-    }
-
-    pub fn start_with(dir: &Path, ws_port: u16, agent_port: u16, extra: &[&str]) -> Controller {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("controller.log"))
-            .expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_zeek-mgmt-controller"))
-            .args([
-                "--websocket-port",
-                &ws_port.to_string(),
-                "--listen-port",
-                &agent_port.to_string(),
-                "--state-dir",
-                &dir.join("controller-state").display().to_string(),
-                "--request-timeout",
-                "8s",
-                "--dial-interval",
-                "0.1",
-            ])
-            .args(extra)
-            .current_dir(dir)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("start the controller");
-        let line = first_line(&mut child);
-        assert!(
-            line.contains("zeek-mgmt-controller") && line.contains("(clients)"),
-            "no ready line: {line:?}"
-        );
-        Controller {
-            child,
-            ws: SocketAddr::from(([127, 0, 0, 1], ws_port)),
-            agents: agent_port,
-            dir: dir.to_owned(),
-        }
-    }
-
-    /// Runs zeek-client against this controller: (exit code, stdout,
-    /// stderr).
-    pub fn client(&self, args: &[&str]) -> (i32, String, String) {
-        let program = zeek_client();
-        let out = Command::new(&program)
-            .arg("--controller")
-            .arg(self.ws.to_string())
-            .args(args)
-            .current_dir(&self.dir)
-            .output()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run {}: {e}; install it with `python3 -m venv .ci/venv && .ci/venv/bin/pip install zeek-client==1.5.0` (.ci/run does)",
-                    program.display()
-                )
-            });
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    /// Runs zeek-mgmt-client --controller against this controller: (exit
-    /// code, stdout, stderr).
-    pub fn ours(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_zeek-mgmt-client"))
-            .arg("--controller")
-            .arg(self.ws.to_string())
-            .args(args)
-            .current_dir(&self.dir)
-            .output()
-            .expect("run zeek-mgmt-client");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    /// Waits (at most 10 s) until get-instances lists `agent`.
-    fn wait_checked_in(&self, agent: &str) {
-        assert!(
-            eventually(Duration::from_secs(10), || self
-                .client(&["get-instances"])
-                .1
-                .contains(agent)),
-            "{agent} never checked in"
-        );
-    }
-
-    /// SIGTERM, and the exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
-        // SAFETY: plain signal delivery to our own child.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        self.child.wait().expect("wait")
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::controller::{free_port, zeek_client, Controller};
+use crate::support::{came_within, eventually, Agent, Later, LONG};
 
 /// The printed id of a deployment or staging.
 fn id_of(stdout: &str) -> String {
@@ -356,12 +211,13 @@ fn zeek_client_deploys_lists_and_shows_a_cluster_across_two_agents_and_a_restart
     let controller = Controller::start(dir, ws_port, agent_port);
     let (code, again, _) = controller.client(&["get-config", "--deployed"]);
     assert_eq!((code, again.as_str()), (0, deployed.as_str()));
-    assert!(
-        eventually(Duration::from_secs(15), || {
+    eventually(
+        "the agents never came back",
+        Duration::from_secs(15),
+        || {
             let (code, out, _) = controller.client(&["get-nodes"]);
             code == 0 && out.contains("agent-a") && out.contains("agent-b")
-        }),
-        "the agents never came back"
+        },
     );
     let (_, out, _) = controller.client(&["get-nodes"]);
     assert_eq!(pids(&out), before, "nodes were restarted:\n{out}");
@@ -500,13 +356,9 @@ fn a_stage_of_ten_thousand_nodes_and_two_clients_deploying_at_once() {
     )
     .expect("small.ini");
     let _b = Agent::start_dialling(controller.agents, &["--name", "agent-b"]);
-    assert!(
-        eventually(Duration::from_secs(10), || controller
-            .client(&["get-instances"])
-            .1
-            .contains("agent-b")),
-        "agent-b never checked in"
-    );
+    eventually("agent-b never checked in", Duration::from_secs(10), || {
+        controller.client(&["get-instances"]).1.contains("agent-b")
+    });
     let (code, _, err) = controller.client(&["stage-config", "small.ini"]);
     assert_eq!(code, 0, "{err}");
     let (first, second) = std::thread::scope(|s| {
@@ -584,12 +436,13 @@ fn tls_towards_zeek_client_and_towards_the_agents() {
             &p(&agent_key),
         ],
     );
-    assert!(
-        eventually(Duration::from_secs(10), || {
+    eventually(
+        "the TLS agent never checked in over TLS, or zeek-client could not verify",
+        Duration::from_secs(10),
+        || {
             let (code, out, _) = controller.client(&args);
             code == 0 && out.contains("agent-tls")
-        }),
-        "the TLS agent never checked in over TLS, or zeek-client could not verify"
+        },
     );
     // Our client, verifying the controller against the CA: the same.
     let tls = [
@@ -1127,14 +980,15 @@ fn one_process_runs_the_controller_and_its_hosts_agent() {
         ("agent-b", "worker-1", b.node_dir("worker-1")),
     ] {
         std::fs::write(dir.join("crash-now"), "").expect("crash-now");
-        assert!(
-            eventually(LONG, || {
+        eventually(
+            Later(|| format!("{node} on {agent} was not revived")),
+            LONG,
+            || {
                 let (_, now, _) = controller.client(&["get-nodes"]);
                 let v: Value = serde_json::from_str(&now).unwrap_or_default();
                 pid_of(&now, agent, node) != pid_of(&before, agent, node)
                     && v["results"][agent][node]["state"] == "RUNNING"
-            }),
-            "{node} on {agent} was not revived"
+            },
         );
     }
 
@@ -1147,20 +1001,17 @@ fn one_process_runs_the_controller_and_its_hosts_agent() {
         std::fs::read_to_string(local_dir.join("cluster/manager/stderr")).unwrap_or_default();
     assert!(stderr.contains("received termination signal"), "{stderr}");
     let controller = Controller::start_with(dir, ws_port, agent_port, &flags);
-    assert!(
-        eventually(LONG, || {
-            let (code, out, _) = controller.client(&["get-nodes"]);
-            let v: Value = serde_json::from_str(&out).unwrap_or_default();
-            code == 0
-                && ["manager", "proxy-1"]
-                    .iter()
-                    .all(|n| v["results"]["agent-local"][n]["state"] == "RUNNING")
-                && ["worker-1", "worker-2"]
-                    .iter()
-                    .all(|n| v["results"]["agent-b"][n]["state"] == "RUNNING")
-        }),
-        "the cluster did not come back"
-    );
+    eventually("the cluster did not come back", LONG, || {
+        let (code, out, _) = controller.client(&["get-nodes"]);
+        let v: Value = serde_json::from_str(&out).unwrap_or_default();
+        code == 0
+            && ["manager", "proxy-1"]
+                .iter()
+                .all(|n| v["results"]["agent-local"][n]["state"] == "RUNNING")
+            && ["worker-1", "worker-2"]
+                .iter()
+                .all(|n| v["results"]["agent-b"][n]["state"] == "RUNNING")
+    });
 }
 
 #[test]
@@ -1328,7 +1179,7 @@ fn failed_start(state_dir: &Path) -> (i32, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run the controller");
-    let exited = eventually(LONG, || matches!(child.try_wait(), Ok(Some(_))));
+    let exited = came_within(LONG, || matches!(child.try_wait(), Ok(Some(_))));
     if !exited {
         let _ = child.kill();
     }
@@ -1490,13 +1341,18 @@ fn a_deployment_cut_short_by_the_controllers_death_is_finished_without_restarts(
     // The restarted controller finds the deployment unfinished: it sends
     // the new configuration, which every agent already runs.
     let second = Controller::start(dir, free_port(), agent_port);
-    assert!(
-        eventually(Duration::from_secs(15), || {
+    eventually(
+        Later(|| {
+            format!(
+                "the new configuration never counted as deployed: {:?}",
+                second.client(&["get-config", "--deployed", "--as-json"])
+            )
+        }),
+        Duration::from_secs(15),
+        || {
             let (code, out, _) = second.client(&["get-config", "--deployed", "--as-json"]);
             code == 0 && out.contains(&new_id)
-        }),
-        "the new configuration never counted as deployed: {:?}",
-        second.client(&["get-config", "--deployed", "--as-json"])
+        },
     );
     assert_eq!(
         (launches(&a, "manager"), launches(&b, "worker-1")),
@@ -1530,13 +1386,15 @@ fn a_second_live_agent_with_a_name_in_use_is_refused_and_a_reconnect_is_not() {
     // answers, again at each of its redials, and said so.
     let second = Agent::start_dialling(controller.agents, &["--name", "agent-a"]);
     let log = || std::fs::read_to_string(dir.join("controller.log")).unwrap_or_default();
-    assert!(
-        eventually(LONG, || log()
-            .matches("two running agents are named agent-a")
-            .count()
-            >= 3),
-        "{}",
-        log()
+    eventually(
+        Later(|| format!("three refusals in the log:\n{}", log())),
+        LONG,
+        || {
+            log()
+                .matches("two running agents are named agent-a")
+                .count()
+                >= 3
+        },
     );
     let (code, out, _) = controller.client(&["get-nodes"]);
     assert_eq!(code, 1, "{out}");
@@ -1556,10 +1414,10 @@ fn a_second_live_agent_with_a_name_in_use_is_refused_and_a_reconnect_is_not() {
     // The first goes: the second takes the name at its next dial and is
     // given the cluster.
     drop(first);
-    assert!(
-        eventually(LONG, || launches(&second) == 1),
-        "the second agent never took over:\n{}",
-        log()
+    eventually(
+        Later(|| format!("the second agent never took over:\n{}", log())),
+        LONG,
+        || launches(&second) == 1,
     );
 }
 

@@ -386,8 +386,9 @@ async fn a_node_ignoring_sigterm_is_killed_after_the_grace_period() {
     assert!(set_config(&c, cfg).await.result.success);
     let nodes = wait_nodes(&c, "running", all_running).await;
     let pid = node_pid(&nodes, "w");
-    // Let the stand-in install its trap before we stop it.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // The stand-in's trap is in place before we stop it.
+    let trapped = agent.node_dir("w").join("ignoring-term");
+    eventually("the stand-in's SIGTERM trap", LONG, || trapped.exists());
     let started = std::time::Instant::now();
     let r = c
         .request(

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::controller::zeek_client;
 use crate::netns::{Hosts, HUB};
-use crate::support::{eventually, first_line, skipped};
+use crate::support::controller::zeek_client;
+use crate::support::{eventually, first_line, skipped, Later};
 
 /// zeek-client inside the first host: (exit code, stdout, stderr).
 fn client(hosts: &Hosts, dir: &Path, args: &[&str]) -> (i32, String, String) {
@@ -110,14 +110,15 @@ fn deployed_across_three_hosts(test: &str, backend: &str) -> Option<(Hosts, temp
     for (i, name) in ["agent-a", "agent-b", "agent-c"].iter().enumerate() {
         agent(&mut hosts, i, name, dir, &zeek, backend);
     }
-    assert!(
-        eventually(Duration::from_secs(10), || {
+    eventually(
+        "the agents never checked in",
+        Duration::from_secs(10),
+        || {
             let out = client(&hosts, dir, &["get-instances"]).1;
             ["agent-a", "agent-b", "agent-c"]
                 .iter()
                 .all(|a| out.contains(a))
-        }),
-        "the agents never checked in"
+        },
     );
 
     // The deploy: every node on every host, each running and joined.
@@ -135,15 +136,15 @@ fn deployed_across_three_hosts(test: &str, backend: &str) -> Option<(Hosts, temp
 /// or two late) has a hello from every other node.
 fn every_hello_at_the_manager(dir: &Path) {
     let manager_dir = dir.join("agent-a/cluster/manager");
-    assert!(
-        eventually(Duration::from_secs(20), || {
+    eventually(
+        Later(|| format!("hellos at the manager:\n{}", logs(&manager_dir, "cluster"))),
+        Duration::from_secs(20),
+        || {
             let log = logs(&manager_dir, "cluster");
             ["proxy-1", "worker-1", "worker-2"]
                 .iter()
                 .all(|n| log.contains(&format!("manager\tgot hello from {n} (")))
-        }),
-        "hellos at the manager:\n{}",
-        logs(&manager_dir, "cluster")
+        },
     );
 }
 
@@ -228,14 +229,19 @@ fn a_cluster_across_three_hosts_forms_and_its_workers_logs_reach_the_manager() {
         String::from_utf8_lossy(&echoed.stdout).contains("across hosts"),
         "{echoed:?}"
     );
-    assert!(
-        eventually(Duration::from_secs(40), || {
+    eventually(
+        Later(|| {
+            format!(
+                "no connection 198.18.0.3 -> 198.18.0.2:8765 in the manager's conn.log:\n{}",
+                logs(&manager_dir, "conn")
+            )
+        }),
+        Duration::from_secs(40),
+        || {
             logs(&manager_dir, "conn")
                 .lines()
                 .any(|l| l.contains("198.18.0.3") && l.contains("198.18.0.2\t8765\ttcp"))
-        }),
-        "no connection 198.18.0.3 -> 198.18.0.2:8765 in the manager's conn.log:\n{}",
-        logs(&manager_dir, "conn")
+        },
     );
 
     // Every node has joined: get-nodes has no error.
@@ -265,30 +271,39 @@ fn a_cluster_across_three_hosts_forms_and_its_workers_logs_reach_the_manager() {
             })
         })
     };
-    let mut last = String::new();
-    assert!(
-        eventually(Duration::from_secs(20), || {
+    let last = std::cell::RefCell::new(String::new());
+    eventually(
+        Later(|| {
+            format!(
+                "the workers were never reported not joined:\n{}",
+                last.borrow()
+            )
+        }),
+        Duration::from_secs(20),
+        || {
             let (code, out, _) = client(&hosts, dir, &["get-nodes"]);
-            last = out;
+            *last.borrow_mut() = out;
+            let last = last.borrow();
             code == 1
                 && not_joined("worker-1", "agent-b", &last)
                 && not_joined("worker-2", "agent-c", &last)
-        }),
-        "the workers were never reported not joined:\n{last}"
+        },
     );
     // Killed, the manager is revived, and the workers join again.
     // SAFETY: as above.
     unsafe {
         libc::kill(manager_pid, libc::SIGKILL);
     }
-    assert!(
-        eventually(Duration::from_secs(30), || {
+    eventually(
+        Later(|| format!("the workers never joined again:\n{}", last.borrow())),
+        Duration::from_secs(30),
+        || {
             let (code, out, _) = client(&hosts, dir, &["get-nodes"]);
-            last = out;
+            *last.borrow_mut() = out;
             code == 0
-        }),
-        "the workers never joined again:\n{last}"
+        },
     );
+    let last = last.into_inner();
     assert_ne!(
         json(&last)["results"]["agent-a"]["manager"]["pid"].as_i64(),
         Some(i64::from(manager_pid))
@@ -296,11 +311,10 @@ fn a_cluster_across_three_hosts_forms_and_its_workers_logs_reach_the_manager() {
     // Told in passing (the agents write their logs every 50 ms).
     for (agent, node) in [("agent-b", "worker-1"), ("agent-c", "worker-2")] {
         let log = || std::fs::read_to_string(dir.join(agent).join("agent.log")).unwrap_or_default();
-        assert!(
-            eventually(Duration::from_secs(2), || log()
-                .contains(&format!("node {node} joined the cluster"))),
-            "{agent}'s log:\n{}",
-            log()
+        eventually(
+            Later(|| format!("{agent}'s log:\n{}", log())),
+            Duration::from_secs(2),
+            || log().contains(&format!("node {node} joined the cluster")),
         );
     }
 }

@@ -59,7 +59,8 @@ async fn connect_mode_keeps_trying_while_the_controller_is_down() {
         "0.1",
     ]);
     assert!(agent.addr.is_some(), "listens in connect mode by default");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The first dial fails: nothing listens yet.
+    agent.wait_log("cannot reach the controller", 1);
     let controller = TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("rebind");

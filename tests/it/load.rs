@@ -9,6 +9,7 @@ use zeek_mgmt_agent::api::events::{GetNodesRequest, Request};
 use zeek_mgmt_agent::api::types::ReqId;
 use zeek_mgmt_agent::protocol::connection::{Connection, ControllerOptions};
 
+use crate::support::procfs::{fds, rss_kib};
 use crate::support::*;
 
 const PEERS: usize = 64;
@@ -16,22 +17,6 @@ const PIPELINED: usize = 10_000;
 const CYCLES: usize = 10_000;
 /// Resident memory over the idle level still counted as "back to idle".
 const IDLE_SLACK_KIB: u64 = 2 * 1024;
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
 
 /// Waits (bounded) for the agent's memory and descriptors to come back to
 /// their idle level; returns what it saw last.

@@ -11,7 +11,7 @@ use zeek_mgmt_agent::api::types::{Configuration, NodeStatus, Port, Role, State, 
 use zeek_mgmt_agent::protocol::connection::Connection;
 
 use crate::channel::{answers, dispatch, standby};
-use crate::controller::{free_port, Controller};
+use crate::support::controller::{free_port, Controller};
 use crate::support::*;
 
 /// An agent running `zeek` with the node channel, a request timeout that
@@ -259,12 +259,15 @@ fn zeek_client_reads_values_out_of_real_nodes_through_the_controller() {
          [worker-1]\ninstance = agent-real\nrole = worker\n",
     )
     .expect("cluster file");
-    assert!(
-        eventually(Duration::from_secs(10), || controller
-            .client(&["get-instances"])
-            .1
-            .contains("agent-real")),
-        "the agent never checked in"
+    eventually(
+        "the agent never checked in",
+        Duration::from_secs(10),
+        || {
+            controller
+                .client(&["get-instances"])
+                .1
+                .contains("agent-real")
+        },
     );
     let (code, out, err) = controller.client(&["deploy-config", &ini.display().to_string()]);
     assert_eq!(code, 0, "{out}{err}");

@@ -12,7 +12,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::controller::{free_port, Controller};
+use crate::support::controller::{free_port, Controller};
+use crate::support::procfs::{fds, rss_kib};
+use crate::support::Later;
 
 type Ws = WebSocketStream<TcpStream>;
 
@@ -198,21 +200,6 @@ async fn a_plain_http_request_gets_400() {
     assert!(reply.starts_with("HTTP/1.1 400 "), "{reply:?}");
 }
 
-fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn ten_thousand_clients_vanishing_at_every_stage_leave_nothing_behind() {
     let (_tmp, c) = controller();
@@ -383,11 +370,15 @@ fn silent_connections_by_the_thousand_do_not_lock_zeek_client_out() {
     // The controller takes every connection off its listen queue at once
     // (one that stopped accepting while they say nothing would leave
     // newcomers, zeek-client among them, queued behind them).
-    assert!(
-        crate::support::eventually(Duration::from_secs(5), || accept_queue(c.ws.port())
-            == Some(0)),
-        "connections left in the listen queue: {:?}",
-        accept_queue(c.ws.port())
+    crate::support::eventually(
+        Later(|| {
+            format!(
+                "connections left in the listen queue: {:?}",
+                accept_queue(c.ws.port())
+            )
+        }),
+        Duration::from_secs(5),
+        || accept_queue(c.ws.port()) == Some(0),
     );
     let t = std::time::Instant::now();
     let (code, out, err) = c.client(&["get-instances"]);

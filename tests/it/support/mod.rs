@@ -1,6 +1,9 @@
 //! Starts the real agent binary on a free port with the stand-in node
 //! program, and kills and reaps it when dropped.
 
+pub mod controller;
+pub mod procfs;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -183,18 +186,12 @@ impl Agent {
     /// Waits (bounded) until the log holds `needle` `times` times; the
     /// agent writes its log from a thread of its own, a little later.
     pub fn wait_log(&self, needle: &str, times: usize) -> String {
-        let deadline = Instant::now() + LONG;
-        loop {
-            let log = self.log();
-            if log.matches(needle).count() >= times {
-                return log;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{needle:?} not logged {times} times:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        eventually(
+            Later(|| format!("{needle:?} logged {times} times:\n{}", self.log())),
+            LONG,
+            || self.log().matches(needle).count() >= times,
+        );
+        self.log()
     }
 
     pub fn node_dir(&self, node: &str) -> PathBuf {
@@ -357,14 +354,7 @@ pub fn alive(pid: i32) -> bool {
 
 /// Waits until `pid` has exited.
 pub fn wait_gone(pid: i32, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while alive(pid) {
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    true
+    came_within(limit, || !alive(pid))
 }
 
 /// Pids of live processes whose environment holds `CLUSTER_NODE=node` and
@@ -468,14 +458,35 @@ macro_rules! require_zeek {
     };
 }
 
-/// Waits until `f` holds, polling every 50 ms, at most `limit`.
-pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+/// The one way the tests wait: until `check` holds, polling every 50 ms,
+/// at most `limit`; then the test fails, saying `what` it waited for (a
+/// [`Later`] says it with the state at that moment).
+pub fn eventually(what: impl std::fmt::Display, limit: Duration, check: impl FnMut() -> bool) {
+    if !came_within(limit, check) {
+        panic!("gave up after {limit:?} waiting for {what}");
+    }
+}
+
+/// Whether `check` came to hold within `limit` (polling every 50 ms), for
+/// the few waits whose outcome the test looks at itself.
+pub fn came_within(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if f() {
+    loop {
+        if check() {
             return true;
+        }
+        if Instant::now() >= end {
+            return false;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    false
+}
+
+/// A description made when it is shown: the state when a wait gave up.
+pub struct Later<F: Fn() -> String>(pub F);
+
+impl<F: Fn() -> String> std::fmt::Display for Later<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&(self.0)())
+    }
 }
