@@ -224,8 +224,15 @@ fn health_check(addr: std::net::SocketAddr, i: usize) -> std::io::Result<()> {
 async fn a_sequential_health_check_is_never_refused_on_a_busy_host() {
     // The client runs ahead of a CPU-starved agent: connections it already
     // closed, whose actors have not run yet, must never turn a newcomer away
-    // (with the default peer limit of 64).
-    let agent = Agent::start(&[]);
+    // (with the default peer limit of 64). Each request it received is a
+    // line of the tracker's, at debug.
+    let agent = Agent::start_with_env(
+        &[],
+        &[(
+            "RUST_LOG",
+            "info,zeek_mgmt_agent::agent::actors::tracker=debug",
+        )],
+    );
     let (idle_rss, idle_fds) = idle_level(&agent).await;
     let addr = agent.addr.expect("addr");
     let watcher = agent.connect().await;

@@ -4,7 +4,7 @@
 //! connected socket (a bare connect-and-close makes Zeek print an error),
 //! subscribes to its target's replies, waits for the ack, then pings until
 //! an answer passes the pid check. It tells its owner, the target's
-//! `NodeProcess`, every fact, and serves `Dispatch` (requests of
+//! `NodeProcess`, every fact, and serves `NodeCommand` (requests of
 //! `node_dispatch`) once acked. It never decides a node's state.
 
 use std::collections::{HashMap, VecDeque};
@@ -75,20 +75,26 @@ pub struct ChannelReport {
     pub fact: ChannelFact,
 }
 
-/// Why a dispatched command got no answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DispatchError {
+/// Why a node command got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NodeCommandError {
+    /// No channel for this launch (none planned, or fallen back).
+    #[error("node has no node channel")]
+    NoChannel,
     #[error("request timed out")]
     TimedOut,
     #[error("node channel closed")]
     Closed,
 }
 
-/// One command for the target: `AgentChannel::request(<fresh reqid>,
-/// action)`, the action passed on unchanged.
+/// A command for a node (`node_dispatch`, the join check's ping), the same
+/// message on every hop: the supervisor sends it to the `NodeProcess`,
+/// which passes it to its channel (or its sibling's), which puts it to
+/// the node as `AgentChannel::request(<fresh reqid>, action)`, the action
+/// passed on unchanged.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<Answer, DispatchError>")]
-pub struct Dispatch {
+#[rtype(result = "Result<Answer, NodeCommandError>")]
+pub struct NodeCommand {
     pub action: Vec<String>,
     /// How long to wait for the answer.
     pub timeout: Duration,
@@ -356,10 +362,10 @@ impl Handler<CloseChannel> for NodeChannel {
     }
 }
 
-impl Handler<Dispatch> for NodeChannel {
-    type Result = ResponseFuture<Result<Answer, DispatchError>>;
+impl Handler<NodeCommand> for NodeChannel {
+    type Result = ResponseFuture<Result<Answer, NodeCommandError>>;
 
-    fn handle(&mut self, msg: Dispatch, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: NodeCommand, _: &mut Context<Self>) -> Self::Result {
         self.waiting.retain(|_, tx| !tx.is_closed());
         let reqid = next_reqid();
         let frame = channel::request(&self.spec.target, &reqid, &msg.action);
@@ -373,8 +379,8 @@ impl Handler<Dispatch> for NodeChannel {
         Box::pin(async move {
             match tokio::time::timeout(msg.timeout, rx).await {
                 Ok(Ok(answer)) => Ok(answer),
-                Ok(Err(_)) => Err(DispatchError::Closed),
-                Err(_) => Err(DispatchError::TimedOut),
+                Ok(Err(_)) => Err(NodeCommandError::Closed),
+                Err(_) => Err(NodeCommandError::TimedOut),
             }
         })
     }

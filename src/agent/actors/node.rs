@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::channel::{
-    ChannelFact, ChannelReport, ChannelSpec, Dispatch, DispatchError, NodeChannel,
+    ChannelFact, ChannelReport, ChannelSpec, NodeChannel, NodeCommand, NodeCommandError,
 };
 use crate::agent::channel::{self, Answer, Facts, Join, Path, Rule, Timings, Verdict};
 use crate::agent::process::{self, SpawnSpec};
@@ -73,22 +73,6 @@ pub struct StopNode;
 #[rtype(result = "()")]
 pub struct RouteVia {
     pub port: u16,
-}
-
-/// Why a command could not be put to a node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CommandError {
-    /// No channel for this launch (none planned, or fallen back).
-    NoChannel,
-    Failed(DispatchError),
-}
-
-/// A `node_dispatch` command for this node, over its channel or route.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<Answer, CommandError>")]
-pub struct Command {
-    pub action: Vec<String>,
-    pub timeout: Duration,
 }
 
 /// How a `NodeProcess` decides that its node runs.
@@ -562,12 +546,12 @@ impl Handler<RouteVia> for NodeProcess {
     }
 }
 
-impl Handler<Command> for NodeProcess {
-    type Result = ResponseFuture<Result<Answer, CommandError>>;
+impl Handler<NodeCommand> for NodeProcess {
+    type Result = ResponseFuture<Result<Answer, NodeCommandError>>;
 
-    fn handle(&mut self, msg: Command, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: NodeCommand, _: &mut Context<Self>) -> Self::Result {
         if !matches!(self.timing.path, Path::Own | Path::Routed) || self.fallen_back {
-            return Box::pin(async { Err(CommandError::NoChannel) });
+            return Box::pin(async { Err(NodeCommandError::NoChannel) });
         }
         let via = self.via();
         let timeout = msg.timeout;
@@ -575,18 +559,9 @@ impl Handler<Command> for NodeProcess {
             let Some(ch) = via else {
                 // The connection is being re-established: nothing to wait on.
                 tokio::time::sleep(timeout).await;
-                return Err(CommandError::Failed(DispatchError::TimedOut));
+                return Err(NodeCommandError::TimedOut);
             };
-            match ch
-                .send(Dispatch {
-                    action: msg.action,
-                    timeout,
-                })
-                .await
-            {
-                Ok(r) => r.map_err(CommandError::Failed),
-                Err(_) => Err(CommandError::Failed(DispatchError::Closed)),
-            }
+            ch.send(msg).await.unwrap_or(Err(NodeCommandError::Closed))
         })
     }
 }

@@ -227,7 +227,7 @@ impl Tracker {
 }
 
 fn log_tx(peer: PeerId, stem: Stem, reqid: &ReqId, result: &ApiResult) {
-    tracing::info!(%peer, %reqid, instance = %result.instance, "tx {}_response: {}", stem.as_str(), result.summary());
+    tracing::debug!(%peer, %reqid, instance = %result.instance, "tx {}_response: {}", stem.as_str(), result.summary());
 }
 
 impl Actor for Tracker {
@@ -255,7 +255,7 @@ impl Handler<Track> for Tracker {
         } = msg;
         let stem = request.stem();
         let reqid = request.reqid().clone();
-        tracing::info!(%peer, %reqid, "rx {}_request", stem.as_str());
+        tracing::debug!(%peer, %reqid, "rx {}_request", stem.as_str());
         let key = (peer, reqid.clone());
         if self.in_flight.contains_key(&key) {
             let error = format!("request {reqid} is already in flight from this peer");

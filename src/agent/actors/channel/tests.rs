@@ -94,7 +94,7 @@ async fn opens_subscribes_waits_for_the_ack_then_pings_until_answered() {
     let (probe, seen) = Probe::<ChannelReport>::start();
     let ch = NodeChannel::new(spec(port, 4242), probe).start();
     // A command sent before the ack is held until it.
-    let answer = ch.send(Dispatch {
+    let answer = ch.send(NodeCommand {
         action: vec!["get_id_value".into(), "Cluster::node".into()],
         timeout: Duration::from_secs(5),
     });
@@ -183,13 +183,13 @@ async fn a_closed_connection_is_told_and_commands_fail() {
     let (probe, seen) = Probe::<ChannelReport>::start();
     let ch = NodeChannel::new(spec(port, 1), probe).start();
     let r = ch
-        .send(Dispatch {
+        .send(NodeCommand {
             action: vec!["ping".into()],
             timeout: Duration::from_secs(5),
         })
         .await;
     assert!(
-        matches!(r, Ok(Err(DispatchError::Closed)) | Err(_)),
+        matches!(r, Ok(Err(NodeCommandError::Closed)) | Err(_)),
         "{r:?}"
     );
     wait_until(

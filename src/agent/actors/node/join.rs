@@ -7,7 +7,7 @@ use std::time::Instant;
 use actix::prelude::*;
 
 use super::{NodeEvent, NodeProcess};
-use crate::agent::actors::channel::Dispatch;
+use crate::agent::actors::channel::NodeCommand;
 use crate::agent::channel::{self, Join, JoinFacts, Path};
 
 impl NodeProcess {
@@ -37,7 +37,7 @@ impl NodeProcess {
             return;
         };
         self.checking_join = true;
-        let ping = via.send(Dispatch {
+        let ping = via.send(NodeCommand {
             action: vec!["ping".to_owned()],
             timeout: self.timing.channel.slow_ping_interval,
         });

@@ -5,8 +5,7 @@ use actix::prelude::*;
 use futures_util::future::join_all;
 
 use super::NodeSupervisor;
-use crate::agent::actors::channel::DispatchError;
-use crate::agent::actors::node::{Command, CommandError};
+use crate::agent::actors::channel::{NodeCommand, NodeCommandError};
 use crate::agent::channel::Join;
 use crate::api::events::{NodeDispatchRequest, NodeDispatchResponse};
 use crate::api::types::{ApiResult, ResultData, State};
@@ -41,7 +40,7 @@ impl Handler<NodeDispatchRequest> for NodeSupervisor {
                     _ => None,
                 };
                 let ask = match (&s.proc, s.node.state) {
-                    (Some((_, addr)), State::Running) => Some(addr.send(Command {
+                    (Some((_, addr)), State::Running) => Some(addr.send(NodeCommand {
                         action: action.clone(),
                         timeout,
                     })),
@@ -60,16 +59,14 @@ impl Handler<NodeDispatchRequest> for NodeSupervisor {
                             Err(format!("cluster node {name} failed without a reason"))
                         }
                         Ok(Ok(a)) => Err(a.error),
-                        Ok(Err(CommandError::NoChannel)) => {
+                        Ok(Err(NodeCommandError::NoChannel)) => {
                             Err(format!("cluster node {name} has no node channel"))
                         }
-                        Ok(Err(CommandError::Failed(DispatchError::TimedOut))) => {
-                            Err(match not_joined {
-                                Some(why) => format!("request timed out: {why}"),
-                                None => "request timed out".to_owned(),
-                            })
-                        }
-                        Ok(Err(CommandError::Failed(DispatchError::Closed))) | Err(_) => {
+                        Ok(Err(NodeCommandError::TimedOut)) => Err(match not_joined {
+                            Some(why) => format!("request timed out: {why}"),
+                            None => "request timed out".to_owned(),
+                        }),
+                        Ok(Err(NodeCommandError::Closed)) | Err(_) => {
                             Err(format!("cluster node {name} closed its node channel"))
                         }
                     },
