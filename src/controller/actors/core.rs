@@ -290,14 +290,22 @@ impl Core {
         }
     }
 
+    /// `Err`: the refusals of a configuration that cannot be staged, as
+    /// staging answers them (the dry run too).
+    fn stageable(&self, reqid: &str, config: &Configuration) -> Result<(), Vec<BrokerResult>> {
+        let problems = stage::problems(config, &self.settings.policy);
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(problems
+            .into_iter()
+            .map(|p| BrokerResult::failure(reqid, p))
+            .collect())
+    }
+
     fn stage(&mut self, reqid: String, config: Configuration, ctx: &mut Context<Self>) {
-        let problems = stage::problems(&config, &self.settings.policy);
-        if !problems.is_empty() {
-            let results: Vec<BrokerResult> = problems
-                .into_iter()
-                .map(|p| BrokerResult::failure(&reqid, p))
-                .collect();
-            return self.answer("stage_configuration", &reqid, &results);
+        if let Err(refusals) = self.stageable(&reqid, &config) {
+            return self.answer("stage_configuration", &reqid, &refusals);
         }
         let ready = stage::ready(&config, &self.known_hosts(), &self.settings.policy);
         let id = config.id.clone();

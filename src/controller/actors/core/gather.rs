@@ -30,15 +30,7 @@ impl Core {
                 let request = Request::GetNodes(GetNodesRequest {
                     reqid: subid.clone(),
                 });
-                let name = agent.clone();
-                let read: Reader = Box::new(move |outcome| match outcome {
-                    Ok(resp) => answers::get_nodes(&subid.0, &resp.result),
-                    Err(e) => vec![answers::agent_failed(
-                        &subid.0,
-                        &name,
-                        &Self::call_error(&name, e),
-                    )],
-                });
+                let read = Self::reader(subid, agent, answers::get_nodes);
                 (agent.clone(), request, read)
             })
             .collect();
@@ -51,13 +43,8 @@ impl Core {
     /// every agent it names to check its nodes; nothing is kept.
     pub(super) fn check(&mut self, reqid: String, config: Configuration, ctx: &mut Context<Self>) {
         const STEM: &str = "check_configuration";
-        let problems = stage::problems(&config, &self.settings.policy);
-        if !problems.is_empty() {
-            let results: Vec<BrokerResult> = problems
-                .into_iter()
-                .map(|p| BrokerResult::failure(&reqid, p))
-                .collect();
-            return self.answer(STEM, &reqid, &results);
+        if let Err(refusals) = self.stageable(&reqid, &config) {
+            return self.answer(STEM, &reqid, &refusals);
         }
         let config = stage::ready(&config, &self.known_hosts(), &self.settings.policy);
         let reachable: Vec<(&str, bool)> = self
@@ -80,19 +67,29 @@ impl Core {
                     reqid: subid.clone(),
                     config: config.clone(),
                 });
-                let name = agent.clone();
-                let read: Reader = Box::new(move |outcome| match outcome {
-                    Ok(resp) => answers::set_configuration(&subid.0, &resp.result),
-                    Err(e) => vec![answers::agent_failed(
-                        &subid.0,
-                        &name,
-                        &Self::call_error(&name, e),
-                    )],
-                });
+                let read = Self::reader(subid, &agent, answers::set_configuration);
                 (agent, request, read)
             })
             .collect();
         self.gather(reqid, STEM, leading, asks, ctx);
+    }
+
+    /// Reads an agent's outcome with `read` (its response for the sub-request
+    /// `subid`), or into the failure that says why there is none.
+    fn reader(
+        subid: ReqId,
+        agent: &str,
+        read: fn(&str, &crate::api::types::ApiResult) -> Vec<BrokerResult>,
+    ) -> Reader {
+        let name = agent.to_owned();
+        Box::new(move |outcome| match outcome {
+            Ok(resp) => read(&subid.0, &resp.result),
+            Err(e) => vec![answers::agent_failed(
+                &subid.0,
+                &name,
+                &Self::call_error(&name, e),
+            )],
+        })
     }
 
     /// `restart` and `get_id_value`: a request about nodes, sent to every

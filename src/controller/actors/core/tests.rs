@@ -317,16 +317,9 @@ async fn a_deployment_that_outlives_its_deadline_answers_timed_out() {
     );
 }
 
-#[actix_rt::test]
-async fn after_a_restart_the_deployed_configuration_goes_out_again_unasked() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let snapshot = Snapshot {
-        version: 1,
-        staged: Some(two_agents()),
-        ready: Some(two_agents()),
-        deployed: Some(two_agents()),
-        deploying: None,
-    };
+/// A core started from `snapshot`, once agents a and b have checked in
+/// and each was sent a configuration unasked.
+async fn restarted_with(snapshot: Snapshot, dir: tempfile::TempDir) -> Setup {
     let s = setup_with(snapshot, dir);
     let a = agent(&s.core, 1, "a", Answer::Success);
     let b = agent(&s.core, 2, "b", Answer::Success);
@@ -338,6 +331,20 @@ async fn after_a_restart_the_deployed_configuration_goes_out_again_unasked() {
         2_000,
     )
     .await;
+    s
+}
+
+#[actix_rt::test]
+async fn after_a_restart_the_deployed_configuration_goes_out_again_unasked() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let snapshot = Snapshot {
+        version: 1,
+        staged: Some(two_agents()),
+        ready: Some(two_agents()),
+        deployed: Some(two_agents()),
+        deploying: None,
+    };
+    let s = restarted_with(snapshot, dir).await;
     // An internal deployment answers nobody.
     ask(&s.core, "n", Call::GetNodes);
     wait_until(|| !responses(&s.seen).is_empty(), 2_000).await;
@@ -475,17 +482,7 @@ async fn a_deployment_cut_short_by_a_restart_is_finished_not_rolled_back() {
         deployed: Some(with_id("old")),
         deploying: Some(with_id("new")),
     };
-    let s = setup_with(snapshot, dir);
-    let a = agent(&s.core, 1, "a", Answer::Success);
-    let b = agent(&s.core, 2, "b", Answer::Success);
-    wait_until(
-        || {
-            asked(&a).contains(&Stem::SetConfiguration)
-                && asked(&b).contains(&Stem::SetConfiguration)
-        },
-        2_000,
-    )
-    .await;
+    let _s = restarted_with(snapshot, dir).await;
     // What went out, and what counts as deployed now, is the configuration
     // that was being deployed.
     wait_until(
