@@ -69,9 +69,20 @@ fn print_nodes(nodes: &[NodeStatus]) {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
+    // [HOST:PORT] [COMMAND]: a first word that is a command leaves the
+    // address its default.
+    const COMMANDS: &[&str] = &["deploy", "nodes", "standby"];
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| COMMANDS.contains(&a.as_str())) {
+        args.insert(0, "127.0.0.1:2151".to_owned());
+    }
+    let mut args = args.into_iter();
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:2151".to_owned());
     let command = args.next();
+    if let Some(c) = command.as_deref().filter(|c| !COMMANDS.contains(c)) {
+        eprintln!("unknown command {c:?}: use deploy, nodes or standby");
+        return ExitCode::from(2);
+    }
     let opts = ControllerOptions {
         endpoint: "example-controller".into(),
         ..ControllerOptions::default()

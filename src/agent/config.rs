@@ -183,7 +183,7 @@ pub struct Settings {
     #[arg(long)]
     pub listen_addr: Option<IpAddr>,
     /// Port to listen on, `2151` or `2151/tcp`; 0 picks a free one [env: ZEEK_AGENT_PORT] [default: 2151]
-    #[arg(long, value_parser = parse_port)]
+    #[arg(long, value_parser = parse_port, alias = "port")]
     #[serde(default, deserialize_with = "de::port")]
     pub listen_port: Option<u16>,
     /// Controller to dial (connect mode); without it the agent only listens [env: ZEEK_CONTROLLER_ADDR]
