@@ -40,8 +40,29 @@ struct Cli {
     controller: Option<String>,
     /// How long to wait for each answer, longer than the agent's own
     /// request timeout: 500ms, 1.5s, 2m, or a bare number of seconds
-    #[arg(long, default_value = "20s", value_parser = parse_timeout, value_name = "DURATION", global = true)]
-    timeout: Duration,
+    /// [default: 20s; with a controller, zeek-client's
+    /// client.request_timeout_secs]
+    #[arg(long, value_parser = parse_timeout, value_name = "DURATION", global = true)]
+    timeout: Option<Duration>,
+    /// With a controller: zeek-client's config file (its sections
+    /// [client], [controller], [ssl]) [env: ZEEK_CLIENT_CONFIG_FILE]
+    #[arg(short = 'c', long = "configfile", value_name = "FILE", global = true)]
+    configfile: Option<PathBuf>,
+    /// With a controller: one of zeek-client's settings, as zeek-client
+    /// takes it (client.request_timeout_secs, client.pretty_json,
+    /// controller.host, controller.port, ssl.enable, ssl.cafile, ...);
+    /// repeat for several; see show-settings [env:
+    /// ZEEK_CLIENT_CONFIG_SETTINGS, space-separated]
+    #[arg(long = "set", value_name = "SECTION.KEY=VAL", global = true)]
+    set: Vec<String>,
+    /// As zeek-client's: suppress informational output on stderr (this
+    /// client prints none)
+    #[arg(short = 'q', long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// As zeek-client's: more informational output (sets
+    /// client.verbosity; this client prints none)
+    #[arg(short = 'v', long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     /// CA (PEM) to verify agents (or the controller, wss://) against:
     /// speak TLS 1.3
     #[arg(long, value_name = "PEM", global = true)]
@@ -109,6 +130,9 @@ enum Command {
     GetIdValue { id: String, nodes: Vec<String> },
     /// Controller: restart nodes (all by default)
     Restart { nodes: Vec<String> },
+    /// Controller: print zeek-client's own settings as they stand (its
+    /// defaults, the config file, ZEEK_CLIENT_CONFIG_SETTINGS, --set)
+    ShowSettings,
     /// Controller: a request it answers only at its deadline
     TestTimeout {
         /// Keep state, so that the deadline answers
@@ -179,6 +203,32 @@ fn main() -> ExitCode {
         .controller
         .clone()
         .or_else(|| std::env::var("ZEEK_MGMT_CONTROLLER").ok());
+    // zeek-client's settings make it a controller command too.
+    let with_settings = cli.configfile.is_some()
+        || !cli.set.is_empty()
+        || matches!(cli.command, Command::ShowSettings);
+    let settings = if controller.is_some() || with_settings {
+        match client_settings(&cli, controller.as_deref()) {
+            Ok(s) => Some(s),
+            Err(code) => return code,
+        }
+    } else {
+        None
+    };
+    if matches!(cli.command, Command::ShowSettings) {
+        if let Some(s) = &settings {
+            print!("{}", s.show());
+        }
+        return ExitCode::SUCCESS;
+    }
+    let timeout = match (cli.timeout, &settings) {
+        (Some(t), _) => t,
+        (None, Some(s)) => match s.request_timeout() {
+            Ok(t) => t,
+            Err(e) => return emit(&controller::Printed::error(&e)),
+        },
+        (None, None) => Duration::from_secs(20),
+    };
     let mut agents = cli.agents.clone();
     if agents.is_empty() {
         agents = std::env::var("ZEEK_MGMT_AGENTS")
@@ -202,7 +252,12 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => return usage_error(e),
     };
-    let tls = match (&cli.tls_ca, &cli.tls_cert, &cli.tls_key) {
+    // zeek-client's ssl.* settings stand in for --tls-* with a controller.
+    let (ca, cert, key) = match ssl_files(&cli, settings.as_ref()) {
+        Ok(files) => files,
+        Err(e) => return usage_error(e),
+    };
+    let tls = match (&ca, &cert, &key) {
         (None, None, None) => None,
         (Some(ca), cert, key) => {
             let identity = cert.as_deref().zip(key.as_deref());
@@ -217,7 +272,7 @@ fn main() -> ExitCode {
     };
     let opts = ClientOptions {
         agents,
-        timeout: cli.timeout,
+        timeout,
         tls,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -227,12 +282,13 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return usage_error(format!("cannot start: {e}")),
     };
-    if let Some(addr) = controller {
-        let addr = match controller::controller_address(&addr) {
+    if let Some(settings) = settings {
+        let addr = match controller::controller_address(&settings.address()) {
             Ok(a) => a,
             Err(e) => return usage_error(e),
         };
-        return runtime.block_on(with_controller(&addr, cli.command, &opts));
+        let pretty = settings.flag("client", "pretty_json").unwrap_or(true);
+        return runtime.block_on(with_controller(&addr, cli.command, &opts, pretty));
     }
     runtime.block_on(async move {
         match cli.command {
@@ -251,6 +307,7 @@ fn main() -> ExitCode {
                 usage_error("deploy needs a cluster file when talking to agents")
             }
             Command::GetInstances
+            | Command::ShowSettings
             | Command::StageConfig { .. }
             | Command::DeployConfig { .. }
             | Command::GetConfig { .. }
@@ -304,6 +361,70 @@ fn main() -> ExitCode {
     })
 }
 
+/// zeek-client's settings, laid over in its order: its defaults, the config
+/// file (-c, else ZEEK_CLIENT_CONFIG_FILE), ZEEK_CLIENT_CONFIG_SETTINGS,
+/// --set, then --controller (or ZEEK_MGMT_CONTROLLER) and -v.
+fn client_settings(
+    cli: &Cli,
+    controller: Option<&str>,
+) -> Result<controller::settings::ClientSettings, ExitCode> {
+    let mut s = controller::settings::ClientSettings::default();
+    let file = cli
+        .configfile
+        .clone()
+        .or_else(|| std::env::var_os("ZEEK_CLIENT_CONFIG_FILE").map(PathBuf::from));
+    if let Some(file) = file {
+        s.read_file(&file)
+            .map_err(|e| emit(&controller::Printed::error(&e)))?;
+    }
+    if let Ok(env) = std::env::var("ZEEK_CLIENT_CONFIG_SETTINGS") {
+        s.apply_env(&env);
+    }
+    for item in &cli.set {
+        // zeek-client passes a malformed item over.
+        let _ = s.apply(item);
+    }
+    if let Some(c) = controller {
+        s.controller(c).map_err(usage_error)?;
+    }
+    if cli.verbose > 0 {
+        s.set("client", "verbosity", &cli.verbose.to_string());
+    }
+    Ok(s)
+}
+
+/// The CA, certificate and key: the --tls-* flags, else (with a
+/// controller) zeek-client's ssl.cafile, ssl.certificate and ssl.keyfile
+/// when ssl.enable is set.
+fn ssl_files(
+    cli: &Cli,
+    settings: Option<&controller::settings::ClientSettings>,
+) -> Result<(Option<PathBuf>, Option<PathBuf>, Option<PathBuf>), String> {
+    let flags = (
+        cli.tls_ca.clone(),
+        cli.tls_cert.clone(),
+        cli.tls_key.clone(),
+    );
+    let Some(s) = settings.filter(|_| flags == (None, None, None)) else {
+        return Ok(flags);
+    };
+    if !s
+        .flag("ssl", "enable")
+        .map_err(|e| format!("ssl.enable: {e}"))?
+    {
+        return Ok(flags);
+    }
+    let path = |key: &str| {
+        s.get("ssl", key)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    match path("cafile") {
+        Some(ca) => Ok((Some(ca), path("certificate"), path("keyfile"))),
+        None => Err("ssl.enable without ssl.cafile: zeek-mgmt-client verifies the controller's certificate; set ssl.cafile (or --tls-ca)".to_owned()),
+    }
+}
+
 fn emit(p: &controller::Printed) -> ExitCode {
     print!("{}", p.stdout);
     eprint!("{}", p.stderr);
@@ -311,7 +432,12 @@ fn emit(p: &controller::Printed) -> ExitCode {
 }
 
 /// The commands with a controller, as zeek-client runs them.
-async fn with_controller(addr: &str, command: Command, opts: &ClientOptions) -> ExitCode {
+async fn with_controller(
+    addr: &str,
+    command: Command,
+    opts: &ClientOptions,
+    pretty: bool,
+) -> ExitCode {
     use zeek_mgmt_agent::broker::records;
     use zeek_mgmt_agent::broker::Value;
     let set = |names: Vec<String>| Value::Set(names.iter().map(Value::string).collect());
@@ -426,11 +552,20 @@ async fn with_controller(addr: &str, command: Command, opts: &ClientOptions) -> 
                 }
                 controller::Printed::default()
             }
-            Command::Welcome | Command::Standby => controller::Printed::default(),
+            Command::Welcome | Command::Standby | Command::ShowSettings => {
+                controller::Printed::default()
+            }
         })
     }
     .await;
     match printed {
+        // zeek-client's client.pretty_json off: the JSON on one line.
+        Ok(mut p) if !pretty => {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&p.stdout) {
+                p.stdout = format!("{}\n", controller::settings::compact(&v));
+            }
+            emit(&p)
+        }
         Ok(p) => emit(&p),
         Err(e) => emit(&controller::Printed::error(&e)),
     }

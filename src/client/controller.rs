@@ -15,6 +15,7 @@ use crate::broker::Value;
 
 pub mod cluster_file;
 mod session;
+pub mod settings;
 pub use session::Session;
 
 /// What a command prints, and its exit code.

@@ -1461,3 +1461,77 @@ fn each_side_recognises_a_client_on_the_wrong_port_and_names_the_right_one() {
         "{said}"
     );
 }
+
+#[test]
+fn zeek_clients_own_options_work_as_in_zeek_client() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let controller = Controller::start(dir, free_port(), free_port());
+    let port = controller.ws.port().to_string();
+    std::fs::write(
+        dir.join("zc.ini"),
+        "[client]\nrequest_timeout_secs = 2\n\n[extra]\nfoo = bar\n",
+    )
+    .expect("zc.ini");
+    // Each client run as zeek-client would be, with the same environment.
+    let run = |program: &Path, args: &[&str], env: &[(&str, &str)]| {
+        let out = Command::new(program)
+            .args(args)
+            .envs(env.iter().copied())
+            .env_remove("ZEEK_MGMT_CONTROLLER")
+            .current_dir(dir)
+            .output()
+            .expect("run");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let ours = Path::new(env!("CARGO_BIN_EXE_zeek-mgmt-client"));
+    let theirs = zeek_client();
+    let set_port = format!("controller.port={port}");
+    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>)> = vec![
+        // Every layer, shown.
+        (
+            vec![
+                "-c",
+                "zc.ini",
+                "--set",
+                "controller.host=10.0.0.1",
+                "--controller",
+                ":9999",
+                "show-settings",
+            ],
+            vec![(
+                "ZEEK_CLIENT_CONFIG_SETTINGS",
+                "ssl.cafile=/x 'client.pretty_json=false' bogus",
+            )],
+        ),
+        (
+            vec!["show-settings"],
+            vec![("ZEEK_CLIENT_CONFIG_FILE", "zc.ini")],
+        ),
+        // The controller found by settings alone, JSON on one line.
+        (
+            vec![
+                "--set",
+                &set_port,
+                "--set",
+                "client.pretty_json=false",
+                "get-nodes",
+            ],
+            vec![],
+        ),
+        // The request timeout of the config file: test-timeout gives up
+        // after 2 s, as zeek-client does.
+        (
+            vec!["-c", "zc.ini", "--set", &set_port, "test-timeout"],
+            vec![],
+        ),
+    ];
+    for (args, env) in cases {
+        let expected = run(&theirs, &args, &env);
+        assert_eq!(run(ours, &args, &env), expected, "{args:?} {env:?}");
+    }
+}
