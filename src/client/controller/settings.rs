@@ -79,11 +79,12 @@ impl ClientSettings {
         }
     }
 
-    /// One `SECTION.KEY=VAL`; `Err` (which zeek-client passes over) when it
-    /// is not of that form.
-    pub fn apply(&mut self, item: &str) -> Result<(), ()> {
-        let (id, value) = item.split_once('=').ok_or(())?;
-        let (section, key) = id.split_once('.').ok_or(())?;
+    /// One `SECTION.KEY=VAL`; `Err` (which zeek-client passes over) with
+    /// zeek-client's words when it is not of that form.
+    pub fn apply(&mut self, item: &str) -> Result<(), String> {
+        let invalid = || format!("config item \"{item}\" invalid");
+        let (id, value) = item.split_once('=').ok_or_else(invalid)?;
+        let (section, key) = id.split_once('.').ok_or_else(invalid)?;
         self.set(section, key, value);
         Ok(())
     }
