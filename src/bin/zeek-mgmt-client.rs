@@ -393,13 +393,16 @@ fn client_settings(
     Ok(s)
 }
 
+/// A CA, certificate and key, each perhaps given.
+type TlsFiles = (Option<PathBuf>, Option<PathBuf>, Option<PathBuf>);
+
 /// The CA, certificate and key: the --tls-* flags, else (with a
 /// controller) zeek-client's ssl.cafile, ssl.certificate and ssl.keyfile
 /// when ssl.enable is set.
 fn ssl_files(
     cli: &Cli,
     settings: Option<&controller::settings::ClientSettings>,
-) -> Result<(Option<PathBuf>, Option<PathBuf>, Option<PathBuf>), String> {
+) -> Result<TlsFiles, String> {
     let flags = (
         cli.tls_ca.clone(),
         cli.tls_cert.clone(),
