@@ -1491,7 +1491,8 @@ fn zeek_clients_own_options_work_as_in_zeek_client() {
     let ours = Path::new(env!("CARGO_BIN_EXE_zeek-mgmt-client"));
     let theirs = zeek_client();
     let set_port = format!("controller.port={port}");
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>)> = vec![
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>);
+    let cases: Vec<Case> = vec![
         // Every layer, shown.
         (
             vec![
