@@ -1,7 +1,7 @@
 //! The `cluster-layout.zeek` every node finds in its working directory, and
 //! the command line a node is started with.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -159,6 +159,52 @@ pub struct AgentScripts<'a> {
     pub channel: Option<&'a str>,
     /// The log archive's script (`agent-logs.zeek`), after the channel's.
     pub logs: Option<&'a str>,
+    /// The AF_PACKET fanout group of the node's interface
+    /// ([`fanout_ids`]), before the node's own options (which may set
+    /// another).
+    pub fanout_id: Option<u16>,
+}
+
+/// The prefix of an interface Zeek reads through AF_PACKET.
+pub const AF_PACKET: &str = "af_packet::";
+
+/// One AF_PACKET fanout group per interface of `instance`'s nodes: every
+/// node on an interface joins its group (the kernel balances packets
+/// across them), and the groups of a host's interfaces differ (a group
+/// belongs to one device: a second interface joining the same id fails
+/// with "failed to join fanout group: Invalid argument"). Stable across
+/// deployments: a hash of the interface and the cluster (its ZeroMQ
+/// broker's XPUB port, which two clusters on one host cannot share, else
+/// the manager's port), collisions moved on in the interfaces' order.
+pub fn fanout_ids(config: &Configuration, instance: &str) -> BTreeMap<String, u16> {
+    let cluster = config
+        .zeromq
+        .map(|z| z.xpub_port.number)
+        .or_else(|| config.manager().and_then(|(m, _)| m.p.map(|p| p.number)))
+        .unwrap_or(0);
+    let interfaces: BTreeSet<&str> = config
+        .nodes
+        .iter()
+        .filter(|n| n.instance == instance)
+        .filter_map(|n| n.interface.as_deref())
+        .filter(|i| i.starts_with(AF_PACKET))
+        .collect();
+    let mut taken = BTreeSet::new();
+    let mut out = BTreeMap::new();
+    for iface in interfaces {
+        // FNV-1a: the same on every build and platform.
+        let mut h: u32 = 0x811c_9dc5;
+        for b in format!("{cluster}/{iface}").bytes() {
+            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+        // Zeek's own default group (23) and the low ids are left alone.
+        let mut id = 1024 + (h % 64_000) as u16;
+        while !taken.insert(id) {
+            id = if id == u16::MAX { 1024 } else { id + 1 };
+        }
+        out.insert(iface.to_owned(), id);
+    }
+    out
 }
 
 /// The arguments after the program: `[-i IFACE] [BACKEND
@@ -179,6 +225,11 @@ pub fn node_args(node: &Node, backend: Option<&str>, agent: AgentScripts<'_>) ->
     args.extend(agent.channel.map(str::to_owned));
     args.extend(agent.logs.map(str::to_owned));
     args.extend(node.scripts.iter().flatten().cloned());
+    args.extend(
+        agent
+            .fanout_id
+            .map(|id| format!("AF_Packet::fanout_id={id}")),
+    );
     args.extend(
         node.options
             .iter()
@@ -232,6 +283,60 @@ pub fn is_logging_node(node: &Node, config: &Configuration, backend: Option<&str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_af_packet_interface_of_a_host_gets_its_own_stable_fanout_group() {
+        let worker = |name: &str, instance: &str, iface: &str| {
+            let mut w = Node::new(name, instance, Role::Worker);
+            w.interface = Some(iface.into());
+            w
+        };
+        let config = Configuration {
+            nodes: vec![
+                worker("w1", "a", "af_packet::eth0"),
+                worker("w2", "a", "af_packet::eth0"),
+                worker("w3", "a", "af_packet::eth1"),
+                worker("w4", "a", "eth2"),
+                worker("w5", "b", "af_packet::eth3"),
+            ],
+            ..Configuration::default()
+        };
+        let ids = fanout_ids(&config, "a");
+        let ifaces: Vec<&str> = ids.keys().map(String::as_str).collect();
+        assert_eq!(ifaces, ["af_packet::eth0", "af_packet::eth1"]);
+        assert_ne!(ids["af_packet::eth0"], ids["af_packet::eth1"]);
+        assert!(ids.values().all(|id| *id >= 1024));
+        // The same again for the next deployment; another cluster (another
+        // broker port) gets other groups.
+        assert_eq!(fanout_ids(&config, "a"), ids);
+        let mut other = config.clone();
+        other.zeromq = Some(crate::api::types::ZeromqPorts {
+            xpub_port: crate::api::types::Port::tcp(6555),
+            xsub_port: crate::api::types::Port::tcp(6556),
+        });
+        assert_ne!(fanout_ids(&other, "a"), ids);
+        // On the command line, before the node's own options.
+        let mut w = worker("w1", "a", "af_packet::eth0");
+        w.options = Some(vec![crate::api::types::ZeekOption {
+            name: "AF_Packet::fanout_mode".into(),
+            value: "AF_Packet::FANOUT_CPU".into(),
+        }]);
+        let args = node_args(
+            &w,
+            None,
+            AgentScripts {
+                fanout_id: Some(4242),
+                ..AgentScripts::default()
+            },
+        );
+        assert_eq!(
+            args[args.len() - 2..],
+            [
+                "AF_Packet::fanout_id=4242",
+                "AF_Packet::fanout_mode=AF_Packet::FANOUT_CPU"
+            ]
+        );
+    }
     use crate::api::types::{Addr, Instance, Port, ZeekOption};
 
     fn node(name: &str, inst: &str, role: Role, port: Option<u16>) -> Node {
@@ -367,6 +472,7 @@ mod tests {
             backend_settings: Some("/c/w/cluster-backend.zeek"),
             channel: Some("/c/w/agent-channel.zeek"),
             logs: Some("/c/w/agent-logs.zeek"),
+            fanout_id: None,
         };
         assert_eq!(
             node_args(&n, Some(ZEROMQ_BACKEND), agent),

@@ -37,6 +37,10 @@ pub fn valid_node_name(name: &str) -> bool {
 }
 
 /// Checks the whole configuration; returns every problem, sorted.
+/// A node environment variable that says two nodes share a plain interface
+/// on purpose (each then sees every packet).
+pub const SHARED_INTERFACE_ENV: &str = "ZEEK_MGMT_SHARED_INTERFACE";
+
 pub fn validate(config: &Configuration, host: &HostFacts) -> Result<(), Vec<String>> {
     let mut problems = BTreeSet::new();
 
@@ -47,6 +51,7 @@ pub fn validate(config: &Configuration, host: &HostFacts) -> Result<(), Vec<Stri
         }
     }
 
+    let mut sniffers: BTreeMap<(&str, &str), (&str, bool)> = BTreeMap::new();
     let mut names = BTreeSet::new();
     let mut ports: BTreeMap<(&str, u16), &str> = BTreeMap::new();
     for node in &config.nodes {
@@ -137,6 +142,21 @@ pub fn validate(config: &Configuration, host: &HostFacts) -> Result<(), Vec<Stri
             problems.insert(format!(
                 "node {n:?} has a NUL byte in its scripts, interface or options"
             ));
+        }
+        // Plain (libpcap) interfaces: one worker each, unless told.
+        let plain = node.interface.as_deref().filter(|i| !i.contains("::"));
+        if let Some(iface) = plain.filter(|_| node.role == Role::Worker) {
+            let shared = node.env.get(SHARED_INTERFACE_ENV).is_some_and(|v| v == "1");
+            let key = (node.instance.as_str(), iface);
+            if let Some((other, other_shared)) = sniffers.insert(key, (n.as_str(), shared)) {
+                if !(shared && other_shared) {
+                    problems.insert(format!(
+                        "nodes {other:?} and {n:?} of instance {:?} both sniff {iface} through libpcap, so each would analyse every packet (every connection logged twice): use interface = {}{iface} for both, which balances the packets across them (or set env {SHARED_INTERFACE_ENV}=1 on both to mean it)",
+                        node.instance,
+                        crate::agent::layout::AF_PACKET
+                    ));
+                }
+            }
         }
         let env_entries = node.env.iter().map(|(k, v)| k.len() + v.len() + 2);
         let longest = env_entries

@@ -87,8 +87,8 @@ fn zeek_client_deploys_lists_and_shows_a_cluster_across_two_agents_and_a_restart
             "[instances]\nagent-a\nagent-b = 127.0.0.1:{b_port}\n\n\
              [manager]\ninstance = agent-a\nrole = manager\n\n\
              [proxy-1]\ninstance = agent-a\nrole = proxy\n\n\
-             [worker-1]\ninstance = agent-b\nrole = worker\ninterface = lo\n\n\
-             [worker-2]\ninstance = agent-b\nrole = worker\ninterface = lo\n"
+             [worker-1]\ninstance = agent-b\nrole = worker\ninterface = af_packet::lo\n\n\
+             [worker-2]\ninstance = agent-b\nrole = worker\ninterface = af_packet::lo\n"
         ),
     )
     .expect("cluster.ini");
@@ -192,8 +192,8 @@ fn zeek_client_deploys_lists_and_shows_a_cluster_across_two_agents_and_a_restart
             "[instances]\nagent-a\nagent-b = 127.0.0.1:{b_port}\n\n\
              [manager]\ninstance = agent-a\nrole = MANAGER\nport = 2200\nmetrics_port = 9000\n\n\
              [proxy-1]\ninstance = agent-a\nrole = PROXY\nport = 2201\nmetrics_port = 9001\n\n\
-             [worker-1]\ninstance = agent-b\nrole = WORKER\ninterface = lo\nmetrics_port = 9002\n\n\
-             [worker-2]\ninstance = agent-b\nrole = WORKER\ninterface = lo\nmetrics_port = 9003\n\n"
+             [worker-1]\ninstance = agent-b\nrole = WORKER\ninterface = af_packet::lo\nmetrics_port = 9002\n\n\
+             [worker-2]\ninstance = agent-b\nrole = WORKER\ninterface = af_packet::lo\nmetrics_port = 9003\n\n"
         )
     );
     let (code, staged, _) = controller.client(&["get-config", "--staged"]);

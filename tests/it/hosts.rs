@@ -318,3 +318,79 @@ fn a_cluster_across_three_hosts_forms_and_its_workers_logs_reach_the_manager() {
         );
     }
 }
+
+#[test]
+fn workers_on_two_af_packet_interfaces_of_one_host_each_get_their_fanout_group() {
+    let test = "hosts::workers_on_two_af_packet_interfaces_of_one_host_each_get_their_fanout_group";
+    let zeek = crate::require_zeek!(test);
+    let mut hosts = match Hosts::make(1) {
+        Ok(h) => h,
+        Err(why) => return skipped(test, &format!("cannot make network namespaces: {why}")),
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    // Two devices on the one host (veth pairs; a fanout group belongs to
+    // one device).
+    for link in ["fanA", "fanB"] {
+        let peer = format!("{link}-peer");
+        for args in [
+            vec![
+                "link",
+                "add",
+                link,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                peer.as_str(),
+            ],
+            vec!["link", "set", link, "up"],
+            vec!["link", "set", peer.as_str(), "up"],
+        ] {
+            let (code, _, err) = hosts.run(0, Path::new("ip"), dir, &args);
+            assert_eq!(code, 0, "ip {args:?}: {err}");
+        }
+    }
+    let mut c = hosts.command(0, Path::new(env!("CARGO_BIN_EXE_zeek-mgmt-agent")));
+    c.args(["--name", "agent-a", "--listen-port", "2151"])
+        .args([
+            "--revive-delay",
+            "0.2",
+            "--stop-grace",
+            "5",
+            "--max-revivals",
+            "0",
+        ])
+        .arg("--zeek-binary")
+        .arg(&zeek)
+        .current_dir(dir);
+    let line = first_line(hosts.start(c, &dir.join("agent.log")));
+    assert!(line.contains("zeek-mgmt-agent"), "no ready line: {line:?}");
+    let ini = dir.join("cluster.ini");
+    std::fs::write(
+        &ini,
+        "[instances]\nagent-a = 127.0.0.1:2151\n\n\
+         [manager]\ninstance = agent-a\nrole = manager\nport = 27760\n\n\
+         [worker-1]\ninstance = agent-a\nrole = worker\ninterface = af_packet::fanA\n\n\
+         [worker-2]\ninstance = agent-a\nrole = worker\ninterface = af_packet::fanB\n",
+    )
+    .expect("cluster.ini");
+    let client = Path::new(env!("CARGO_BIN_EXE_zeek-mgmt-client"));
+    let args = [
+        "--agent",
+        "127.0.0.1:2151",
+        "--timeout",
+        "30s",
+        "deploy",
+        "cluster.ini",
+    ];
+    let (code, out, err) = hosts.run(0, client, dir, &args);
+    assert_eq!(code, 0, "{out}{err}");
+    // Both workers run, each in its interface's group.
+    let (code, out, err) = hosts.run(0, client, dir, &["--agent", "127.0.0.1:2151", "get-nodes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let nodes = &json(&out)["results"]["agent-a"];
+    for w in ["worker-1", "worker-2"] {
+        assert_eq!(nodes[w]["state"], "RUNNING", "{w}: {out}");
+    }
+}

@@ -241,3 +241,45 @@ fn a_manager_on_loopback_is_refused_when_nodes_run_on_other_hosts() {
     one.instances[1].host = Addr("0.0.0.0".parse().expect("addr"));
     assert_eq!(validate(&one, &host()), Ok(()));
 }
+
+#[test]
+fn two_workers_on_one_plain_interface_are_refused_unless_meant() {
+    let mut m = Node::new("manager", "a", Role::Manager);
+    m.p = Some(Port::tcp(27760));
+    m.interface = Some("eth0".into());
+    let worker = |name: &str, instance: &str, iface: &str| {
+        let mut w = Node::new(name, instance, Role::Worker);
+        w.interface = Some(iface.into());
+        w
+    };
+    let config = |nodes: Vec<Node>| Configuration {
+        id: "x".into(),
+        instances: vec![inst("a"), inst("b")],
+        nodes,
+        zeromq: None,
+    };
+    // The manager's interface, other hosts and AF_PACKET do not count.
+    let fine = config(vec![
+        m.clone(),
+        worker("w1", "a", "eth0"),
+        worker("w2", "b", "eth0"),
+        worker("w3", "a", "af_packet::eth1"),
+        worker("w4", "a", "af_packet::eth1"),
+    ]);
+    assert_eq!(validate(&fine, &host()), Ok(()));
+    let shared = config(vec![
+        m.clone(),
+        worker("w1", "a", "eth0"),
+        worker("w2", "a", "eth0"),
+    ]);
+    let problems = validate(&shared, &host()).expect_err("refused");
+    assert_eq!(
+        problems,
+        ["nodes \"w1\" and \"w2\" of instance \"a\" both sniff eth0 through libpcap, so each would analyse every packet (every connection logged twice): use interface = af_packet::eth0 for both, which balances the packets across them (or set env ZEEK_MGMT_SHARED_INTERFACE=1 on both to mean it)"]
+    );
+    let mut meant = shared;
+    for n in meant.nodes.iter_mut().skip(1) {
+        n.env.insert(SHARED_INTERFACE_ENV.into(), "1".into());
+    }
+    assert_eq!(validate(&meant, &host()), Ok(()));
+}

@@ -351,6 +351,10 @@ impl NodeSupervisor {
                     backend_settings: zeromq_path.as_deref(),
                     channel: script_path.as_deref(),
                     logs: logs_path.as_deref(),
+                    fanout_id: node
+                        .interface
+                        .as_ref()
+                        .and_then(|i| layout::fanout_ids(config, &self.cfg.name).get(i).copied()),
                 },
             ),
             cwd: dir,
