@@ -89,9 +89,10 @@ impl ClientSettings {
         Ok(())
     }
 
-    /// `ZEEK_CLIENT_CONFIG_SETTINGS`: shell words, each an `apply`.
+    /// `ZEEK_CLIENT_CONFIG_SETTINGS`: shell words, each an `apply` (a
+    /// text that does not split, as an unterminated quote, sets nothing).
     pub fn apply_env(&mut self, text: &str) {
-        for item in shell_words(text) {
+        for item in crate::client::ini::shell_split(text).unwrap_or_default() {
             let _ = self.apply(&item);
         }
     }
@@ -193,57 +194,6 @@ impl ClientSettings {
         }
         out
     }
-}
-
-/// Python's `shlex.split` for the common cases: words split on blanks,
-/// single and double quotes grouping, a backslash escaping outside single
-/// quotes.
-fn shell_words(text: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_word = true;
-                for q in chars.by_ref() {
-                    if q == '\'' {
-                        break;
-                    }
-                    cur.push(q);
-                }
-            }
-            '"' => {
-                in_word = true;
-                while let Some(q) = chars.next() {
-                    match q {
-                        '"' => break,
-                        '\\' => cur.extend(chars.next()),
-                        q => cur.push(q),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                cur.extend(chars.next());
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(cur);
-    }
-    words
 }
 
 /// Python's `json.dumps(v, sort_keys=True)` without an indent (zeek-client
