@@ -351,10 +351,7 @@ impl NodeSupervisor {
                     backend_settings: zeromq_path.as_deref(),
                     channel: script_path.as_deref(),
                     logs: logs_path.as_deref(),
-                    fanout_id: node
-                        .interface
-                        .as_ref()
-                        .and_then(|i| layout::fanout_ids(config, &self.cfg.name).get(i).copied()),
+                    fanout_id: layout::fanout_id(config, node),
                 },
             ),
             cwd: dir,
