@@ -37,6 +37,31 @@ pub fn valid_node_name(name: &str) -> bool {
 }
 
 /// Checks the whole configuration; returns every problem, sorted.
+/// What is allowed but likely a mistake, said at deployment: nodes of this
+/// host pinned to one CPU (each then gets part of it while others idle).
+pub fn warnings(config: &Configuration, host: &HostFacts) -> Vec<String> {
+    let mut by_cpu: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
+    for n in config
+        .nodes
+        .iter()
+        .filter(|n| n.instance == host.agent_name)
+    {
+        if let Some(cpu) = n.cpu_affinity {
+            by_cpu.entry(cpu).or_default().push(&n.name);
+        }
+    }
+    by_cpu
+        .into_iter()
+        .filter(|(_, nodes)| nodes.len() > 1)
+        .map(|(cpu, nodes)| {
+            format!(
+                "nodes {} are all pinned to CPU {cpu} (cpu_affinity) and share it",
+                nodes.join(", ")
+            )
+        })
+        .collect()
+}
+
 /// A node environment variable that says two nodes share a plain interface
 /// on purpose (each then sees every packet).
 pub const SHARED_INTERFACE_ENV: &str = "ZEEK_MGMT_SHARED_INTERFACE";

@@ -308,6 +308,9 @@ impl NodeSupervisor {
         tx: oneshot::Sender<ApiResult>,
         ctx: &mut Context<Self>,
     ) {
+        for warning in crate::agent::validate::warnings(&config, &self.host_facts()) {
+            self.notify_log("", warning);
+        }
         let save = self.writer.send(SaveConfig(config.clone()));
         ctx.wait(save.into_actor(self).map(move |saved, act, ctx| {
             let saved = saved.unwrap_or_else(|e| Err(e.to_string()));

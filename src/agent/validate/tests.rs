@@ -283,3 +283,27 @@ fn two_workers_on_one_plain_interface_are_refused_unless_meant() {
     }
     assert_eq!(validate(&meant, &host()), Ok(()));
 }
+
+#[test]
+fn nodes_of_this_host_pinned_to_one_cpu_are_warned_about() {
+    let pinned = |name: &str, instance: &str, cpu: i64| {
+        let mut w = Node::new(name, instance, Role::Worker);
+        w.cpu_affinity = Some(cpu);
+        w
+    };
+    let c = Configuration {
+        id: "x".into(),
+        instances: vec![inst("a"), inst("b")],
+        nodes: vec![
+            pinned("w1", "a", 1),
+            pinned("w2", "a", 1),
+            pinned("w3", "a", 0),
+            pinned("w4", "b", 1),
+        ],
+        zeromq: None,
+    };
+    assert_eq!(
+        warnings(&c, &host()),
+        ["nodes w1, w2 are all pinned to CPU 1 (cpu_affinity) and share it"]
+    );
+}

@@ -467,3 +467,18 @@ async fn a_failure_quotes_only_its_own_launchs_output() {
     assert_eq!(second.stdout.lines().count(), 1, "{second:?}");
     assert_ne!(second.stdout, first.stdout, "another pid");
 }
+
+#[actix_rt::test]
+async fn nodes_pinned_to_one_cpu_are_deployed_and_warned_about() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (s, seen) = start(config(dir.path()));
+    let mut c = cluster("pinned", &[("w1", Role::Worker), ("w2", Role::Worker)]);
+    for n in &mut c.nodes {
+        n.cpu_affinity = Some(0);
+    }
+    let r = deploy(&s, c).await;
+    assert!(r.success, "{r:?}");
+    assert!(seen.any(|n| matches!(n, Notification::Log(l)
+        if l.msg == "nodes w1, w2 are all pinned to CPU 0 (cpu_affinity) and share it")));
+    s.send(Shutdown).await.expect("shutdown");
+}
