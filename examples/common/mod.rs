@@ -2,7 +2,12 @@
 //! ports, memory readings, child processes, figures, and a WebSocket client
 //! that speaks to the controller as zeek-client does.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
+
+// What /proc tells of a process, shared with the integration tests.
+#[path = "../../tests/it/support/procfs.rs"]
+mod procfs;
+pub use procfs::{fds, rss_kib};
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -48,16 +53,6 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("port")
-}
-
-pub fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// A child process ended with SIGTERM when dropped.
@@ -148,11 +143,4 @@ pub async fn deploy(c: &mut Client, config: &Configuration) -> Duration {
         r.to_json()
     );
     took
-}
-
-/// The open file descriptors of a process.
-pub fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
 }
