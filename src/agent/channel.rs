@@ -347,6 +347,19 @@ pub struct JoinFacts<'a> {
     pub since_open: Duration,
 }
 
+/// Where the nodes of `config` reach their cluster, for an operator whose
+/// node has not joined: the manager's ZeroMQ broker, or (Broker) the
+/// manager's address and port.
+pub fn join_hint(config: &crate::api::types::Configuration, backend: Option<&str>) -> String {
+    if backend == Some(crate::agent::layout::ZEROMQ_BACKEND) {
+        return crate::agent::layout::zeromq_broker(config);
+    }
+    match config.manager().map(|(m, h)| (m.p, h)) {
+        Some((Some(p), Some(h))) => format!("the manager at {h} port {p}"),
+        _ => "the manager".to_owned(),
+    }
+}
+
 /// Decides whether a running node has joined: `None` while it is too
 /// early to say. An answer through the node's channel proves that its
 /// cluster backend carries messages (under ZeroMQ every answer crosses the

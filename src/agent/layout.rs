@@ -165,13 +165,6 @@ pub struct AgentScripts<'a> {
     pub fanout_id: Option<u16>,
 }
 
-/// The fanout group of `node`'s interface among its host's
-/// ([`fanout_ids`]), if it reads one through AF_PACKET.
-pub fn fanout_id(config: &Configuration, node: &Node) -> Option<u16> {
-    let iface = node.interface.as_ref()?;
-    fanout_ids(config, &node.instance).get(iface).copied()
-}
-
 /// The prefix of an interface Zeek reads through AF_PACKET.
 pub const AF_PACKET: &str = "af_packet::";
 

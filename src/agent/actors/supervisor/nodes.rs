@@ -259,7 +259,7 @@ impl NodeSupervisor {
             channel: Arc::clone(&self.channel_timings),
             max_message: self.cfg.max_frame_bytes,
             join_needs,
-            join_hint: join_hint(config, backend),
+            join_hint: channel::join_hint(config, backend),
         };
         self.next_proc += 1;
         let id = ProcId(self.next_proc);
@@ -291,6 +291,7 @@ impl NodeSupervisor {
                 let script = archive::node_script(config, &self.cfg.log_queue(), interval);
                 file(archive::SCRIPT_FILE, script)
             }),
+            fanout: layout::fanout_ids(config, &self.cfg.name),
         }
     }
 
@@ -351,7 +352,10 @@ impl NodeSupervisor {
                     backend_settings: zeromq_path.as_deref(),
                     channel: script_path.as_deref(),
                     logs: logs_path.as_deref(),
-                    fanout_id: layout::fanout_id(config, node),
+                    fanout_id: node
+                        .interface
+                        .as_ref()
+                        .and_then(|i| files.fanout.get(i).copied()),
                 },
             ),
             cwd: dir,
@@ -566,19 +570,6 @@ impl NodeSupervisor {
     }
 }
 
-/// Where the nodes of `config` reach their cluster, for an operator whose
-/// node has not joined: the manager's ZeroMQ broker, or (Broker) the
-/// manager's address and port.
-fn join_hint(config: &Configuration, backend: Option<&str>) -> String {
-    if backend == Some(layout::ZEROMQ_BACKEND) {
-        return layout::zeromq_broker(config);
-    }
-    match config.manager().map(|(m, h)| (m.p, h)) {
-        Some((Some(p), Some(h))) => format!("the manager at {h} port {p}"),
-        _ => "the manager".to_owned(),
-    }
-}
-
 /// The files of one configuration that its nodes get in their directories.
 pub(super) struct ConfigFiles {
     layout: NodeFile,
@@ -587,6 +578,8 @@ pub(super) struct ConfigFiles {
     /// `agent-logs.zeek`, for the nodes that write logs (none when the site
     /// keeps rotation).
     logs: Option<NodeFile>,
+    /// This host's AF_PACKET fanout group per interface.
+    fanout: std::collections::BTreeMap<String, u16>,
 }
 
 /// One launch (or check) of a node, as `node_spec` takes it.
