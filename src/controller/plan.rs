@@ -23,6 +23,15 @@ impl NodeAsk {
         }
     }
 
+    /// The act its completion is logged as (a restart changes nodes; a
+    /// read is not logged).
+    pub fn act(self) -> Option<&'static str> {
+        match self {
+            NodeAsk::Restart => Some("restarted"),
+            NodeAsk::GetIdValue => None,
+        }
+    }
+
     /// The hello feature an agent announces when it can be asked.
     pub fn feature(self) -> &'static str {
         match self {

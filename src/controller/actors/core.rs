@@ -71,6 +71,9 @@ struct Deployment {
 /// A client request gathering one answer per agent.
 struct Gather {
     stem: &'static str,
+    /// The act its completion is logged as, in one sentence (a restart's
+    /// "restarted"); reads are not logged.
+    act: Option<&'static str>,
     waiting: BTreeSet<String>,
     /// Results of the controller's own, before the agents'.
     leading: Vec<BrokerResult>,

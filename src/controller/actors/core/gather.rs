@@ -35,7 +35,7 @@ impl Core {
             })
             .collect();
         let leading = self.claim_errors(&reqid);
-        self.gather(reqid, "get_nodes", leading, asks, ctx);
+        self.gather(reqid, ("get_nodes", None), leading, asks, ctx);
     }
 
     /// `check_configuration` (ours): the configuration checked as staging
@@ -71,7 +71,7 @@ impl Core {
                 (agent, request, read)
             })
             .collect();
-        self.gather(reqid, STEM, leading, asks, ctx);
+        self.gather(reqid, (STEM, None), leading, asks, ctx);
     }
 
     /// Reads an agent's outcome with `read` (its response for the sub-request
@@ -147,16 +147,17 @@ impl Core {
                 (agent, request, read)
             })
             .collect();
-        self.gather(reqid, ask.stem(), plan.leading, asks, ctx);
+        self.gather(reqid, (ask.stem(), ask.act()), plan.leading, asks, ctx);
     }
 
     /// Sends each agent its request and answers the client once every
     /// agent's outcome is read into results (after `leading`), or at the
-    /// deadline. With nobody to ask, it answers at once.
+    /// deadline. With nobody to ask, it answers at once. `(stem, act)`:
+    /// the request's stem, and the act its completion is logged as.
     fn gather(
         &mut self,
         reqid: String,
-        stem: &'static str,
+        (stem, act): (&'static str, Option<&'static str>),
         leading: Vec<BrokerResult>,
         asks: Vec<(String, Request, Reader)>,
         ctx: &mut Context<Self>,
@@ -168,6 +169,7 @@ impl Core {
             reqid.clone(),
             Gather {
                 stem,
+                act,
                 waiting: asks.iter().map(|(a, _, _)| a.clone()).collect(),
                 leading,
                 results: Vec::new(),
@@ -225,12 +227,12 @@ impl Core {
                 }
                 let mut all = std::mem::take(&mut g.leading);
                 all.append(&mut sorted(g.results));
-                if g.stem == NodeAsk::Restart.stem() {
-                    let said = answers::sentence(&all, "restarted");
+                if let Some(act) = g.act {
+                    let said = answers::sentence(&all, act);
                     if all.iter().all(|r| r.success) {
-                        tracing::info!("restart: {said}");
+                        tracing::info!("{}: {said}", g.stem);
                     } else {
-                        tracing::warn!("restart: {said}");
+                        tracing::warn!("{}: {said}", g.stem);
                     }
                 }
                 self.answer(g.stem, reqid, &all);
