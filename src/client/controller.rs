@@ -480,16 +480,8 @@ fn broker_to_json(v: &Value) -> Json {
 /// stand in), and an IPv6 host is written in brackets (`[::1]:2149`). The
 /// result is also how errors name the controller.
 pub fn controller_address(arg: &str) -> Result<String, String> {
-    let (host, port) = match arg.rsplit_once(':') {
-        None => (arg, ""),
-        Some((host, _)) if host.contains(':') && !host.starts_with('[') => {
-            return Err(format!(
-                "controller address {arg:?}: IPv6 addresses must be surrounded by brackets: [<ipv6>]:<port>"
-            ));
-        }
-        Some((host, port)) if host.contains(':') && port.ends_with(']') => (arg, ""),
-        Some(parts) => parts,
-    };
+    let (host, port) =
+        split_controller(arg).map_err(|e| format!("controller address {arg:?}: {e}"))?;
     let host = if host.is_empty() { "127.0.0.1" } else { host };
     let port = if port.is_empty() { "2149" } else { port };
     if port.parse::<u16>().is_err() {
@@ -498,6 +490,19 @@ pub fn controller_address(arg: &str) -> Result<String, String> {
         ));
     }
     Ok(format!("{host}:{port}"))
+}
+
+/// `HOST:PORT` split as zeek-client splits `--controller`, either part
+/// empty when left out (`[::1]` is a host alone).
+pub fn split_controller(arg: &str) -> Result<(&str, &str), String> {
+    match arg.rsplit_once(':') {
+        None => Ok((arg, "")),
+        Some((host, _)) if host.contains(':') && !host.starts_with('[') => {
+            Err("IPv6 addresses must be surrounded by brackets: [<ipv6>]:<port>".to_owned())
+        }
+        Some((host, port)) if host.contains(':') && port.ends_with(']') => Ok((arg, "")),
+        Some(parts) => Ok(parts),
+    }
 }
 
 /// The configuration zeek-client sends for a cluster file: a fresh id,

@@ -133,17 +133,7 @@ impl ClientSettings {
     /// `--controller HOST:PORT`, either part left out, as zeek-client
     /// reads it.
     pub fn controller(&mut self, arg: &str) -> Result<(), String> {
-        let (host, port) = match arg.rsplit_once(':') {
-            None => (arg, ""),
-            Some((host, _)) if host.contains(':') && !host.starts_with('[') => {
-                return Err(
-                    "IPv6 addresses must be surrounded by brackets: [<ipv6>]:<port>".to_owned(),
-                )
-            }
-            Some((host, port)) if host.contains(':') && port.ends_with(']') => (arg, ""),
-            Some(parts) => parts,
-        };
-        match (host, port) {
+        match super::split_controller(arg)? {
             (h, "") => self.set("controller", "host", h),
             ("", p) => self.set("controller", "port", p),
             (h, p) => {
