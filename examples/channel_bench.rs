@@ -238,20 +238,12 @@ async fn main() {
 
     // A controller, and an agent that dials it (and listens, for the
     // direct figures).
-    let ws_port = free_port();
-    let agent_port = free_port();
-    let (_controller, _) = start(
-        &binary("zeek-mgmt-controller"),
+    let (_controller, ws_addr, agent_port) = start_controller(
         &[
-            "--websocket-port".into(),
-            ws_port.to_string(),
-            "--listen-port".into(),
-            agent_port.to_string(),
             "--state-dir".into(),
             tmp.join("controller-state").display().to_string(),
         ],
         &tmp.join("controller.log"),
-        "listening on ",
     );
     let dir = tmp.join("a");
     let (agent_proc, addr) = agent(
@@ -319,7 +311,7 @@ async fn main() {
     //    the machine's noise falls on all alike: the channel alone, through
     //    the agent (node_dispatch), through the controller (as zeek-client
     //    asks, after a deployment by it).
-    let mut ws = Client::connect(SocketAddr::from(([127, 0, 0, 1], ws_port))).await;
+    let mut ws = Client::connect(ws_addr).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         let v = ws.ask("get_instances", vec![]).await;

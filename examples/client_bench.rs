@@ -32,25 +32,14 @@ fn zeek_client() -> Option<PathBuf> {
 /// A controller on free ports, with `extra` flags; its WebSocket address.
 fn controller(dir: &Path, extra: &[String]) -> (Proc, SocketAddr, u16) {
     std::fs::create_dir_all(dir).expect("dir");
-    let (ws, agents) = (free_port(), free_port());
     let mut args: Vec<String> = vec![
-        "--websocket-port".into(),
-        ws.to_string(),
-        "--listen-port".into(),
-        agents.to_string(),
         "--state-dir".into(),
         dir.join("controller-state").display().to_string(),
         "--dial-interval".into(),
         "0.05".into(),
     ];
     args.extend_from_slice(extra);
-    let (p, _) = start(
-        &binary("zeek-mgmt-controller"),
-        &args,
-        &dir.join("controller.log"),
-        "listening on ",
-    );
-    (p, SocketAddr::from(([127, 0, 0, 1], ws)), agents)
+    start_controller(&args, &dir.join("controller.log"))
 }
 
 /// The agent's flags for nodes that only sleep.

@@ -69,14 +69,8 @@ struct Setup {
 fn setup(dir: &Path, n: usize) -> Setup {
     std::fs::create_dir_all(dir).expect("dir");
     let node = sleeping_node(dir);
-    let ws_port = free_port();
-    let (controller, _) = start(
-        &binary("zeek-mgmt-controller"),
+    let (controller, ws, _) = start_controller(
         &[
-            "--websocket-port".into(),
-            ws_port.to_string(),
-            "--listen-port".into(),
-            free_port().to_string(),
             "--state-dir".into(),
             dir.join("controller-state").display().to_string(),
             "--dial-interval".into(),
@@ -85,7 +79,6 @@ fn setup(dir: &Path, n: usize) -> Setup {
             "60".into(),
         ],
         &dir.join("controller.log"),
-        "listening on ",
     );
     let controller_pid = controller.0.id();
     let mut agents = Vec::new();
@@ -117,7 +110,7 @@ fn setup(dir: &Path, n: usize) -> Setup {
     Setup {
         _controller: controller,
         controller_pid,
-        ws: SocketAddr::from(([127, 0, 0, 1], ws_port)),
+        ws,
         agents,
         _dir: dir.to_owned(),
     }

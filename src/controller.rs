@@ -284,11 +284,15 @@ fn agent_options(config: &Config) -> Result<ControllerOptions, StartError> {
     })
 }
 
-/// A listener on `ip:port`, or none when the port is off.
-async fn bind(ip: std::net::IpAddr, port: Option<u16>) -> Result<Option<TcpListener>, StartError> {
-    let Some(port) = port else {
+/// A listener on `ip:port` (0: a free port), or none when it is off.
+async fn bind(
+    ip: std::net::IpAddr,
+    port: u16,
+    on: bool,
+) -> Result<Option<TcpListener>, StartError> {
+    if !on {
         return Ok(None);
-    };
+    }
     let addr = SocketAddr::new(ip, port);
     let socket = match addr {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
@@ -347,15 +351,25 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
     };
     let heartbeat = config.heartbeat;
 
-    let agent_listener = bind(config.listen_addr, config.listen_port).await?;
-    let ws_listener = bind(config.websocket_addr, config.websocket_port).await?;
+    let agent_listener = bind(config.listen_addr, config.listen_port, !config.no_listen).await?;
+    let ws_listener = bind(
+        config.websocket_addr,
+        config.websocket_port,
+        !config.no_websocket,
+    )
+    .await?;
+    // Nodes may not use the agent port: the bound one, else the setting.
+    let agent_port = agent_listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map_or(config.listen_port, |a| a.port());
 
     let settings = CoreSettings {
         request_timeout: config.request_timeout,
         policy: PortPolicy {
             broker_from: config.auto_assign_ports.then_some(2200),
             metrics_from: config.auto_assign_metrics_ports.then_some(9000),
-            controller_port: config.configured_agent_port(),
+            controller_port: agent_port,
             zeromq: config.zeromq_ports(),
         },
         dial_interval: config.dial_interval,
@@ -462,7 +476,7 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
             }
         });
     }
-    let local_agent = match config.local_agent.clone() {
+    let local_agent = match config.agent.clone() {
         None => None,
         Some(agent_config) => {
             // No socket between them: the agent neither listens nor dials.

@@ -1,11 +1,20 @@
-//! What every daemon's settings share: the duration and port syntax of
-//! flags, environment and TOML file alike, environment variables laid under
-//! the command line, the TOML file, and the errors of all three.
+//! What every daemon's settings share: one declaration per setting
+//! ([`declare_settings`]), the syntax of each kind of value in flags,
+//! environment and TOML file alike ([`Value`]), environment variables laid
+//! under the command line, the TOML file, and the errors of all three.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::api::types::Port;
+
+mod declare;
+mod value;
+
+pub(crate) use declare::{declare_settings, literal, opt, shown, zero};
+pub use declare::{doc, zero_hint, Spec, Zero};
+pub(crate) use value::{de, value_enum_setting};
+pub use value::{show_duration, Value};
 
 /// A setting that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -22,10 +31,7 @@ pub enum ConfigError {
     #[error("{0}")]
     Usage(&'static str),
     #[error("{key} (--{}) must be more than 0{hint}", key.replace('_', "-"))]
-    Zero {
-        key: &'static str,
-        hint: &'static str,
-    },
+    Zero { key: &'static str, hint: String },
 }
 
 /// `PREFIX-<hostname>`, or `PREFIX` alone when the host name cannot be
@@ -68,56 +74,25 @@ pub fn parse_port(text: &str) -> Result<u16, String> {
     text.trim().parse::<Port>().map(|p| p.number)
 }
 
-/// TOML forms: a duration is a number of seconds or a string in the flags'
-/// syntax; a port is a number or a string in the flags' syntax.
-pub(crate) mod de {
-    use std::time::Duration;
-
-    use serde::{de::Error, Deserialize, Deserializer};
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum NumberOrText {
-        Int(i64),
-        Float(f64),
-        Text(String),
-    }
-
-    impl NumberOrText {
-        fn text(self) -> String {
-            match self {
-                NumberOrText::Int(i) => i.to_string(),
-                NumberOrText::Float(f) => f.to_string(),
-                NumberOrText::Text(t) => t,
-            }
-        }
-    }
-
-    pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let text = NumberOrText::deserialize(d)?.text();
-        super::parse_duration(&text)
-            .map(Some)
-            .map_err(D::Error::custom)
-    }
-
-    pub fn port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
-        let text = NumberOrText::deserialize(d)?.text();
-        super::parse_port(&text).map(Some).map_err(D::Error::custom)
-    }
-}
-
 /// The environment's settings as flags (`ZEEK_AGENT_PORT=2151` becomes
-/// `--listen-port 2151`) for the settings `A` declares, each variable of
-/// `vars` standing for its flag. Each value is checked here, so that an
-/// invalid one is named by its variable, not by the flag.
+/// `--listen-port 2151`) for the settings `A` declares, each of `specs`
+/// with a variable. Each value is checked here, so that an invalid one is
+/// named by its variable, not by the flag.
 pub fn env_args<A: clap::Args>(
-    vars: &[(&'static str, &str)],
+    specs: &[Spec],
     lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
 ) -> Result<Vec<std::ffi::OsString>, ConfigError> {
     let mut args = Vec::new();
-    for (var, flag) in vars {
+    for spec in specs {
+        let Some(var) = spec.env else { continue };
         let Some(value) = lookup(var) else { continue };
-        let pair = [std::ffi::OsString::from(flag), value.clone()];
+        let pair = if spec.switch {
+            let mut f = std::ffi::OsString::from(format!("{}=", spec.flag()));
+            f.push(&value);
+            vec![f]
+        } else {
+            vec![std::ffi::OsString::from(spec.flag()), value.clone()]
+        };
         let cmd = A::augment_args(clap::Command::new("env").no_binary_name(true));
         if let Err(e) = cmd.try_get_matches_from(&pair) {
             let reason = std::error::Error::source(&e)
@@ -156,3 +131,6 @@ pub fn parse_command_line<C: clap::Parser>(env: Vec<std::ffi::OsString>) -> C {
     argv.extend(args);
     C::parse_from(argv)
 }
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -71,6 +71,38 @@ impl Drop for Proc {
 /// Starts `program` and returns it with the address its ready line names
 /// after `marker`.
 pub fn start(program: &Path, args: &[String], log: &Path, marker: &str) -> (Proc, String) {
+    let (p, line) = start_line(program, args, log);
+    let addr = line
+        .split_once(marker)
+        .map(|(_, a)| a.split_whitespace().next().unwrap_or("").to_owned())
+        .unwrap_or_default();
+    (p, addr)
+}
+
+/// Starts the release controller on free ports with `args`: it, its
+/// WebSocket address and its agent port, read from its ready line
+/// ("... listening on WS (clients) and AGENTS (agents)").
+pub fn start_controller(args: &[String], log: &Path) -> (Proc, SocketAddr, u16) {
+    let mut all: Vec<String> = ["--websocket-port", "0", "--listen-port", "0"]
+        .map(String::from)
+        .to_vec();
+    all.extend(args.iter().cloned());
+    let (p, line) = start_line(&binary("zeek-mgmt-controller"), &all, log);
+    let words: Vec<&str> = line
+        .split_once("listening on ")
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let addr = |i: usize| -> SocketAddr {
+        words
+            .get(i)
+            .and_then(|w| w.parse().ok())
+            .unwrap_or_else(|| panic!("no address in the ready line {line:?}"))
+    };
+    (p, addr(0), addr(3).port())
+}
+
+/// Starts `program` and returns it with its first line of output.
+fn start_line(program: &Path, args: &[String], log: &Path) -> (Proc, String) {
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -88,11 +120,7 @@ pub fn start(program: &Path, args: &[String], log: &Path, marker: &str) -> (Proc
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)
         .expect("ready line");
-    let addr = line
-        .split_once(marker)
-        .map(|(_, a)| a.split_whitespace().next().unwrap_or("").to_owned())
-        .unwrap_or_default();
-    (Proc(child), addr)
+    (Proc(child), line)
 }
 
 pub fn ms(d: Duration) -> String {

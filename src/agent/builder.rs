@@ -33,7 +33,7 @@ impl AgentBuilder {
 
     /// Whether to accept TCP peers at all (an embedded agent may take
     /// requests only through `AgentHandle::attach`). By default it listens
-    /// in listen mode, and in connect mode when `listen_in_connect_mode`.
+    /// in listen mode, and in connect mode unless `no_listen`.
     pub fn listen(mut self, listen: bool) -> Self {
         self.listen = Some(listen);
         self
@@ -65,9 +65,7 @@ impl AgentBuilder {
                 })?;
         }
         let connect_mode = cfg.controller_addr.is_some();
-        let listen = self
-            .listen
-            .unwrap_or(!connect_mode || cfg.listen_in_connect_mode);
+        let listen = self.listen.unwrap_or(!connect_mode || !cfg.no_listen);
         let listener = if listen {
             let addr = SocketAddr::new(cfg.listen_addr, cfg.listen_port);
             let bind = |addr| {

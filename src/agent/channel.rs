@@ -37,8 +37,8 @@ pub enum Mode {
     Off,
 }
 
-/// The channel's timers and counts (all settings, so that tests can
-/// shrink them).
+/// The channel's timers and counts: the agent's `channel_*` settings
+/// (`Config::channel`), which tests shrink.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Timings {
     /// TCP connect retry, and the logging node's port probe.
@@ -58,21 +58,6 @@ pub struct Timings {
     pub port_retries: u32,
     /// Before reconnecting to a live node whose connection ended.
     pub reconnect_delay: Duration,
-}
-
-impl Default for Timings {
-    fn default() -> Self {
-        Timings {
-            connect_interval: Duration::from_millis(20),
-            ping_interval: Duration::from_millis(100),
-            slow_ping_interval: Duration::from_secs(1),
-            join_grace: Duration::from_secs(5),
-            channel_timeout: Duration::from_secs(30),
-            command_timeout: Duration::from_secs(5),
-            port_retries: 3,
-            reconnect_delay: Duration::from_secs(1),
-        }
-    }
 }
 
 /// The topic a node takes requests on.

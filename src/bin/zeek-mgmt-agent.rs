@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use zeek_mgmt_agent::agent::config::{self, Config, Settings};
+use zeek_mgmt_agent::agent::config::{Config, Settings};
 use zeek_mgmt_agent::AgentBuilder;
 
 /// A host agent for Zeek's cluster Management framework: it takes cluster
@@ -39,7 +39,7 @@ fn build_config(mut cli: Cli) -> Result<Config, zeek_mgmt_agent::Error> {
 
 /// The command line with the environment's settings laid under it.
 fn command_line() -> Result<Cli, zeek_mgmt_agent::Error> {
-    let env = config::env_args(|var| std::env::var_os(var))?;
+    let env = Settings::env_args(|var| std::env::var_os(var))?;
     Ok(zeek_mgmt_agent::settings::parse_command_line(env))
 }
 

@@ -24,6 +24,8 @@ use zeek_mgmt_agent::settings::ConfigError;
 struct Cli {
     #[command(flatten)]
     settings: Settings,
+    #[command(flatten)]
+    negations: config::Negations,
     /// TOML file with any of these settings (the flags' names, with
     /// underscores), and the local agent's in an `[agent]` table
     #[arg(long, value_name = "FILE")]
@@ -47,14 +49,14 @@ struct AgentFlags {
 
 fn build_config(mut cli: Cli) -> Result<Config, ConfigError> {
     let mut config = Config::default();
-    let mut local = config::LocalAgentSettings::default();
+    let mut table = None;
     if let Some(path) = cli.config.take() {
         let mut file = Settings::from_file(&path)?;
-        local.take_from(&mut file);
+        table = file.agent.take();
         file.apply(&mut config);
     }
-    local.take_from(&mut cli.settings);
     cli.settings.apply(&mut config);
+    cli.negations.apply(&mut config);
     let flags = (!cli.agent_flags.is_empty()).then(|| {
         let argv = std::iter::once(std::ffi::OsString::from(
             "zeek-mgmt-controller --local-agent --",
@@ -62,20 +64,14 @@ fn build_config(mut cli: Cli) -> Result<Config, ConfigError> {
         .chain(cli.agent_flags);
         AgentFlags::parse_from(argv).settings
     });
-    let given = flags.is_some();
-    config.local_agent = local.resolve(flags)?;
-    if given && config.local_agent.is_none() {
-        return Err(ConfigError::Usage(
-            "agent flags after `--` need --local-agent",
-        ));
-    }
+    config.agent = config::local_agent(&config, table, flags)?;
     config.check()?;
     Ok(config)
 }
 
 /// The command line with the environment's settings laid under it.
 fn command_line() -> Result<Cli, ConfigError> {
-    let env = config::env_args(|var| std::env::var_os(var))?;
+    let env = Settings::env_args(|var| std::env::var_os(var))?;
     Ok(zeek_mgmt_agent::settings::parse_command_line(env))
 }
 

@@ -64,8 +64,8 @@ fn pids(stdout: &str) -> Vec<i64> {
 fn zeek_client_deploys_lists_and_shows_a_cluster_across_two_agents_and_a_restart() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    let (ws_port, agent_port) = (free_port(), free_port());
-    let controller = Controller::start(dir, ws_port, agent_port);
+    let controller = Controller::start(dir);
+    let (ws_port, agent_port) = (controller.ws.port(), controller.agents);
 
     // No agent yet.
     let (code, out, _) = controller.client(&["get-instances"]);
@@ -208,7 +208,7 @@ fn zeek_client_deploys_lists_and_shows_a_cluster_across_two_agents_and_a_restart
     // return, restart nothing.
     let status = controller.stop();
     assert!(status.success(), "{status:?}");
-    let controller = Controller::start(dir, ws_port, agent_port);
+    let controller = Controller::start_on(dir, ws_port, agent_port, &[]);
     let (code, again, _) = controller.client(&["get-config", "--deployed"]);
     assert_eq!((code, again.as_str()), (0, deployed.as_str()));
     eventually(
@@ -236,7 +236,7 @@ fn zeek_client_deploys_lists_and_shows_a_cluster_across_two_agents_and_a_restart
 fn a_node_that_fails_is_shown_with_its_output() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    let controller = Controller::start(dir, free_port(), free_port());
+    let controller = Controller::start(dir);
     let _a = Agent::start_dialling(
         controller.agents,
         &["--name", "agent-a", "--max-revivals", "0"],
@@ -272,8 +272,8 @@ fn a_node_that_fails_is_shown_with_its_output() {
 fn zeek_client_gets_the_controllers_refusals_word_for_word() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    let agent_port = free_port();
-    let controller = Controller::start(dir, free_port(), agent_port);
+    let controller = Controller::start(dir);
+    let agent_port = controller.agents;
     let (code, out, _) = controller.client(&["deploy"]);
     assert_eq!(
         (code, out.as_str()),
@@ -328,7 +328,7 @@ fn zeek_client_gets_the_controllers_refusals_word_for_word() {
 fn a_stage_of_ten_thousand_nodes_and_two_clients_deploying_at_once() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    let controller = Controller::start(dir, free_port(), free_port());
+    let controller = Controller::start(dir);
     let mut ini = String::from("[manager]\ninstance = agent-a\nrole = manager\n\n");
     for i in 1..=10_000 {
         ini.push_str(&format!(
@@ -391,8 +391,6 @@ fn tls_towards_zeek_client_and_towards_the_agents() {
     let p = |p: &std::path::Path| p.display().to_string();
     let controller = Controller::start_with(
         dir,
-        free_port(),
-        free_port(),
         &[
             "--websocket-tls-cert",
             &p(&server_cert),
@@ -495,8 +493,7 @@ fn channel_agents(controller: &Controller, dir: &Path, worker_extra: &str) -> (A
 fn zeek_client_gets_id_values_from_the_nodes_through_their_channels() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    let (ws_port, agent_port) = (free_port(), free_port());
-    let controller = Controller::start(dir, ws_port, agent_port);
+    let controller = Controller::start(dir);
     let _agents = channel_agents(&controller, dir, "");
     let (code, out, err) = controller.client(&["deploy-config", "cluster.ini"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -556,8 +553,8 @@ fn without_ids(out: &str) -> String {
 fn our_client_prints_what_zeek_client_prints() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    let (ws_port, agent_port) = (free_port(), free_port());
-    let controller = Controller::start(dir, ws_port, agent_port);
+    let controller = Controller::start(dir);
+    let agent_port = controller.agents;
     let same = |args: &[&str]| {
         let theirs = controller.client(args);
         let ours = controller.ours(args);
@@ -896,7 +893,6 @@ fn tcp_connections(pid: u32) -> Vec<(String, String)> {
 fn one_process_runs_the_controller_and_its_hosts_agent() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    let (ws_port, agent_port) = (free_port(), free_port());
     let stand_in = crate::channel::stand_in_zeek().display().to_string();
     let local_dir = dir.join("local");
     let local_flags: Vec<String> = vec![
@@ -914,7 +910,8 @@ fn one_process_runs_the_controller_and_its_hosts_agent() {
         "0.1".into(),
     ];
     let flags: Vec<&str> = local_flags.iter().map(String::as_str).collect();
-    let controller = Controller::start_with(dir, ws_port, agent_port, &flags);
+    let controller = Controller::start_with(dir, &flags);
+    let (ws_port, agent_port) = (controller.ws.port(), controller.agents);
     let b = Agent::start(&[
         "--name",
         "agent-b",
@@ -1000,7 +997,7 @@ fn one_process_runs_the_controller_and_its_hosts_agent() {
     let stderr =
         std::fs::read_to_string(local_dir.join("cluster/manager/stderr")).unwrap_or_default();
     assert!(stderr.contains("received termination signal"), "{stderr}");
-    let controller = Controller::start_with(dir, ws_port, agent_port, &flags);
+    let controller = Controller::start_on(dir, ws_port, agent_port, &flags);
     eventually("the cluster did not come back", LONG, || {
         let (code, out, _) = controller.client(&["get-nodes"]);
         let v: Value = serde_json::from_str(&out).unwrap_or_default();
@@ -1018,10 +1015,8 @@ fn one_process_runs_the_controller_and_its_hosts_agent() {
 fn a_node_that_has_not_joined_fails_the_deploy_with_the_address_to_reach() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    let (ws_port, agent_port) = (free_port(), free_port());
     // Room for the agents' readiness deadline (0.9 of their 8 s).
-    let controller =
-        Controller::start_with(dir, ws_port, agent_port, &["--request-timeout", "20s"]);
+    let controller = Controller::start_with(dir, &["--request-timeout", "20s"]);
     // worker-2 answers as another process (another cluster on the same
     // broker would): its pings are never its own, so it never joins.
     let _agents = channel_agents(&controller, dir, "env = STANDIN_PING_PID=1\n");
@@ -1061,7 +1056,7 @@ fn a_node_that_has_not_joined_fails_the_deploy_with_the_address_to_reach() {
 fn check_through_the_controller_gives_each_nodes_verdict_and_deploys_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    let controller = Controller::start(dir, free_port(), free_port());
+    let controller = Controller::start(dir);
     let a = Agent::start_dialling(controller.agents, &["--name", "agent-a"]);
     controller.wait_checked_in("agent-a");
     let ini = |worker: &str| {
@@ -1133,8 +1128,7 @@ fn check_through_the_controller_gives_each_nodes_verdict_and_deploys_nothing() {
 fn a_deploy_that_times_out_names_each_agent_it_waited_for_and_why() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    let controller =
-        Controller::start_with(dir, free_port(), free_port(), &["--request-timeout", "2s"]);
+    let controller = Controller::start_with(dir, &["--request-timeout", "2s"]);
     let _a = Agent::start_dialling(controller.agents, &["--name", "agent-a"]);
     controller.wait_checked_in("agent-a");
     // agent-b listens somewhere, but the file gives the controller no
@@ -1172,7 +1166,7 @@ fn a_deploy_that_times_out_names_each_agent_it_waited_for_and_why() {
 /// Runs a controller that is expected not to start: (exit code, stderr).
 fn failed_start(state_dir: &Path) -> (i32, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_zeek-mgmt-controller"))
-        .args(["--websocket-port", "0", "--listen-port", "0", "--state-dir"])
+        .args(["--no-websocket", "--no-listen", "--state-dir"])
         .arg(state_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -1195,7 +1189,7 @@ fn failed_start(state_dir: &Path) -> (i32, String) {
 fn a_second_controller_on_the_same_state_directory_is_refused() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    let first = Controller::start(dir, free_port(), free_port());
+    let first = Controller::start(dir);
     let state = dir.join("controller-state");
     let (code, err) = failed_start(&state);
     assert_eq!(code, 1, "{err}");
@@ -1275,7 +1269,7 @@ fn a_damaged_state_file_is_kept_aside_and_the_controller_starts_empty() {
     bytes.extend([0xff, 0xfe, 0xfd]);
     bytes.extend(b"null, \"ready\": null, \"deployed\": null}");
     std::fs::write(state.join("controller.json"), &bytes).expect("damaged file");
-    let controller = Controller::start(dir, free_port(), free_port());
+    let controller = Controller::start(dir);
     assert_eq!(
         std::fs::read(state.join("controller.json.bad")).expect("kept aside"),
         bytes
@@ -1299,8 +1293,8 @@ fn a_damaged_state_file_is_kept_aside_and_the_controller_starts_empty() {
 fn a_deployment_cut_short_by_the_controllers_death_is_finished_without_restarts() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    let agent_port = free_port();
-    let first = Controller::start(dir, free_port(), agent_port);
+    let first = Controller::start(dir);
+    let agent_port = first.agents;
     let a = Agent::start_dialling(agent_port, &["--name", "agent-a"]);
     // agent-b counts a node as running only after 2 s: the deployment is
     // still waiting on it when the controller dies.
@@ -1340,7 +1334,7 @@ fn a_deployment_cut_short_by_the_controllers_death_is_finished_without_restarts(
 
     // The restarted controller finds the deployment unfinished: it sends
     // the new configuration, which every agent already runs.
-    let second = Controller::start(dir, free_port(), agent_port);
+    let second = Controller::start_on(dir, 0, agent_port, &[]);
     eventually(
         Later(|| {
             format!(
@@ -1365,7 +1359,7 @@ fn a_deployment_cut_short_by_the_controllers_death_is_finished_without_restarts(
 fn a_second_live_agent_with_a_name_in_use_is_refused_and_a_reconnect_is_not() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    let controller = Controller::start(dir, free_port(), free_port());
+    let controller = Controller::start(dir);
     let first = Agent::start_dialling(controller.agents, &["--name", "agent-a"]);
     controller.wait_checked_in("agent-a");
     std::fs::write(
@@ -1424,7 +1418,7 @@ fn a_second_live_agent_with_a_name_in_use_is_refused_and_a_reconnect_is_not() {
 #[test]
 fn each_side_recognises_a_client_on_the_wrong_port_and_names_the_right_one() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let controller = Controller::start(tmp.path(), free_port(), free_port());
+    let controller = Controller::start(tmp.path());
     let agent = Agent::start(&["--name", "agent-a"]);
     // zeek-client at an agent's port: an HTTP 400 that says where to go.
     let out = Command::new(zeek_client())
@@ -1466,7 +1460,7 @@ fn each_side_recognises_a_client_on_the_wrong_port_and_names_the_right_one() {
 fn zeek_clients_own_options_work_as_in_zeek_client() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    let controller = Controller::start(dir, free_port(), free_port());
+    let controller = Controller::start(dir);
     let port = controller.ws.port().to_string();
     std::fs::write(
         dir.join("zc.ini"),

@@ -227,16 +227,13 @@ fn zeek_client_reads_values_out_of_real_nodes_through_the_controller() {
     );
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    let (ws, port) = (free_port(), free_port());
     let (xpub, xsub) = (free_port().to_string(), free_port().to_string());
     let controller = Controller::start_with(
         dir,
-        ws,
-        port,
         &["--zeromq-xpub-port", &xpub, "--zeromq-xsub-port", &xsub],
     );
     let zeek = zeek.display().to_string();
-    let port_text = port.to_string();
+    let port_text = controller.agents.to_string();
     let _agent = Agent::start(&[
         "--name",
         "agent-real",

@@ -62,8 +62,22 @@ fn help_says_which_settings_take_zero_to_mean_off() {
         help.contains("only --heartbeat and --settle-time take 0"),
         "{help}"
     );
-    assert!(help.contains("0 turns heartbeats off"), "{help}");
-    assert!(help.contains("--version-timeout"), "{help}");
+    // Each flag's own text, from its declaration, says what 0 does.
+    let text_of = |flag: &str| {
+        let at = help.find(&format!("{flag} <")).expect(flag);
+        help[at..]
+            .split("\n\n")
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    for off in ["--heartbeat", "--settle-time"] {
+        assert!(text_of(off).contains("0 turns it off"), "{}", text_of(off));
+    }
+    assert!(
+        text_of("--version-timeout").contains("(more than 0)"),
+        "{help}"
+    );
     assert!(help.contains("ZEEK_AGENT_PORT"), "{help}");
 }
 
@@ -214,4 +228,35 @@ fn the_local_agents_flags_are_refused_without_it_and_named_for_it() {
         std::fs::read_dir(tmp.path()).expect("dir").next().is_none(),
         "nothing written"
     );
+}
+
+#[test]
+fn port_0_is_a_free_port_for_the_controller_too_and_a_listener_has_its_own_off_switch() {
+    use crate::support::controller::ready_addresses;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let start = |extra: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_zeek-mgmt-controller"))
+            .args(["--websocket-port", "0", "--listen-port", "0", "--state-dir"])
+            .arg(tmp.path().join("state"))
+            .args(extra)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the controller");
+        let line = first_line(&mut child);
+        // SAFETY: plain signal delivery to our own child.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let _ = child.wait();
+        ready_addresses(&line)
+    };
+    let (ws, agents) = start(&[]);
+    let (ws, agents) = (ws.expect("clients"), agents.expect("agents"));
+    assert!(ws.port() != 0 && agents.port() != 0 && ws.port() != agents.port());
+    let (ws, agents) = start(&["--no-listen"]);
+    assert!(ws.is_some_and(|a| a.port() != 0) && agents.is_none());
+    let (ws, agents) = start(&["--no-websocket"]);
+    assert!(ws.is_none() && agents.is_some());
 }

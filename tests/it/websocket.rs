@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::support::controller::{free_port, Controller};
+use crate::support::controller::Controller;
 use crate::support::procfs::{fds, rss_kib};
 use crate::support::Later;
 
@@ -64,7 +64,7 @@ async fn acked(c: &Controller) -> Ws {
 
 fn controller() -> (tempfile::TempDir, Controller) {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let c = Controller::start(tmp.path(), free_port(), free_port());
+    let c = Controller::start(tmp.path());
     (tmp, c)
 }
 
@@ -269,12 +269,7 @@ async fn ten_thousand_clients_vanishing_at_every_stage_leave_nothing_behind() {
 #[tokio::test]
 async fn a_client_that_answers_no_ping_is_dropped_and_one_that_does_stays() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let c = Controller::start_with(
-        tmp.path(),
-        free_port(),
-        free_port(),
-        &["--websocket-ping", "0.5"],
-    );
+    let c = Controller::start_with(tmp.path(), &["--websocket-ping", "0.5"]);
     let mut silent = acked(&c).await;
     let mut alive = acked(&c).await;
     // `alive` reads (tungstenite answers each ping) for three seconds;

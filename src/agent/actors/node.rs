@@ -113,7 +113,7 @@ impl NodeTiming {
             stop_grace,
             path: Path::None,
             channel_port: None,
-            channel: Arc::new(Timings::default()),
+            channel: Arc::new(crate::agent::config::Config::default().channel()),
             max_message: crate::protocol::codec::DEFAULT_MAX_FRAME_BYTES,
             join_needs: Vec::new(),
             join_hint: String::new(),

@@ -146,7 +146,7 @@ impl NodeSupervisor {
             &cfg.state_dir,
             Arc::from(crate::agent::channel::SCRIPT),
         );
-        let channel_timings = Arc::new(cfg.channel.clone());
+        let channel_timings = Arc::new(cfg.channel());
         NodeSupervisor {
             writer: StateWriter::start(state.clone()),
             state,

@@ -85,7 +85,7 @@ fn facts(elapsed_ms: u64, opened_ms: Option<u64>, answered: bool, settled: bool)
 
 #[test]
 fn an_own_channel_runs_at_its_answer_not_at_the_settle_time() {
-    let t = Timings::default();
+    let t = crate::agent::config::Config::default().channel();
     let wait = Verdict::Wait { fallen_back: false };
     assert_eq!(decide(Path::Own, &facts(300, None, false, true), &t), wait);
     assert_eq!(
@@ -100,7 +100,7 @@ fn an_own_channel_runs_at_its_answer_not_at_the_settle_time() {
 
 #[test]
 fn degraded_after_the_join_grace_from_the_upgrade() {
-    let t = Timings::default();
+    let t = crate::agent::config::Config::default().channel();
     assert_eq!(
         decide(Path::Own, &facts(5_289, Some(290), false, true), &t),
         Verdict::Wait { fallen_back: false }
@@ -123,7 +123,7 @@ fn degraded_after_the_join_grace_from_the_upgrade() {
 
 #[test]
 fn fallback_after_the_channel_timeout_with_no_upgrade() {
-    let t = Timings::default();
+    let t = crate::agent::config::Config::default().channel();
     assert_eq!(
         decide(Path::Own, &facts(29_999, None, false, true), &t),
         Verdict::Wait { fallen_back: false }
@@ -155,7 +155,7 @@ fn fallback_after_the_channel_timeout_with_no_upgrade() {
 
 #[test]
 fn nodes_without_a_channel_follow_their_own_rule() {
-    let t = Timings::default();
+    let t = crate::agent::config::Config::default().channel();
     assert_eq!(
         decide(Path::PortOnly, &facts(100, None, false, false), &t),
         Verdict::Wait { fallen_back: false }

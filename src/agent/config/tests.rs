@@ -15,51 +15,28 @@ fn defaults_match_the_documentation() {
     assert!(c.name.starts_with("agent"));
 }
 
-/// The settings' keys, from their `Debug` form.
-fn keys() -> Vec<String> {
-    let all = format!("{:?}", Settings::default());
-    all.trim_start_matches("Settings { ")
-        .trim_end_matches(" }")
-        .split(", ")
-        .filter_map(|kv| kv.split(':').next())
-        .map(str::to_owned)
-        .collect()
-}
-
 #[test]
 fn the_example_file_names_every_setting_with_its_default() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/zeek-mgmt-agent.toml");
-    let text = std::fs::read_to_string(path).expect("example file");
-    let mut c = Config::default();
-    Settings::from_file(std::path::Path::new(path))
-        .expect("parses")
-        .apply(&mut c);
-    assert_eq!(format!("{c:?}"), format!("{:?}", Config::default()));
-    // Every key of the file form appears, set or commented out.
-    for key in keys() {
-        assert!(
-            text.lines()
-                .any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} ="))),
-            "{key} is missing from {path}"
-        );
-    }
+    crate::settings::tests::example_file_agrees(path, &Settings::specs(), |file| {
+        let mut c = Config::default();
+        Settings::from_file(file)?.apply(&mut c);
+        Ok(format!("{c:?}") == format!("{:?}", Config::default()))
+    });
 }
 
 #[test]
-fn the_readme_table_lists_every_setting() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
-    let text = std::fs::read_to_string(path).expect("README");
-    for key in keys() {
-        let flag = format!("`--{}`", key.replace('_', "-"));
-        assert!(
-            text.lines()
-                .any(|l| l.starts_with('|') && l.contains(&flag)),
-            "{flag} is missing from the README's table"
-        );
-    }
-    for (var, _) in ENV_VARS {
-        assert!(text.contains(&format!("`{var}`")), "{var} is missing");
-    }
+fn the_readme_table_lists_every_setting_with_its_variable_and_default() {
+    crate::settings::tests::readme_table_agrees("### The agent's settings", &Settings::specs());
+}
+
+#[test]
+fn the_defaults_help_shows_are_the_defaults() {
+    crate::settings::tests::shown_defaults_parse_back(&Settings::specs(), |s: Settings| {
+        let mut c = Config::default();
+        s.apply(&mut c);
+        format!("{c:?}") == format!("{:?}", Config::default())
+    });
 }
 
 #[test]
@@ -104,7 +81,7 @@ fn file_keys_are_the_flags_names_in_the_flags_syntax() {
     assert_eq!(c.stop_grace, Duration::from_secs(30));
     assert_eq!(c.request_timeout, Duration::from_secs(3));
     assert_eq!(c.heartbeat, Duration::from_millis(1500));
-    assert!(!c.listen_in_connect_mode);
+    assert!(c.no_listen);
     for bad in [
         "listen_prot = 1",
         "listen_in_connect_mode = true",

@@ -29,6 +29,22 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// The addresses of a controller's ready line, "zeek-mgmt-controller NAME
+/// listening on ADDR (clients) and ADDR (agents)", each `None` when off.
+pub fn ready_addresses(line: &str) -> (Option<SocketAddr>, Option<SocketAddr>) {
+    let rest = line
+        .split_once(" listening on ")
+        .unwrap_or_else(|| panic!("no ready line: {line:?}"))
+        .1;
+    let (clients, agents) = rest
+        .trim()
+        .strip_suffix(" (agents)")
+        .and_then(|r| r.split_once(" (clients) and "))
+        .unwrap_or_else(|| panic!("no ready line: {line:?}"));
+    let addr = |a: &str| (a != "off").then(|| a.parse().expect("an address"));
+    (addr(clients), addr(agents))
+}
+
 /// A running controller.
 pub struct Controller {
     child: Child,
@@ -42,11 +58,18 @@ impl Controller {
         self.child.id()
     }
 
-    pub fn start(dir: &Path, ws_port: u16, agent_port: u16) -> Controller {
-        Controller::start_with(dir, ws_port, agent_port, &[])
+    /// A controller on free ports, read from its ready line.
+    pub fn start(dir: &Path) -> Controller {
+        Controller::start_with(dir, &[])
     }
 
-    pub fn start_with(dir: &Path, ws_port: u16, agent_port: u16, extra: &[&str]) -> Controller {
+    pub fn start_with(dir: &Path, extra: &[&str]) -> Controller {
+        Controller::start_on(dir, 0, 0, extra)
+    }
+
+    /// A controller on these ports (0: a free one), as a restarted
+    /// controller takes its predecessor's.
+    pub fn start_on(dir: &Path, ws_port: u16, agent_port: u16, extra: &[&str]) -> Controller {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -74,14 +97,11 @@ impl Controller {
             .spawn()
             .expect("start the controller");
         let line = first_line(&mut child);
-        assert!(
-            line.contains("zeek-mgmt-controller") && line.contains("(clients)"),
-            "no ready line: {line:?}"
-        );
+        let (ws, agents) = ready_addresses(&line);
         Controller {
             child,
-            ws: SocketAddr::from(([127, 0, 0, 1], ws_port)),
-            agents: agent_port,
+            ws: ws.unwrap_or_else(|| panic!("no client address in {line:?}")),
+            agents: agents.map_or(0, |a| a.port()),
             dir: dir.to_owned(),
         }
     }

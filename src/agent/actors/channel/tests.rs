@@ -78,7 +78,7 @@ fn spec(port: u16, pid: u32) -> ChannelSpec {
         timings: Arc::new(Timings {
             connect_interval: Duration::from_millis(10),
             ping_interval: Duration::from_millis(20),
-            ..Timings::default()
+            ..crate::agent::config::Config::default().channel()
         }),
         max_message: 1 << 20,
     }

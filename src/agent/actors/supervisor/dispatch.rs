@@ -23,8 +23,7 @@ impl Handler<NodeDispatchRequest> for NodeSupervisor {
         // Never beyond the readiness deadline, below the request timeout.
         let timeout = self
             .cfg
-            .channel
-            .command_timeout
+            .channel_command_timeout
             .min(self.cfg.request_timeout.mul_f64(0.9));
         // The slots come sorted by name; names not run here are ignored.
         let asks: Vec<_> = self
