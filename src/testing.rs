@@ -1,6 +1,6 @@
 //! Helpers for actor-level tests, here and in embedding applications: a
 //! `Probe` actor that records the messages it receives, and a bounded
-//! `wait_until`.
+//! wait for a condition, `eventually`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -70,14 +70,13 @@ where
     }
 }
 
-/// Polls `cond` every few milliseconds; panics after `limit_ms`.
-pub async fn wait_until(mut cond: impl FnMut() -> bool, limit_ms: u64) {
-    let deadline = Instant::now() + Duration::from_millis(limit_ms);
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "condition not met within {limit_ms} ms"
-        );
+/// Polls `check` every few milliseconds until it holds; after `limit`
+/// panics naming `what` it waited for. The limit is on the machine's clock,
+/// so that a test on tokio's paused clock still ends.
+pub async fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not so within {limit:?}");
         actix_rt::time::sleep(Duration::from_millis(5)).await;
     }
 }

@@ -194,7 +194,7 @@ mod tests {
     use tokio::io::AsyncReadExt;
 
     use super::*;
-    use crate::testing::wait_until;
+    use crate::testing::eventually;
 
     #[actix_rt::test]
     async fn beyond_the_peer_limit_newcomers_wait_instead_of_being_closed() {
@@ -213,7 +213,10 @@ mod tests {
 
         // Once the first has gone, the second becomes a peer.
         drop(first);
-        wait_until(|| closed.len() == 1, 5_000).await;
+        eventually("closed.len() == 1", Duration::from_secs(5), || {
+            closed.len() == 1
+        })
+        .await;
         let still_open =
             tokio::time::timeout(Duration::from_millis(300), second.read(&mut buf)).await;
         assert!(
@@ -223,7 +226,10 @@ mod tests {
         // A third waits for the second.
         let mut third = tokio::net::TcpStream::connect(addr).await.expect("third");
         drop(second);
-        wait_until(|| closed.len() == 2, 5_000).await;
+        eventually("closed.len() == 2", Duration::from_secs(5), || {
+            closed.len() == 2
+        })
+        .await;
 
         listener.do_send(StopPeering);
         let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))

@@ -125,7 +125,8 @@ impl Handler<PeerClosed> for Notifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{wait_until, Probe};
+    use crate::testing::{eventually, Probe};
+    use std::time::Duration;
 
     fn log(i: usize) -> Notification {
         Notification::Log(NotifyLog {
@@ -161,10 +162,15 @@ mod tests {
             takes_backlog: true,
         });
         n.do_send(log(1));
-        wait_until(|| s1.len() == 1 && s2.len() == 1, 2_000).await;
+        eventually(
+            "s1.len() == 1 && s2.len() == 1",
+            Duration::from_secs(2),
+            || s1.len() == 1 && s2.len() == 1,
+        )
+        .await;
         n.do_send(PeerClosed { peer: PeerId(2) });
         n.do_send(log(2));
-        wait_until(|| s1.len() == 2, 2_000).await;
+        eventually("s1.len() == 2", Duration::from_secs(2), || s1.len() == 2).await;
         assert_eq!(msgs(&s1), ["m1", "m2"]);
         assert_eq!(msgs(&s2), ["m1"]);
     }
@@ -181,7 +187,7 @@ mod tests {
             outbound: p,
             takes_backlog: true,
         });
-        wait_until(|| s.len() == 4, 2_000).await;
+        eventually("s.len() == 4", Duration::from_secs(2), || s.len() == 4).await;
         assert_eq!(
             msgs(&s),
             [
@@ -199,7 +205,7 @@ mod tests {
             takes_backlog: true,
         });
         n.do_send(log(9));
-        wait_until(|| s2.len() == 1, 2_000).await;
+        eventually("s2.len() == 1", Duration::from_secs(2), || s2.len() == 1).await;
         assert_eq!(msgs(&s2), ["m9"]);
     }
 
@@ -214,7 +220,10 @@ mod tests {
             takes_backlog: false,
         });
         n.do_send(log(2));
-        wait_until(|| seen_c.len() == 1, 2_000).await;
+        eventually("seen_c.len() == 1", Duration::from_secs(2), || {
+            seen_c.len() == 1
+        })
+        .await;
         assert_eq!(msgs(&seen_c), ["m2"], "a client gets only live ones");
         let (ctl, seen_ctl) = Probe::<Outbound>::start();
         n.do_send(PeerReady {
@@ -222,7 +231,10 @@ mod tests {
             outbound: ctl,
             takes_backlog: true,
         });
-        wait_until(|| seen_ctl.len() == 2, 2_000).await;
+        eventually("seen_ctl.len() == 2", Duration::from_secs(2), || {
+            seen_ctl.len() == 2
+        })
+        .await;
         assert_eq!(
             msgs(&seen_ctl),
             ["m1", "m2"],

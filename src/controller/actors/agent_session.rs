@@ -255,7 +255,7 @@ mod tests {
     use crate::api::types::Addr as ZeekAddr;
     use crate::protocol::cbor::{self, EventBody, Hello};
     use crate::protocol::connection::ControllerOptions;
-    use crate::testing::{wait_until, Probe};
+    use crate::testing::{eventually, Probe};
 
     async fn read_frame(s: &mut TcpStream) -> Vec<u8> {
         let len = s.read_u32().await.expect("length");
@@ -341,7 +341,10 @@ mod tests {
         let (up, seen_up) = Probe::<AgentUp>::start();
         let (gone, _) = Probe::<AgentGone>::start();
         let session = AgentSession::new(conn, 1, None, up, gone, Duration::ZERO).start();
-        wait_until(|| seen_up.len() == 1, 5_000).await;
+        eventually("seen_up.len() == 1", Duration::from_secs(5), || {
+            seen_up.len() == 1
+        })
+        .await;
         assert_eq!(seen_up.all()[0].features, ["restart"]);
         let first = session.send(restart()).await.expect("answered");
         assert_eq!(first.err(), Some(CallError::Unsupported));

@@ -89,7 +89,8 @@ mod tests {
     use super::*;
     use crate::broker::message::DataMessage;
     use crate::broker::Value;
-    use crate::testing::{wait_until, Probe};
+    use crate::testing::{eventually, Probe};
+    use std::time::Duration;
 
     #[actix_rt::test]
     async fn a_message_goes_to_matching_subscribers_but_not_its_sender() {
@@ -120,7 +121,12 @@ mod tests {
             message,
             from: None,
         });
-        wait_until(|| seen_a.len() == 1 && seen_b.len() == 2, 2_000).await;
+        eventually(
+            "seen_a.len() == 1 && seen_b.len() == 2",
+            Duration::from_secs(2),
+            || seen_a.len() == 1 && seen_b.len() == 2,
+        )
+        .await;
         hub.do_send(Leave(ClientId(2)));
         hub.do_send(Publish {
             message: DataMessage {
@@ -129,7 +135,10 @@ mod tests {
             },
             from: None,
         });
-        wait_until(|| seen_a.len() == 2, 2_000).await;
+        eventually("seen_a.len() == 2", Duration::from_secs(2), || {
+            seen_a.len() == 2
+        })
+        .await;
         assert_eq!(seen_b.len(), 2);
         assert_eq!(seen_c.len(), 0);
     }

@@ -3,7 +3,7 @@ use std::sync::{Arc, Mutex};
 use super::*;
 use crate::broker::message::{DataMessage, Event};
 use crate::broker::Value;
-use crate::testing::{wait_until, Probe, Seen};
+use crate::testing::{eventually, Probe, Seen};
 
 /// What the fake node's server saw: each text frame, and whether it came
 /// after the ack.
@@ -100,13 +100,14 @@ async fn opens_subscribes_waits_for_the_ack_then_pings_until_answered() {
     });
     let answer = answer.await.expect("mailbox").expect("answered");
     assert_eq!(answer.data, "\"worker-1\"");
-    wait_until(
+    eventually(
+        "facts(&seen) .iter() .any(|f| matches!(f, ChannelFact::Answered(_)))",
+        Duration::from_secs(5),
         || {
             facts(&seen)
                 .iter()
                 .any(|f| matches!(f, ChannelFact::Answered(_)))
         },
-        5_000,
     )
     .await;
     let f = facts(&seen);
@@ -135,17 +136,23 @@ async fn an_answer_from_another_pid_is_not_valid() {
     let (port, log) = fake_node(Duration::from_millis(1), 999).await;
     let (probe, seen) = Probe::<ChannelReport>::start();
     let _ch = NodeChannel::new(spec(port, 4242), probe).start();
-    wait_until(
+    eventually(
+        "facts(&seen) .iter() .any(|f| matches!(f, ChannelFact::Invalid(_)))",
+        Duration::from_secs(5),
         || {
             facts(&seen)
                 .iter()
                 .any(|f| matches!(f, ChannelFact::Invalid(_)))
         },
-        5_000,
     )
     .await;
     // It keeps pinging, and says so once.
-    wait_until(|| log.lock().expect("log").len() >= 4, 5_000).await;
+    eventually(
+        "log.lock().expect(\"log\").len() >= 4",
+        Duration::from_secs(5),
+        || log.lock().expect("log").len() >= 4,
+    )
+    .await;
     let f = facts(&seen);
     assert!(!f.iter().any(|f| matches!(f, ChannelFact::Answered(_))));
     assert_eq!(
@@ -192,13 +199,14 @@ async fn a_closed_connection_is_told_and_commands_fail() {
         matches!(r, Ok(Err(NodeCommandError::Closed)) | Err(_)),
         "{r:?}"
     );
-    wait_until(
+    eventually(
+        "facts(&seen) .iter() .any(|f| matches!(f, ChannelFact::Closed { .. }))",
+        Duration::from_secs(5),
         || {
             facts(&seen)
                 .iter()
                 .any(|f| matches!(f, ChannelFact::Closed { .. }))
         },
-        5_000,
     )
     .await;
     assert!(facts(&seen).contains(&ChannelFact::Closed {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::testing::{wait_until, Probe};
+use crate::testing::{eventually, Probe};
 
 fn spec(dir: &std::path::Path, script: &str) -> SpawnSpec {
     SpawnSpec {
@@ -37,14 +37,18 @@ async fn spawn_settle_stop() {
         probe,
     )
     .start();
-    wait_until(
+    eventually(
+        "events(&seen).contains(&NodeEvent::Running { rule: Rule::Settle })",
+        Duration::from_secs(5),
         || events(&seen).contains(&NodeEvent::Running { rule: Rule::Settle }),
-        5_000,
     )
     .await;
     assert!(matches!(events(&seen)[0], NodeEvent::Spawned { .. }));
     node.do_send(StopNode);
-    wait_until(|| events(&seen).len() == 3, 5_000).await;
+    eventually("events(&seen).len() == 3", Duration::from_secs(5), || {
+        events(&seen).len() == 3
+    })
+    .await;
     assert_eq!(
         events(&seen)[2],
         NodeEvent::Exited {
@@ -70,19 +74,24 @@ async fn sigkill_after_grace_when_sigterm_is_ignored() {
         probe,
     )
     .start();
-    wait_until(
+    eventually(
+        "events(&seen).contains(&NodeEvent::Running { rule: Rule::Settle })",
+        Duration::from_secs(5),
         || events(&seen).contains(&NodeEvent::Running { rule: Rule::Settle }),
-        5_000,
     )
     .await;
     // Let the shell install its trap.
-    wait_until(
+    eventually(
+        "process::tail(&dir.path().join(\"stdout\"), 1) == \"up\"",
+        Duration::from_secs(5),
         || process::tail(&dir.path().join("stdout"), 1) == "up",
-        5_000,
     )
     .await;
     node.do_send(StopNode);
-    wait_until(|| events(&seen).len() == 3, 5_000).await;
+    eventually("events(&seen).len() == 3", Duration::from_secs(5), || {
+        events(&seen).len() == 3
+    })
+    .await;
     assert_eq!(
         events(&seen)[2],
         NodeEvent::Exited {
@@ -108,7 +117,10 @@ async fn premature_exit_and_failed_spawn_are_reported() {
     let mut bad = spec(dir.path(), "");
     bad.program = "/nonexistent".into();
     NodeProcess::new("m".into(), ProcId(4), bad, timing(0, 100), probe).start();
-    wait_until(|| seen.all().len() == 3, 5_000).await;
+    eventually("seen.all().len() == 3", Duration::from_secs(5), || {
+        seen.all().len() == 3
+    })
+    .await;
     let all = seen.all();
     let n: Vec<_> = all
         .iter()
@@ -152,18 +164,25 @@ async fn port_check_waits_for_the_port_to_accept() {
         probe,
     )
     .start();
-    wait_until(|| !seen.is_empty(), 5_000).await;
+    eventually("!seen.is_empty()", Duration::from_secs(5), || {
+        !seen.is_empty()
+    })
+    .await;
     actix_rt::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !events(&seen).contains(&NodeEvent::Running { rule: Rule::Settle }),
         "running before its port accepts"
     );
     let _listener = std::net::TcpListener::bind(addr).expect("bind the node's port");
-    wait_until(
+    eventually(
+        "events(&seen).contains(&NodeEvent::Running { rule: Rule::Settle })",
+        Duration::from_secs(5),
         || events(&seen).contains(&NodeEvent::Running { rule: Rule::Settle }),
-        5_000,
     )
     .await;
     node.do_send(StopNode);
-    wait_until(|| events(&seen).len() == 3, 5_000).await;
+    eventually("events(&seen).len() == 3", Duration::from_secs(5), || {
+        events(&seen).len() == 3
+    })
+    .await;
 }

@@ -6,7 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use super::*;
 use crate::api::events::{GetNodesRequest, Request, Response, Stem};
 use crate::api::types::ApiResult;
-use crate::testing::{wait_until, Probe, Seen};
+use crate::testing::{eventually, Probe, Seen};
 
 struct Harness {
     io: DuplexStream,
@@ -110,7 +110,10 @@ async fn accepted_peer_answers_hello_checks_in_and_forwards_requests() {
         }
         other => panic!("expected notify_agent_hello, got {other:?}"),
     }
-    wait_until(|| h.ready.len() == 1, 2_000).await;
+    eventually("h.ready.len() == 1", Duration::from_secs(2), || {
+        h.ready.len() == 1
+    })
+    .await;
 
     write(
         &mut h.io,
@@ -120,7 +123,10 @@ async fn accepted_peer_answers_hello_checks_in_and_forwards_requests() {
         },
     )
     .await;
-    wait_until(|| h.tracked.len() == 1, 2_000).await;
+    eventually("h.tracked.len() == 1", Duration::from_secs(2), || {
+        h.tracked.len() == 1
+    })
+    .await;
     let t = &h.tracked.all()[0];
     assert_eq!((t.peer, t.request.reqid().0.as_str()), (PeerId(7), "r1"));
 
@@ -156,7 +162,10 @@ async fn accepted_peer_answers_hello_checks_in_and_forwards_requests() {
     ));
     assert_eq!(h.tracked.len(), 1);
     drop(h.io);
-    wait_until(|| h.closed.len() == 1, 2_000).await;
+    eventually("h.closed.len() == 1", Duration::from_secs(2), || {
+        h.closed.len() == 1
+    })
+    .await;
     assert_eq!(h.closed.all()[0].peer, PeerId(7));
 }
 
@@ -184,7 +193,10 @@ async fn handshake_failures_close_the_connection() {
         write(&mut h.io, &first).await;
         assert!(matches!(read(&mut h.io).await, Some(Frame::Error { code: c, .. }) if c == code));
         assert!(read(&mut h.io).await.is_none(), "closed after {code:?}");
-        wait_until(|| h.closed.len() == 1, 2_000).await;
+        eventually("h.closed.len() == 1", Duration::from_secs(2), || {
+            h.closed.len() == 1
+        })
+        .await;
         assert!(h.ready.is_empty());
     }
 }
@@ -219,7 +231,10 @@ async fn silent_peer_is_dropped_after_three_heartbeats() {
     let _ = read(&mut h.io).await;
     // Say nothing more: after 3 s (three of the announced heartbeats) the
     // agent closes.
-    wait_until(|| h.closed.len() == 1, 6_000).await;
+    eventually("h.closed.len() == 1", Duration::from_secs(6), || {
+        h.closed.len() == 1
+    })
+    .await;
 }
 
 #[actix_rt::test]
@@ -248,7 +263,10 @@ async fn a_peer_that_stops_reading_is_disconnected() {
             result: big.clone(),
         }));
     }
-    wait_until(|| h.closed.len() == 1, 5_000).await;
+    eventually("h.closed.len() == 1", Duration::from_secs(5), || {
+        h.closed.len() == 1
+    })
+    .await;
 }
 
 /// Yields its script, then ends.

@@ -9,7 +9,7 @@ use super::*;
 use crate::agent::config::ClusterBackend;
 use crate::agent::state::Loaded;
 use crate::api::types::{Addr as ZeekAddr, Instance};
-use crate::testing::{wait_until, Probe, Seen};
+use crate::testing::{eventually, Probe, Seen};
 
 const NAME: &str = "agent-s";
 
@@ -251,9 +251,10 @@ async fn crash_loop_is_revived_with_backoff_then_given_up() {
         .insert("STANDIN_CRASH_AFTER".into(), "0".into());
     let r = deploy(&s, c).await;
     assert!(!r.success);
-    wait_until(
+    eventually(
+        "seen.any(|n| matches!(n, Notification::Error(e) if e.msg.contains(\"given up\")))",
+        Duration::from_secs(10),
         || seen.any(|n| matches!(n, Notification::Error(e) if e.msg.contains("given up"))),
-        10_000,
     )
     .await;
     let st = statuses(&s).await;
@@ -299,9 +300,10 @@ async fn shutdown_keeps_the_configuration_and_a_restart_brings_it_back() {
     s.send(Shutdown).await.expect("shutdown");
     assert_eq!(statuses(&s).await.len(), 1);
     let (s2, seen2) = start(config(dir.path()));
-    wait_until(
+    eventually(
+        "changes(&seen2, \"w1\").contains(&(State::Pending, State::Running))",
+        Duration::from_secs(10),
         || changes(&seen2, "w1").contains(&(State::Pending, State::Running)),
-        10_000,
     )
     .await;
     assert!(seen2.any(|n| matches!(n, Notification::Log(l) if l.msg.contains("\"keep\" applied"))));

@@ -14,7 +14,7 @@ use crate::api::events::{
 };
 use crate::api::events::{Request, Response};
 use crate::api::types::Configuration;
-use crate::testing::{wait_until, Probe, Seen};
+use crate::testing::{eventually, Probe, Seen};
 
 /// Answers get_nodes at once, set_configuration after the next of
 /// `delays` (then after `delay`), marking each result with its call number
@@ -173,6 +173,9 @@ fn responses(seen: &Seen<Outbound>) -> Vec<Response> {
 
 #[actix_rt::test]
 async fn each_response_goes_to_its_own_peer_once() {
+    // On the runtime's paused clock: "nothing more arrives" is checked once
+    // every task is idle, not after a guess at the machine's speed.
+    tokio::time::pause();
     let t = tracker(0, 1_000, 10);
     let (a, seen_a) = Probe::<Outbound>::start();
     let (b, seen_b) = Probe::<Outbound>::start();
@@ -189,7 +192,12 @@ async fn each_response_goes_to_its_own_peer_once() {
         Request::AgentStandby(AgentStandbyRequest { reqid: "r4".into() }),
         &b,
     ));
-    wait_until(|| seen_a.len() == 2 && seen_b.len() == 3, 2_000).await;
+    eventually(
+        "seen_a.len() == 2 && seen_b.len() == 3",
+        Duration::from_secs(2),
+        || seen_a.len() == 2 && seen_b.len() == 3,
+    )
+    .await;
     let ra = responses(&seen_a);
     let mut ids: Vec<_> = ra.iter().map(|r| (r.stem, r.reqid.0.clone())).collect();
     ids.sort_by_key(|(_, id)| id.clone());
@@ -228,7 +236,12 @@ async fn duplicate_reqid_in_flight_is_refused_but_other_peers_may_reuse_it() {
     t.do_send(track(PEER_A, set_config("r1"), &a));
     t.do_send(track(PEER_A, set_config("r1"), &a));
     t.do_send(track(PEER_B, set_config("r1"), &b));
-    wait_until(|| seen_a.len() == 2 && seen_b.len() == 1, 2_000).await;
+    eventually(
+        "seen_a.len() == 2 && seen_b.len() == 1",
+        Duration::from_secs(2),
+        || seen_a.len() == 2 && seen_b.len() == 1,
+    )
+    .await;
     let ra = responses(&seen_a);
     assert!(!ra[0].result.success);
     assert!(ra[0].result.error.contains("already in flight"));
@@ -237,7 +250,10 @@ async fn duplicate_reqid_in_flight_is_refused_but_other_peers_may_reuse_it() {
     assert!(responses(&seen_b)[0].result.success);
     // Once finished, the reqid may be used again.
     t.do_send(track(PEER_A, get_nodes("r1"), &a));
-    wait_until(|| seen_a.len() == 3, 2_000).await;
+    eventually("seen_a.len() == 3", Duration::from_secs(2), || {
+        seen_a.len() == 3
+    })
+    .await;
     assert!(responses(&seen_a)[2].result.success);
 }
 
@@ -248,7 +264,10 @@ async fn deadline_answers_timed_out_and_drops_the_late_result() {
     let t = tracker(200, 20, 10);
     let (a, seen) = Probe::<Outbound>::start();
     t.do_send(track(PEER_A, set_config("slow"), &a));
-    wait_until(|| seen.len() == 1, 2_000).await;
+    eventually("seen.len() == 1", Duration::from_secs(2), || {
+        seen.len() == 1
+    })
+    .await;
     let r = &responses(&seen)[0];
     assert_eq!(
         (r.stem, r.reqid.0.as_str()),
@@ -275,7 +294,10 @@ async fn each_request_times_out_on_its_own_deadline() {
     }
     let mut at = Vec::new();
     for n in 1..=3 {
-        wait_until(|| seen.len() == n, 2_000).await;
+        eventually("seen.len() == n", Duration::from_secs(2), || {
+            seen.len() == n
+        })
+        .await;
         at.push(start.elapsed().as_millis());
     }
     let ids: Vec<_> = responses(&seen).into_iter().map(|r| r.reqid.0).collect();
@@ -283,7 +305,7 @@ async fn each_request_times_out_on_its_own_deadline() {
     assert!(responses(&seen)
         .iter()
         .all(|r| r.result.error.contains("timed out")));
-    // Deadlines at 300, 400, 500 ms; wait_until polls every few ms.
+    // Deadlines at 300, 400, 500 ms; eventually polls every few ms.
     for (i, ms) in at.iter().enumerate() {
         let due = 300 + 100 * i as u128;
         assert!(
@@ -303,11 +325,17 @@ async fn a_late_answer_never_goes_to_a_later_request_with_the_same_reqid() {
     let t = tracker_with(&[1_000, 350], 0, 400, 10);
     let (a, seen) = Probe::<Outbound>::start();
     t.do_send(track(PEER_A, set_config("r"), &a));
-    wait_until(|| seen.len() == 1, 2_000).await;
+    eventually("seen.len() == 1", Duration::from_secs(2), || {
+        seen.len() == 1
+    })
+    .await;
     assert!(responses(&seen)[0].result.error.contains("timed out"));
     actix_rt::time::sleep(Duration::from_millis(400)).await;
     t.do_send(track(PEER_A, set_config("r"), &a));
-    wait_until(|| seen.len() == 2, 2_000).await;
+    eventually("seen.len() == 2", Duration::from_secs(2), || {
+        seen.len() == 2
+    })
+    .await;
     let second = &responses(&seen)[1];
     assert!(second.result.success, "{second:?}");
     assert_eq!(second.result.node.as_deref(), Some("call 2"));
@@ -322,7 +350,10 @@ async fn beyond_the_in_flight_limit_is_overloaded() {
     for id in ["a", "b", "c"] {
         t.do_send(track(PEER_A, set_config(id), &a));
     }
-    wait_until(|| seen.len() == 3, 2_000).await;
+    eventually("seen.len() == 3", Duration::from_secs(2), || {
+        seen.len() == 3
+    })
+    .await;
     let rs = responses(&seen);
     assert_eq!(rs[0].reqid.0, "c");
     assert_eq!(rs[0].result.error, "overloaded");
@@ -342,7 +373,10 @@ async fn invalid_requests_are_answered_with_their_error() {
         },
         &a,
     ));
-    wait_until(|| seen.len() == 1, 2_000).await;
+    eventually("seen.len() == 1", Duration::from_secs(2), || {
+        seen.len() == 1
+    })
+    .await;
     let r = &responses(&seen)[0];
     assert_eq!(r.stem, Stem::SetConfiguration);
     assert_eq!(r.result.error, "invalid configuration: x");
@@ -350,13 +384,19 @@ async fn invalid_requests_are_answered_with_their_error() {
 
 #[actix_rt::test]
 async fn closed_peer_gets_nothing_and_its_slots_are_freed() {
+    // On the runtime's paused clock: "nothing more arrives" is checked once
+    // every task is idle, not after a guess at the machine's speed.
+    tokio::time::pause();
     let t = tracker(100, 1_000, 1);
     let (a, seen) = Probe::<Outbound>::start();
     t.do_send(track(PEER_A, set_config("r1"), &a));
     t.do_send(PeerClosed { peer: PEER_A });
     // The limit counts per peer: the closed peer's slot is free again.
     t.do_send(track(PEER_A, get_nodes("r2"), &a));
-    wait_until(|| seen.len() == 1, 2_000).await;
+    eventually("seen.len() == 1", Duration::from_secs(2), || {
+        seen.len() == 1
+    })
+    .await;
     actix_rt::time::sleep(Duration::from_millis(200)).await;
     let rs = responses(&seen);
     assert_eq!(rs.len(), 1, "{rs:?}");

@@ -10,7 +10,7 @@ use crate::broker::message::{Event, CONTROLLER_TOPIC};
 use crate::controller::actors::hub::Join;
 use crate::controller::actors::messages::{ClientId, SendText};
 use crate::controller::requests::Call;
-use crate::testing::{wait_until, Probe, Seen};
+use crate::testing::{eventually, Probe, Seen};
 
 /// How a fake agent answers `set_configuration`.
 #[derive(Clone, Copy)]
@@ -229,12 +229,27 @@ async fn a_deployment_waits_until_every_configured_agent_is_ready() {
     let s = setup();
     let a = agent(&s.core, 1, "a", Answer::Success);
     ask(&s.core, "s1", Call::Stage(two_agents()));
-    wait_until(|| responses(&s.seen).len() == 1, 2_000).await;
+    eventually(
+        "responses(&s.seen).len() == 1",
+        Duration::from_secs(2),
+        || responses(&s.seen).len() == 1,
+    )
+    .await;
     ask(&s.core, "d1", Call::Deploy);
-    wait_until(|| asked(&a) == [Stem::AgentWelcome], 2_000).await;
+    eventually(
+        "asked(&a) == [Stem::AgentWelcome]",
+        Duration::from_secs(2),
+        || asked(&a) == [Stem::AgentWelcome],
+    )
+    .await;
     // b is configured but not connected: nobody gets the configuration.
     ask(&s.core, "d2", Call::Deploy);
-    wait_until(|| responses(&s.seen).len() == 2, 2_000).await;
+    eventually(
+        "responses(&s.seen).len() == 2",
+        Duration::from_secs(2),
+        || responses(&s.seen).len() == 2,
+    )
+    .await;
     let (name, reqid, v) = &responses(&s.seen)[1];
     assert_eq!((name.as_str(), reqid.as_str()), ("deploy_response", "d2"));
     assert_eq!(
@@ -248,7 +263,12 @@ async fn a_deployment_waits_until_every_configured_agent_is_ready() {
     );
     assert_eq!(asked(&a), [Stem::AgentWelcome]);
     let b = agent(&s.core, 2, "b", Answer::Success);
-    wait_until(|| responses(&s.seen).len() == 3, 2_000).await;
+    eventually(
+        "responses(&s.seen).len() == 3",
+        Duration::from_secs(2),
+        || responses(&s.seen).len() == 3,
+    )
+    .await;
     assert_eq!(asked(&a), [Stem::AgentWelcome, Stem::SetConfiguration]);
     assert_eq!(asked(&b), [Stem::AgentWelcome, Stem::SetConfiguration]);
     let (name, reqid, v) = &responses(&s.seen)[2];
@@ -262,7 +282,12 @@ async fn a_deployment_waits_until_every_configured_agent_is_ready() {
     assert_eq!(r[2], (true, None, None, None));
     // Deployed: get_configuration shows it, with the resolved host.
     ask(&s.core, "g", Call::GetConfiguration { deployed: true });
-    wait_until(|| responses(&s.seen).len() == 4, 2_000).await;
+    eventually(
+        "responses(&s.seen).len() == 4",
+        Duration::from_secs(2),
+        || responses(&s.seen).len() == 4,
+    )
+    .await;
     let (_, _, v) = &responses(&s.seen)[3];
     assert!(v.to_json().contains("127.0.0.1"), "{}", v.to_json());
 }
@@ -274,7 +299,12 @@ async fn an_agent_lost_mid_deploy_fails_its_part_at_once() {
     let _b = agent(&s.core, 2, "b", Answer::Lost);
     ask(&s.core, "s1", Call::Stage(two_agents()));
     ask(&s.core, "d1", Call::Deploy);
-    wait_until(|| responses(&s.seen).len() == 2, 2_000).await;
+    eventually(
+        "responses(&s.seen).len() == 2",
+        Duration::from_secs(2),
+        || responses(&s.seen).len() == 2,
+    )
+    .await;
     let r = results(&responses(&s.seen)[1].2);
     assert_eq!(
         r[1],
@@ -297,7 +327,12 @@ async fn a_deployment_that_outlives_its_deadline_answers_timed_out() {
     let _b = agent(&s.core, 2, "b", Answer::Never);
     ask(&s.core, "s1", Call::Stage(two_agents()));
     ask(&s.core, "d1", Call::Deploy);
-    wait_until(|| responses(&s.seen).len() == 2, 20_000).await;
+    eventually(
+        "responses(&s.seen).len() == 2",
+        Duration::from_secs(20),
+        || responses(&s.seen).len() == 2,
+    )
+    .await;
     let r = results(&responses(&s.seen)[1].2);
     assert_eq!(
         r.last(),
@@ -305,7 +340,12 @@ async fn a_deployment_that_outlives_its_deadline_answers_timed_out() {
     );
     // Nothing was deployed.
     ask(&s.core, "g", Call::GetConfiguration { deployed: true });
-    wait_until(|| responses(&s.seen).len() == 3, 2_000).await;
+    eventually(
+        "responses(&s.seen).len() == 3",
+        Duration::from_secs(2),
+        || responses(&s.seen).len() == 3,
+    )
+    .await;
     assert_eq!(
         results(&Value::Vector(vec![responses(&s.seen)[2].2.clone()])),
         [(
@@ -323,13 +363,10 @@ async fn restarted_with(snapshot: Snapshot, dir: tempfile::TempDir) -> Setup {
     let s = setup_with(snapshot, dir);
     let a = agent(&s.core, 1, "a", Answer::Success);
     let b = agent(&s.core, 2, "b", Answer::Success);
-    wait_until(
-        || {
+    eventually("asked(&a).contains(&Stem::SetConfiguration) && asked(&b).contains(&Stem::SetConfiguration)", Duration::from_secs(2), || {
             asked(&a).contains(&Stem::SetConfiguration)
                 && asked(&b).contains(&Stem::SetConfiguration)
-        },
-        2_000,
-    )
+        })
     .await;
     s
 }
@@ -347,7 +384,12 @@ async fn after_a_restart_the_deployed_configuration_goes_out_again_unasked() {
     let s = restarted_with(snapshot, dir).await;
     // An internal deployment answers nobody.
     ask(&s.core, "n", Call::GetNodes);
-    wait_until(|| !responses(&s.seen).is_empty(), 2_000).await;
+    eventually(
+        "!responses(&s.seen).is_empty()",
+        Duration::from_secs(2),
+        || !responses(&s.seen).is_empty(),
+    )
+    .await;
     assert_eq!(responses(&s.seen)[0].0, "get_nodes_response");
 }
 
@@ -362,14 +404,24 @@ async fn a_newer_connection_of_an_agent_replaces_the_older() {
         name: "a".into(),
     });
     ask(&s.core, "i", Call::GetInstances);
-    wait_until(|| responses(&s.seen).len() == 1, 2_000).await;
+    eventually(
+        "responses(&s.seen).len() == 1",
+        Duration::from_secs(2),
+        || responses(&s.seen).len() == 1,
+    )
+    .await;
     assert!(responses(&s.seen)[0].2.to_json().contains("\"a\""));
     s.core.do_send(AgentGone {
         id: 2,
         name: "a".into(),
     });
     ask(&s.core, "i2", Call::GetInstances);
-    wait_until(|| responses(&s.seen).len() == 2, 2_000).await;
+    eventually(
+        "responses(&s.seen).len() == 2",
+        Duration::from_secs(2),
+        || responses(&s.seen).len() == 2,
+    )
+    .await;
     assert!(!responses(&s.seen)[1].2.to_json().contains("\"a\""));
 }
 
@@ -379,7 +431,12 @@ async fn staging_persists_before_it_answers() {
     let path = dir.path().to_owned();
     let s = setup_with(Snapshot::default(), dir);
     ask(&s.core, "s1", Call::Stage(two_agents()));
-    wait_until(|| responses(&s.seen).len() == 1, 2_000).await;
+    eventually(
+        "responses(&s.seen).len() == 1",
+        Duration::from_secs(2),
+        || responses(&s.seen).len() == 1,
+    )
+    .await;
     let saved = crate::controller::store::load(&path).expect("load");
     assert_eq!(saved.staged, Some(two_agents()));
     assert!(saved.ready.is_some() && saved.deployed.is_none());
@@ -392,7 +449,12 @@ async fn restart_goes_to_agents_that_announce_it_and_falls_back_when_they_do_not
     let b = agent_with(&s.core, 2, "b", Answer::UnknownRestart, &["restart"]);
     ask(&s.core, "s1", Call::Stage(two_agents()));
     ask(&s.core, "d1", Call::Deploy);
-    wait_until(|| responses(&s.seen).len() == 2, 2_000).await;
+    eventually(
+        "responses(&s.seen).len() == 2",
+        Duration::from_secs(2),
+        || responses(&s.seen).len() == 2,
+    )
+    .await;
     ask(
         &s.core,
         "r1",
@@ -401,7 +463,12 @@ async fn restart_goes_to_agents_that_announce_it_and_falls_back_when_they_do_not
         },
     );
     ask(&s.core, "r2", Call::Restart { nodes: vec![] });
-    wait_until(|| responses(&s.seen).len() == 4, 2_000).await;
+    eventually(
+        "responses(&s.seen).len() == 4",
+        Duration::from_secs(2),
+        || responses(&s.seen).len() == 4,
+    )
+    .await;
     let r = responses(&s.seen);
     assert_eq!(
         results(&r[2].2),
@@ -434,7 +501,12 @@ async fn a_deployments_agents_share_one_copy_of_its_configuration() {
     let b = fake_agent(&s.core, 2, "b", Answer::Success, &[], configs.clone());
     ask(&s.core, "s1", Call::Stage(two_agents()));
     ask(&s.core, "d1", Call::Deploy);
-    wait_until(|| responses(&s.seen).len() == 2, 2_000).await;
+    eventually(
+        "responses(&s.seen).len() == 2",
+        Duration::from_secs(2),
+        || responses(&s.seen).len() == 2,
+    )
+    .await;
     assert!(asked(&a).contains(&Stem::SetConfiguration));
     assert!(asked(&b).contains(&Stem::SetConfiguration));
     let seen = configs.lock().map(|c| c.clone()).unwrap_or_default();
@@ -450,7 +522,12 @@ async fn a_configuration_that_cannot_be_saved_is_refused_and_not_kept() {
     std::fs::remove_dir_all(dir).expect("rmdir");
     std::fs::write(dir, "").expect("a file in its place");
     ask(&s.core, "s1", Call::Stage(two_agents()));
-    wait_until(|| responses(&s.seen).len() == 1, 2_000).await;
+    eventually(
+        "responses(&s.seen).len() == 1",
+        Duration::from_secs(2),
+        || responses(&s.seen).len() == 1,
+    )
+    .await;
     let r = results(&responses(&s.seen)[0].2);
     assert_eq!(r.len(), 1, "{r:?}");
     assert!(!r[0].0, "{r:?}");
@@ -460,7 +537,12 @@ async fn a_configuration_that_cannot_be_saved_is_refused_and_not_kept() {
         "{error}"
     );
     ask(&s.core, "g", Call::GetConfiguration { deployed: false });
-    wait_until(|| responses(&s.seen).len() == 2, 2_000).await;
+    eventually(
+        "responses(&s.seen).len() == 2",
+        Duration::from_secs(2),
+        || responses(&s.seen).len() == 2,
+    )
+    .await;
     assert_eq!(
         results(&Value::Vector(vec![responses(&s.seen)[1].2.clone()]))[0].1,
         Some("no staged configuration available".into())
@@ -485,15 +567,12 @@ async fn a_deployment_cut_short_by_a_restart_is_finished_not_rolled_back() {
     let _s = restarted_with(snapshot, dir).await;
     // What went out, and what counts as deployed now, is the configuration
     // that was being deployed.
-    wait_until(
-        || {
+    eventually("crate::controller::store::load(&path) .ok() .and_then(|s| s.deployed) .is_some_and(|d| d.id == \"new\")", Duration::from_secs(2), || {
             crate::controller::store::load(&path)
                 .ok()
                 .and_then(|s| s.deployed)
                 .is_some_and(|d| d.id == "new")
-        },
-        2_000,
-    )
+        })
     .await;
     let saved = crate::controller::store::load(&path).expect("load");
     assert_eq!(saved.deploying, None);
@@ -508,14 +587,11 @@ async fn a_deployment_is_recorded_before_any_agent_gets_it() {
     let _b = agent(&s.core, 2, "b", Answer::Never);
     ask(&s.core, "s1", Call::Stage(two_agents()));
     ask(&s.core, "d1", Call::Deploy);
-    wait_until(
-        || {
+    eventually("crate::controller::store::load(&path) .ok() .is_some_and(|s| s.deploying.is_some() && s.deployed.is_none())", Duration::from_secs(2), || {
             crate::controller::store::load(&path)
                 .ok()
                 .is_some_and(|s| s.deploying.is_some() && s.deployed.is_none())
-        },
-        2_000,
-    )
+        })
     .await;
 }
 
@@ -525,9 +601,19 @@ async fn a_second_live_agent_with_a_name_in_use_is_refused_and_reported() {
     let first = agent(&s.core, 1, "a", Answer::Success);
     let second = agent(&s.core, 2, "a", Answer::Success);
     // The holder was asked whether it lives; it answered.
-    wait_until(|| asked(&first).contains(&Stem::GetNodes), 2_000).await;
+    eventually(
+        "asked(&first).contains(&Stem::GetNodes)",
+        Duration::from_secs(2),
+        || asked(&first).contains(&Stem::GetNodes),
+    )
+    .await;
     ask(&s.core, "n", Call::GetNodes);
-    wait_until(|| responses(&s.seen).len() == 1, 2_000).await;
+    eventually(
+        "responses(&s.seen).len() == 1",
+        Duration::from_secs(2),
+        || responses(&s.seen).len() == 1,
+    )
+    .await;
     let r = results(&responses(&s.seen)[0].2);
     assert_eq!(
         r[0].1.as_deref(),
