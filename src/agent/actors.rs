@@ -1,7 +1,6 @@
 //! The actors of the agent, one per file; `actors.md` describes how they fit.
 
 pub mod archiver;
-pub mod channel;
 pub mod connector;
 pub mod listener;
 pub mod messages;

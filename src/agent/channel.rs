@@ -1,7 +1,11 @@
 //! The node channel, as plain data: the script every node is given, the
 //! frames exchanged with it (Broker JSON over Zeek's WebSocket API), what
 //! makes a ping answer valid, and the readiness decision, a function of
-//! what the channel said and when, which the `NodeProcess` applies.
+//! what the channel said and when, which the `NodeProcess` applies. Its
+//! actor, `NodeChannel` (one WebSocket to a node), lives beside it in
+//! [`actor`].
+
+pub mod actor;
 
 use std::time::Duration;
 

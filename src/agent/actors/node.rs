@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::channel::{
+use crate::agent::channel::actor::{
     ChannelFact, ChannelReport, ChannelSpec, NodeChannel, NodeCommand, NodeCommandError,
 };
 use crate::agent::channel::{self, Answer, Facts, Join, Path, Rule, Timings, Verdict};
@@ -300,7 +300,7 @@ impl NodeProcess {
             .into_iter()
             .flatten()
         {
-            ch.do_send(super::channel::CloseChannel);
+            ch.do_send(crate::agent::channel::actor::CloseChannel);
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 use actix::prelude::*;
 
 use super::{NodeEvent, NodeProcess};
-use crate::agent::actors::channel::NodeCommand;
+use crate::agent::channel::actor::NodeCommand;
 use crate::agent::channel::{self, Join, JoinFacts, Path};
 
 impl NodeProcess {

@@ -5,7 +5,7 @@ use actix::prelude::*;
 use futures_util::future::join_all;
 
 use super::NodeSupervisor;
-use crate::agent::actors::channel::{NodeCommand, NodeCommandError};
+use crate::agent::channel::actor::{NodeCommand, NodeCommandError};
 use crate::agent::channel::Join;
 use crate::api::events::{NodeDispatchRequest, NodeDispatchResponse};
 use crate::api::types::{ApiResult, ResultData, State};
