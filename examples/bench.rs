@@ -27,7 +27,7 @@ use zeek_mgmt_agent::api::types::{
     Addr, Configuration, Instance, Node, NodeStatus, ReqId, ResultData, Role, State,
 };
 use zeek_mgmt_agent::protocol::cbor::{self, EventBody, Frame};
-use zeek_mgmt_agent::protocol::connection::{Connection, ControllerOptions};
+use zeek_mgmt_agent::protocol::to_agent::{Connection, PeerOptions};
 
 #[path = "common/mod.rs"]
 mod common;
@@ -420,7 +420,7 @@ async fn raw_client(addr: SocketAddr) -> tokio::net::TcpStream {
 }
 
 fn framed(payload: &[u8]) -> Vec<u8> {
-    zeek_mgmt_agent::protocol::connection::framed(payload)
+    zeek_mgmt_agent::protocol::to_agent::framed(payload)
 }
 
 async fn read_raw_frame(s: &mut (impl AsyncReadExt + Unpin)) -> usize {
@@ -591,7 +591,7 @@ async fn main() {
         let pid = agent.child.id();
         let mut c = None;
         if only == "get-nodes" || only == "deploy" {
-            let conn = Connection::connect(agent.addr, ControllerOptions::default())
+            let conn = Connection::connect(agent.addr, PeerOptions::default())
                 .await
                 .expect("connect");
             if only == "get-nodes" {
@@ -670,7 +670,7 @@ async fn main() {
         "< 10 MiB",
     ));
 
-    let mut c = Connection::connect(agent.addr, ControllerOptions::default())
+    let mut c = Connection::connect(agent.addr, PeerOptions::default())
         .await
         .expect("connect");
     let sizes: &[usize] = if quick {

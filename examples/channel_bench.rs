@@ -28,7 +28,7 @@ use zeek_mgmt_agent::api::events::{
 };
 use zeek_mgmt_agent::api::types::{Addr, Configuration, Instance, Node, Port, ReqId, Role, State};
 use zeek_mgmt_agent::broker::Value;
-use zeek_mgmt_agent::protocol::connection::{Connection, ControllerOptions};
+use zeek_mgmt_agent::protocol::to_agent::{Connection, PeerOptions};
 
 #[path = "common/mod.rs"]
 mod common;
@@ -258,7 +258,7 @@ async fn main() {
             "0.05".into(),
         ],
     );
-    let mut c = Connection::connect(addr, ControllerOptions::default())
+    let mut c = Connection::connect(addr, PeerOptions::default())
         .await
         .expect("agent");
 
@@ -388,7 +388,7 @@ async fn main() {
         let d = tmp.join(format!("cost-{mode}"));
         let (p, addr) = agent(&d, "agent-c", &["--node-channel".into(), mode.into()]);
         let pid = p.0.id();
-        let mut c = Connection::connect(addr, ControllerOptions::default())
+        let mut c = Connection::connect(addr, PeerOptions::default())
             .await
             .expect("agent");
         deploy_timed(&mut c, config(mode, "agent-c", workers, 300)).await;

@@ -16,7 +16,7 @@ use zeek_mgmt_agent::api::events::{
 use zeek_mgmt_agent::api::types::{
     Addr, Configuration, Instance, Node, NodeStatus, Port, ResultData, Role,
 };
-use zeek_mgmt_agent::protocol::connection::{Connection, ControllerOptions, Incoming};
+use zeek_mgmt_agent::protocol::to_agent::{Connection, Incoming, PeerOptions};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -83,9 +83,9 @@ async fn main() -> ExitCode {
         eprintln!("unknown command {c:?}: use deploy, nodes or standby");
         return ExitCode::from(2);
     }
-    let opts = ControllerOptions {
+    let opts = PeerOptions {
         endpoint: "example-controller".into(),
-        ..ControllerOptions::default()
+        ..PeerOptions::default()
     };
     let mut conn = match Connection::connect(addr.as_str(), opts).await {
         Ok(c) => c,

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use zeek_mgmt_agent::api::events::{GetNodesRequest, Request, SetConfigurationRequest};
 use zeek_mgmt_agent::api::types::{Addr, Configuration, Instance, Node, Port, ReqId, Role};
-use zeek_mgmt_agent::protocol::connection::{Connection, ControllerOptions};
+use zeek_mgmt_agent::protocol::to_agent::{Connection, PeerOptions};
 
 #[path = "common/mod.rs"]
 mod common;
@@ -159,7 +159,7 @@ async fn main() {
             let mut v = Vec::new();
             for (_, a) in &agents {
                 v.push(
-                    Connection::connect(*a, ControllerOptions::default())
+                    Connection::connect(*a, PeerOptions::default())
                         .await
                         .expect("direct"),
                 );

@@ -18,7 +18,7 @@ use crate::api::events::{
     CheckConfigurationRequest, Notification, Request, SetConfigurationRequest, Stem,
 };
 use crate::api::types::{ApiResult, MgmtRole, NodeStatus, ResultData, Role};
-use crate::protocol::connection::{ClientError, Connection, ControllerOptions, Incoming};
+use crate::protocol::to_agent::{Connection, Incoming, LinkError, PeerOptions};
 use crate::protocol::HostPort;
 
 /// Default agent address.
@@ -32,7 +32,7 @@ pub enum Error {
     Address { addr: String, reason: String },
     /// Dialling, TLS or the hello failed.
     #[error("cannot reach agent at {addr}: {source}")]
-    Unreachable { addr: String, source: ClientError },
+    Unreachable { addr: String, source: LinkError },
     /// The agent did not complete the connection in time.
     #[error("cannot reach agent at {addr}: no answer within {timeout:?}")]
     NoAnswer { addr: String, timeout: Duration },
@@ -41,7 +41,7 @@ pub enum Error {
     NeedsArguments(&'static str),
     /// The request was sent but its answer did not come.
     #[error(transparent)]
-    Request(#[from] ClientError),
+    Request(#[from] LinkError),
     /// An instance's host name that does not resolve.
     #[error("cannot resolve host {host:?} of instance {instance:?}")]
     Resolve { host: String, instance: String },
@@ -104,11 +104,11 @@ pub fn render(v: &Value) -> String {
 }
 
 async fn connect(addr: &str, opts: &ClientOptions) -> Result<Connection, Error> {
-    let co = ControllerOptions {
+    let co = PeerOptions {
         endpoint: "zeek-mgmt-client".into(),
         role: "client".into(),
         tls: opts.tls.clone(),
-        ..ControllerOptions::default()
+        ..PeerOptions::default()
     };
     match tokio::time::timeout(opts.timeout, Connection::connect(addr, co)).await {
         Ok(Ok(c)) => Ok(c),
@@ -567,7 +567,7 @@ pub async fn monitor(opts: &ClientOptions) {
                                         return;
                                     }
                                 }
-                                Ok(_) | Err(ClientError::Timeout(_)) => {}
+                                Ok(_) | Err(LinkError::Timeout(_)) => {}
                                 Err(_) => break,
                             }
                         }

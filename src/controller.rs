@@ -1,6 +1,6 @@
 //! The controller, `zeek-mgmt-controller`: Zeek's `zeek-client` drives it
 //! over WebSocket (Broker JSON, [`crate::broker`]), and it drives one agent
-//! per host over the agent protocol ([`crate::protocol::connection`]).
+//! per host over the agent protocol ([`crate::protocol::to_agent`]).
 //!
 //! - `config`: its settings, declared once (flags, environment, TOML);
 //! - `stage`: the checks of a staged configuration and the READY copy with
@@ -31,7 +31,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 
 use crate::api::types::Port;
-use crate::protocol::connection::{Connection, ControllerOptions};
+use crate::protocol::to_agent::{Connection, PeerOptions};
 use actors::agent_session::AgentSession;
 use actors::client_session::{application_name_ok, ClientIo, ClientSession, ClientSocket, Upgrade};
 use actors::core::{Core, CoreSettings};
@@ -253,7 +253,7 @@ fn pair<'a>(
 }
 
 /// The options of the controller's side of each agent connection.
-fn agent_options(config: &Config) -> Result<ControllerOptions, StartError> {
+fn agent_options(config: &Config) -> Result<PeerOptions, StartError> {
     use crate::protocol::tls;
     let identity = pair(
         &config.tls_cert,
@@ -273,14 +273,14 @@ fn agent_options(config: &Config) -> Result<ControllerOptions, StartError> {
         Some(ca) => Some(tls::client_config(ca, identity)?),
         None => None,
     };
-    Ok(ControllerOptions {
+    Ok(PeerOptions {
         endpoint: config.name.clone(),
         role: "controller".into(),
         heartbeat: config.heartbeat.as_secs(),
         hello_timeout: config.request_timeout,
         tls,
         tls_server,
-        ..ControllerOptions::default()
+        ..PeerOptions::default()
     })
 }
 

@@ -1,13 +1,13 @@
 //! What both ends of the wire agree on, used by the agent and the client
 //! alike: framing (`codec`), the CBOR frames and events (`cbor`), the
-//! controller's (or a client's) side of a connection (`connection`), and
-//! TLS 1.3 (`tls`).
+//! side of the agent's peers, controller or client, dialling or accepting
+//! an agent (`to_agent`), and TLS 1.3 (`tls`).
 
 pub mod cbor;
 pub mod codec;
-pub mod connection;
 mod host_port;
 pub mod tls;
+pub mod to_agent;
 
 pub use host_port::{HostPort, HostPortError};
 

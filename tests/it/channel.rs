@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use zeek_mgmt_agent::api::events::Notification;
 use zeek_mgmt_agent::api::types::{ApiResult, Configuration, NodeStatus, Role, State};
-use zeek_mgmt_agent::protocol::connection::Connection;
+use zeek_mgmt_agent::protocol::to_agent::Connection;
 
 use crate::support::controller::free_port;
 use crate::support::*;
@@ -138,7 +138,7 @@ fn no_http_400(agent: &Agent, nodes: &[&str]) {
 
 /// Every notification up to and including the first satisfying `f`.
 async fn notes_until(
-    c: &mut zeek_mgmt_agent::protocol::connection::Connection,
+    c: &mut zeek_mgmt_agent::protocol::to_agent::Connection,
     f: impl Fn(&Notification) -> bool,
 ) -> Vec<Notification> {
     let mut seen = Vec::new();
@@ -393,7 +393,7 @@ async fn nodes_stop_within_the_grace_and_close_their_channels() {
 }
 
 pub async fn dispatch(
-    c: &zeek_mgmt_agent::protocol::connection::Connection,
+    c: &zeek_mgmt_agent::protocol::to_agent::Connection,
     action: &[&str],
     nodes: &[&str],
 ) -> zeek_mgmt_agent::api::types::ApiResult {

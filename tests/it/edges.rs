@@ -5,7 +5,7 @@ use serde_cbor::Value;
 use zeek_mgmt_agent::api::events::Stem;
 use zeek_mgmt_agent::api::types::{Node, Role};
 use zeek_mgmt_agent::protocol::cbor::ErrorCode;
-use zeek_mgmt_agent::protocol::connection::framed;
+use zeek_mgmt_agent::protocol::to_agent::framed;
 
 use crate::support::*;
 
@@ -33,7 +33,7 @@ fn event(topic: &str, args: Vec<Value>) -> Vec<u8> {
 
 /// One running worker; returns its pid list to compare later.
 async fn baseline(
-    c: &zeek_mgmt_agent::protocol::connection::Connection,
+    c: &zeek_mgmt_agent::protocol::to_agent::Connection,
 ) -> Vec<(String, Option<i64>)> {
     assert!(
         set_config(c, cluster("base", &[("w", Role::Worker, None)]))
@@ -49,7 +49,7 @@ async fn baseline(
 }
 
 async fn unchanged(
-    c: &zeek_mgmt_agent::protocol::connection::Connection,
+    c: &zeek_mgmt_agent::protocol::to_agent::Connection,
     before: &[(String, Option<i64>)],
 ) {
     let now: Vec<_> = get_nodes(c)

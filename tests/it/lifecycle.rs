@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use zeek_mgmt_agent::api::events::Notification;
 use zeek_mgmt_agent::api::types::{Role, State};
-use zeek_mgmt_agent::protocol::connection::{ClientError, Connection, ControllerOptions};
+use zeek_mgmt_agent::protocol::to_agent::{Connection, LinkError, PeerOptions};
 
 use crate::support::*;
 
@@ -18,7 +18,7 @@ async fn connect_mode_dials_and_redials() {
     assert_eq!(agent.addr, None, "--no-listen");
     let mut c = tokio::time::timeout(
         LONG,
-        Connection::accept(&controller, ControllerOptions::default()),
+        Connection::accept(&controller, PeerOptions::default()),
     )
     .await
     .expect("dialled in time")
@@ -31,7 +31,7 @@ async fn connect_mode_dials_and_redials() {
     // The agent dials again after the controller drops it.
     let mut c = tokio::time::timeout(
         LONG,
-        Connection::accept(&controller, ControllerOptions::default()),
+        Connection::accept(&controller, PeerOptions::default()),
     )
     .await
     .expect("redialled in time")
@@ -66,7 +66,7 @@ async fn connect_mode_keeps_trying_while_the_controller_is_down() {
         .expect("rebind");
     let c = tokio::time::timeout(
         LONG,
-        Connection::accept(&controller, ControllerOptions::default()),
+        Connection::accept(&controller, PeerOptions::default()),
     )
     .await
     .expect("dialled once the controller is up")
@@ -414,7 +414,7 @@ async fn a_vanished_peer_does_not_disturb_others() {
     drop(a);
     assert!(rx.await.is_err());
     // Half a frame, then silence, from a third peer.
-    let mut half = Connection::connect(agent.addr.expect("addr"), ControllerOptions::default())
+    let mut half = Connection::connect(agent.addr.expect("addr"), PeerOptions::default())
         .await
         .expect("connect");
     half.send_raw(vec![0, 0, 0, 50, 0xa1]).expect("send");
@@ -422,6 +422,6 @@ async fn a_vanished_peer_does_not_disturb_others() {
     assert_eq!(nodes[1].node, "w");
     assert!(matches!(
         half.next_event(Duration::from_millis(100)).await,
-        Ok(_) | Err(ClientError::Timeout(_))
+        Ok(_) | Err(LinkError::Timeout(_))
     ));
 }

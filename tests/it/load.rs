@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use zeek_mgmt_agent::api::events::{GetNodesRequest, Request};
 use zeek_mgmt_agent::api::types::ReqId;
-use zeek_mgmt_agent::protocol::connection::{Connection, ControllerOptions};
+use zeek_mgmt_agent::protocol::to_agent::{Connection, PeerOptions};
 
 use crate::support::procfs::{fds, rss_kib};
 use crate::support::*;
@@ -60,7 +60,7 @@ async fn many_peers_pipelining_get_every_answer_once() {
     let mut tasks = Vec::new();
     for p in 0..PEERS {
         tasks.push(tokio::spawn(async move {
-            let c = Connection::connect(addr, ControllerOptions::default())
+            let c = Connection::connect(addr, PeerOptions::default())
                 .await
                 .expect("connect");
             let mut waiting = Vec::with_capacity(PIPELINED);
@@ -125,14 +125,14 @@ async fn connection_churn_leaves_nothing_behind() {
     let churn = tokio::spawn(async move {
         for i in 0..CYCLES {
             // connect, hello, drop
-            let c = Connection::connect(addr, ControllerOptions::default())
+            let c = Connection::connect(addr, PeerOptions::default())
                 .await
                 .expect("connect");
             drop(c);
             // connect and drop before any hello
             drop(tokio::net::TcpStream::connect(addr).await.expect("tcp"));
             // connect, hello, send a request, drop at once
-            let c = Connection::connect(addr, ControllerOptions::default())
+            let c = Connection::connect(addr, PeerOptions::default())
                 .await
                 .expect("connect");
             let _ = c.start_request(Request::GetNodes(GetNodesRequest {
@@ -200,9 +200,8 @@ impl Drop for BusyCpus {
 fn health_check(addr: std::net::SocketAddr, i: usize) -> std::io::Result<()> {
     use std::io::Write;
     use zeek_mgmt_agent::protocol::cbor::{self, EventBody, Frame, Hello};
-    let frame = |f: &Frame| {
-        zeek_mgmt_agent::protocol::connection::framed(&cbor::encode(f).expect("encode"))
-    };
+    let frame =
+        |f: &Frame| zeek_mgmt_agent::protocol::to_agent::framed(&cbor::encode(f).expect("encode"));
     let mut bytes = frame(&Frame::Hello(Hello {
         version: 1,
         endpoint: format!("health-{i}"),

@@ -9,9 +9,7 @@ use zeek_mgmt_agent::api::events::{
 };
 use zeek_mgmt_agent::api::types::{MgmtRole, Port, Role, State};
 use zeek_mgmt_agent::protocol::cbor::{self, ErrorCode, Frame, Hello};
-use zeek_mgmt_agent::protocol::connection::{
-    framed, ClientError, Connection, ControllerOptions, Incoming,
-};
+use zeek_mgmt_agent::protocol::to_agent::{framed, Connection, Incoming, LinkError, PeerOptions};
 
 use crate::support::*;
 
@@ -37,7 +35,7 @@ fn event(topic: &str, name: &str, args: Vec<Value>) -> Vec<u8> {
 async fn hello_and_check_in() {
     let agent = Agent::start(&[]);
     let addr = agent.addr.expect("addr");
-    let mut c = Connection::connect(addr, ControllerOptions::default())
+    let mut c = Connection::connect(addr, PeerOptions::default())
         .await
         .expect("connect");
     let hello = c.agent().clone();
@@ -206,7 +204,7 @@ async fn handshake_errors_close_the_connection() {
     let agent = Agent::start(&["--max-frame-bytes", "1024"]);
     let addr = agent.addr.expect("addr");
 
-    let mut opts = ControllerOptions::default();
+    let mut opts = PeerOptions::default();
     // A hello of another version.
     let s = tokio::net::TcpStream::connect(addr).await.expect("tcp");
     let code = raw_first_reply(
@@ -236,7 +234,7 @@ async fn handshake_errors_close_the_connection() {
     assert!(msg.contains("2000"), "{msg}");
     let closed = loop {
         match c.next_event(LONG).await {
-            Err(ClientError::Closed) => break true,
+            Err(LinkError::Closed) => break true,
             Err(_) => break false,
             Ok(_) => continue,
         }

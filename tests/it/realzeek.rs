@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use zeek_mgmt_agent::api::events::{CheckConfigurationRequest, Request, RestartRequest};
 use zeek_mgmt_agent::api::types::{Configuration, NodeStatus, Port, Role, State, ZeromqPorts};
-use zeek_mgmt_agent::protocol::connection::Connection;
+use zeek_mgmt_agent::protocol::to_agent::Connection;
 
 use crate::channel::{answers, dispatch, standby};
 use crate::support::controller::{free_port, Controller};

@@ -9,8 +9,8 @@ use rcgen::{
     date_time_ymd, BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType,
 };
 use tokio::net::TcpListener;
-use zeek_mgmt_agent::protocol::connection::{Connection, ControllerOptions};
 use zeek_mgmt_agent::protocol::tls;
+use zeek_mgmt_agent::protocol::to_agent::{Connection, PeerOptions};
 
 use crate::support::*;
 
@@ -79,11 +79,11 @@ fn pki() -> Pki {
     }
 }
 
-fn client_opts(p: &Pki, identity: Option<&(PathBuf, PathBuf)>) -> ControllerOptions {
+fn client_opts(p: &Pki, identity: Option<&(PathBuf, PathBuf)>) -> PeerOptions {
     let id = identity.map(|(c, k)| (c.as_path(), k.as_path()));
-    ControllerOptions {
+    PeerOptions {
         tls: Some(tls::client_config(&p.ca, id).expect("client config")),
-        ..ControllerOptions::default()
+        ..PeerOptions::default()
     }
 }
 
@@ -120,7 +120,7 @@ async fn mutual_tls_lets_in_only_clients_of_our_ca() {
         assert!(r.is_err(), "{what} must not get past the handshake");
     }
     // Plain TCP does not get in either.
-    let r = Connection::connect(addr, ControllerOptions::default()).await;
+    let r = Connection::connect(addr, PeerOptions::default()).await;
     assert!(r.is_err(), "plain TCP must not get in");
 
     // Every refusal is logged.
@@ -150,9 +150,9 @@ async fn connect_mode_verifies_the_controller() {
         ],
     );
     let server = tls::server_config(&p.server.0, &p.server.1, Some(&p.ca)).expect("server config");
-    let opts = ControllerOptions {
+    let opts = PeerOptions {
         tls_server: Some(Arc::clone(&server)),
-        ..ControllerOptions::default()
+        ..PeerOptions::default()
     };
     let mut c = tokio::time::timeout(LONG, Connection::accept(&controller, opts))
         .await
@@ -172,9 +172,9 @@ async fn connect_mode_refuses_a_controller_of_another_ca() {
     let port = controller.local_addr().expect("addr").port();
     let agent = Agent::start_dialling(port, &["--tls-ca", s(&p.ca)]);
     let server = tls::server_config(&fake.0, &fake.1, None).expect("server config");
-    let opts = ControllerOptions {
+    let opts = PeerOptions {
         tls_server: Some(server),
-        ..ControllerOptions::default()
+        ..PeerOptions::default()
     };
     let r = tokio::time::timeout(LONG, Connection::accept(&controller, opts))
         .await

@@ -13,7 +13,7 @@ use super::messages::{AgentCall, AgentGone, AgentLink, AgentUp, CallError, Close
 use crate::api::events::{Notification, Stem};
 use crate::api::types::Port;
 use crate::protocol::cbor::{ErrorCode, Frame};
-use crate::protocol::connection::{Connection, Incoming};
+use crate::protocol::to_agent::{Connection, Incoming};
 
 /// One connected agent.
 pub struct AgentSession {
@@ -254,7 +254,7 @@ mod tests {
     use crate::api::events::{NotifyAgentHello, Request, RestartRequest};
     use crate::api::types::Addr as ZeekAddr;
     use crate::protocol::cbor::{self, EventBody, Hello};
-    use crate::protocol::connection::ControllerOptions;
+    use crate::protocol::to_agent::PeerOptions;
     use crate::testing::{eventually, Probe};
 
     async fn read_frame(s: &mut TcpStream) -> Vec<u8> {
@@ -335,7 +335,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         actix_rt::spawn(fake_agent(listener));
-        let conn = Connection::connect(addr, ControllerOptions::default())
+        let conn = Connection::connect(addr, PeerOptions::default())
             .await
             .expect("connect");
         let (up, seen_up) = Probe::<AgentUp>::start();

@@ -17,7 +17,7 @@ use zeek_mgmt_agent::api::events::{
 use zeek_mgmt_agent::api::types::{
     Addr, ApiResult, Configuration, Instance, Node, NodeStatus, Port, ResultData, Role, State,
 };
-use zeek_mgmt_agent::protocol::connection::{Connection, ControllerOptions};
+use zeek_mgmt_agent::protocol::to_agent::{Connection, PeerOptions};
 
 pub const AGENT: &str = "test-agent";
 pub const SECOND: Duration = Duration::from_secs(1);
@@ -200,7 +200,7 @@ impl Agent {
 
     pub async fn connect(&self) -> Connection {
         let addr = self.addr.expect("agent listens");
-        let mut c = Connection::connect(addr, ControllerOptions::default())
+        let mut c = Connection::connect(addr, PeerOptions::default())
             .await
             .expect("connect");
         // The check-in comes first.

@@ -1,7 +1,8 @@
-//! The controller side of the protocol: connect to an agent (or accept an
-//! agent that dials in), exchange hellos, send requests and await each
-//! response by its reqid, and receive notifications. Used by the tests, the
-//! examples and operator tools; it shares the agent's codec and records.
+//! The side of the agent's peers (a controller, a client): connect to an
+//! agent (or accept an agent that dials in), exchange hellos, send requests
+//! and await each response by its reqid, and receive notifications. Used by
+//! the controller, the client, the tests and the examples; it shares the
+//! agent's codec and records.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,9 +21,9 @@ use crate::api::types::ReqId;
 use crate::protocol::cbor::{self, ErrorCode, EventBody, Frame, Hello};
 use crate::protocol::codec::{FrameCodec, FrameError, DEFAULT_MAX_FRAME_BYTES};
 
-/// A failure on the controller side.
+/// A failure of a connection to an agent, on its peer's side.
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+pub enum LinkError {
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
     #[error("the agent refused us: {code}: {message}")]
@@ -40,9 +41,9 @@ pub enum ClientError {
 /// How long the other side may take to send its hello.
 pub const DEFAULT_HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How this side introduces itself.
+/// How the agent's peer introduces itself, and how it connects.
 #[derive(Debug, Clone)]
-pub struct ControllerOptions {
+pub struct PeerOptions {
     pub endpoint: String,
     /// `controller` or `client`.
     pub role: String,
@@ -62,9 +63,9 @@ pub struct ControllerOptions {
     pub hello_timeout: Duration,
 }
 
-impl Default for ControllerOptions {
+impl Default for PeerOptions {
     fn default() -> Self {
-        ControllerOptions {
+        PeerOptions {
             endpoint: "controller".to_owned(),
             role: "controller".to_owned(),
             heartbeat: 0,
@@ -118,14 +119,14 @@ impl Drop for Connection {
 type FrameReader<R> = FramedRead<R, FrameCodec>;
 
 /// The next frame, or why there is none.
-async fn next_frame<R: AsyncRead + Unpin>(r: &mut FrameReader<R>) -> Result<Bytes, ClientError> {
+async fn next_frame<R: AsyncRead + Unpin>(r: &mut FrameReader<R>) -> Result<Bytes, LinkError> {
     match r.next().await {
         Some(Ok(frame)) => Ok(frame),
-        Some(Err(FrameError::Io(e))) => Err(ClientError::Io(e)),
+        Some(Err(FrameError::Io(e))) => Err(LinkError::Io(e)),
         Some(Err(e @ (FrameError::TooLarge { .. } | FrameError::Http { .. }))) => {
-            Err(ClientError::Protocol(e.to_string()))
+            Err(LinkError::Protocol(e.to_string()))
         }
-        None => Err(ClientError::Closed),
+        None => Err(LinkError::Closed),
     }
 }
 
@@ -139,9 +140,9 @@ pub fn framed(payload: &[u8]) -> Vec<u8> {
 }
 
 /// A frame with its length prefix, by the encoder the agent writes with.
-fn encode_frame(frame: &Frame) -> Result<Vec<u8>, ClientError> {
+fn encode_frame(frame: &Frame) -> Result<Vec<u8>, LinkError> {
     let mut buf = BytesMut::new();
-    cbor::put_frame(&mut buf, frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    cbor::put_frame(&mut buf, frame).map_err(|e| LinkError::Protocol(e.to_string()))?;
     Ok(buf.to_vec())
 }
 
@@ -149,8 +150,8 @@ impl Connection {
     /// Dials an agent and exchanges hellos.
     pub async fn connect(
         addr: impl ToSocketAddrs,
-        opts: ControllerOptions,
-    ) -> Result<Connection, ClientError> {
+        opts: PeerOptions,
+    ) -> Result<Connection, LinkError> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let remote = stream.peer_addr().ok();
@@ -164,7 +165,7 @@ impl Connection {
             None => stream.peer_addr()?.ip().to_string(),
         };
         let name = rustls_pki_types::ServerName::try_from(name)
-            .map_err(|e| ClientError::Protocol(format!("invalid server name: {e}")))?;
+            .map_err(|e| LinkError::Protocol(format!("invalid server name: {e}")))?;
         let stream = tokio_rustls::TlsConnector::from(tls)
             .connect(name, stream)
             .await?;
@@ -176,8 +177,8 @@ impl Connection {
     /// Accepts one agent dialling in (connect mode) and exchanges hellos.
     pub async fn accept(
         listener: &TcpListener,
-        opts: ControllerOptions,
-    ) -> Result<Connection, ClientError> {
+        opts: PeerOptions,
+    ) -> Result<Connection, LinkError> {
         let (stream, _) = listener.accept().await?;
         Self::accept_stream(stream, opts).await
     }
@@ -185,8 +186,8 @@ impl Connection {
     /// Exchanges hellos with an agent that dialled in on `stream`.
     pub async fn accept_stream(
         stream: TcpStream,
-        opts: ControllerOptions,
-    ) -> Result<Connection, ClientError> {
+        opts: PeerOptions,
+    ) -> Result<Connection, LinkError> {
         stream.set_nodelay(true)?;
         let remote = stream.peer_addr().ok();
         let conn = match opts.tls_server.clone() {
@@ -218,9 +219,9 @@ impl Connection {
 
     async fn handshake<S>(
         stream: S,
-        opts: ControllerOptions,
+        opts: PeerOptions,
         we_dialled: bool,
-    ) -> Result<Connection, ClientError>
+    ) -> Result<Connection, LinkError>
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
@@ -237,21 +238,21 @@ impl Connection {
         }
         let first = tokio::time::timeout(opts.hello_timeout, next_frame(&mut r))
             .await
-            .map_err(|_| ClientError::NoHello(opts.hello_timeout))??;
+            .map_err(|_| LinkError::NoHello(opts.hello_timeout))??;
         let agent = match cbor::decode(&first) {
             Ok(Frame::Hello(h)) => h,
             Ok(Frame::Error { code, message }) => {
-                return Err(ClientError::Refused {
+                return Err(LinkError::Refused {
                     code: code.as_str().to_owned(),
                     message,
                 })
             }
             Ok(other) => {
-                return Err(ClientError::Protocol(format!(
+                return Err(LinkError::Protocol(format!(
                     "expected hello, got {other:?}"
                 )))
             }
-            Err(e) => return Err(ClientError::Protocol(e.to_string())),
+            Err(e) => return Err(LinkError::Protocol(e.to_string())),
         };
         if !we_dialled {
             // A controller's port takes agents only: a client or another
@@ -267,7 +268,7 @@ impl Connection {
                 })?;
                 w.write_all(&refusal).await?;
                 w.flush().await?;
-                return Err(ClientError::Protocol(why));
+                return Err(LinkError::Protocol(why));
             }
             w.write_all(&ours).await?;
             w.flush().await?;
@@ -354,12 +355,12 @@ impl Connection {
     }
 
     /// Sends raw bytes (tests use it for malformed frames).
-    pub fn send_raw(&self, bytes: Vec<u8>) -> Result<(), ClientError> {
-        self.out.send(bytes).map_err(|_| ClientError::Closed)
+    pub fn send_raw(&self, bytes: Vec<u8>) -> Result<(), LinkError> {
+        self.out.send(bytes).map_err(|_| LinkError::Closed)
     }
 
     /// Sends a frame.
-    pub fn send_frame(&self, frame: &Frame) -> Result<(), ClientError> {
+    pub fn send_frame(&self, frame: &Frame) -> Result<(), LinkError> {
         self.send_raw(encode_frame(frame)?)
     }
 
@@ -368,7 +369,7 @@ impl Connection {
     pub fn start_request(
         &self,
         request: Request,
-    ) -> Result<oneshot::Receiver<Response>, ClientError> {
+    ) -> Result<oneshot::Receiver<Response>, LinkError> {
         let rx = self.expect_response(request.reqid().clone());
         self.send_frame(&Frame::Event {
             topic: self.topic.clone(),
@@ -388,25 +389,21 @@ impl Connection {
     }
 
     /// Sends a request and awaits its response.
-    pub async fn request(
-        &self,
-        request: Request,
-        limit: Duration,
-    ) -> Result<Response, ClientError> {
+    pub async fn request(&self, request: Request, limit: Duration) -> Result<Response, LinkError> {
         let rx = self.start_request(request)?;
         match tokio::time::timeout(limit, rx).await {
             Ok(Ok(r)) => Ok(r),
-            Ok(Err(_)) => Err(ClientError::Closed),
-            Err(_) => Err(ClientError::Timeout(limit)),
+            Ok(Err(_)) => Err(LinkError::Closed),
+            Err(_) => Err(LinkError::Timeout(limit)),
         }
     }
 
     /// The next notification, error or heartbeat; `None` once closed.
-    pub async fn next_event(&mut self, limit: Duration) -> Result<Incoming, ClientError> {
+    pub async fn next_event(&mut self, limit: Duration) -> Result<Incoming, LinkError> {
         match tokio::time::timeout(limit, self.events.recv()).await {
             Ok(Some(e)) => Ok(e),
-            Ok(None) => Err(ClientError::Closed),
-            Err(_) => Err(ClientError::Timeout(limit)),
+            Ok(None) => Err(LinkError::Closed),
+            Err(_) => Err(LinkError::Timeout(limit)),
         }
     }
 
@@ -415,7 +412,7 @@ impl Connection {
         &mut self,
         limit: Duration,
         f: impl Fn(&Notification) -> bool,
-    ) -> Result<Notification, ClientError> {
+    ) -> Result<Notification, LinkError> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -428,10 +425,7 @@ impl Connection {
     }
 
     /// The next protocol error from the agent, skipping everything else.
-    pub async fn wait_error(
-        &mut self,
-        limit: Duration,
-    ) -> Result<(ErrorCode, String), ClientError> {
+    pub async fn wait_error(&mut self, limit: Duration) -> Result<(ErrorCode, String), LinkError> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
