@@ -23,18 +23,16 @@ pub mod stage;
 pub mod store;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 
-use crate::api::types::Port;
 use crate::protocol::to_agent::{Connection, PeerOptions};
-use actors::agent_session::AgentSession;
 use actors::client_session::{application_name_ok, ClientIo, ClientSession, ClientSocket, Upgrade};
 use actors::core::{Core, CoreSettings};
+use actors::dialer::{Dialer, Sessions};
 use actors::hub::Hub;
 use actors::messages::ClientId;
 use config::Config;
@@ -337,7 +335,6 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
     let dir = config.state_dir.clone();
     let store = SyncArbiter::start(1, move || Store { dir: dir.clone() });
     let hub = Hub::default().start();
-    let sessions = Arc::new(AtomicU64::new(1));
     let options = agent_options(&config)?;
     let ws_tls = match pair(
         &config.websocket_tls_cert,
@@ -349,7 +346,6 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
         )),
         None => None,
     };
-    let heartbeat = config.heartbeat;
 
     let agent_listener = bind(config.listen_addr, config.listen_port, !config.no_listen).await?;
     let ws_listener = bind(
@@ -374,53 +370,35 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
         },
         dial_interval: config.dial_interval,
     };
-    let core = Core::create(|ctx| {
-        let me = ctx.address();
-        let (opts, ids) = (options.clone(), Arc::clone(&sessions));
-        let dial: actors::core::Dial = Box::new(move |name: String, addr: String, port: Port| {
-            let (opts, me, ids) = (opts.clone(), me.clone(), Arc::clone(&ids));
-            actix_rt::spawn(async move {
-                match Connection::connect(addr.as_str(), opts).await {
-                    Ok(conn) => {
-                        let id = ids.fetch_add(1, Ordering::Relaxed);
-                        AgentSession::new(
-                            conn,
-                            id,
-                            Some(port),
-                            me.clone().recipient(),
-                            me.recipient(),
-                            heartbeat,
-                        )
-                        .start();
-                    }
-                    Err(e) => tracing::debug!(agent = %name, "dial {addr}: {e}"),
-                }
-            });
-        });
-        Core::new(settings, hub.clone(), store, snapshot, dial)
-    });
+    // The core and the dialer know each other: the core's address comes
+    // first, from its context.
+    let core_context = Context::<Core>::new();
+    let core_addr = core_context.address();
+    let sessions = Sessions::new(
+        options,
+        core_addr.clone().recipient(),
+        core_addr.recipient(),
+        config.heartbeat,
+    );
+    let dialer = Dialer::new(sessions.clone()).start();
+    let core = core_context.run(Core::new(
+        settings,
+        hub.clone(),
+        store,
+        snapshot,
+        dialer.recipient(),
+    ));
 
     let agent_addr = agent_listener.as_ref().and_then(|l| l.local_addr().ok());
     if let Some(listener) = agent_listener {
-        let (core, ids) = (core.clone(), Arc::clone(&sessions));
+        let sessions = sessions.clone();
         actix_rt::spawn(async move {
             loop {
                 let (stream, peer) = accept(&listener).await;
-                let (core, opts, ids) = (core.clone(), options.clone(), Arc::clone(&ids));
+                let sessions = sessions.clone();
                 actix_rt::spawn(async move {
-                    match Connection::accept_stream(stream, opts).await {
-                        Ok(conn) => {
-                            let id = ids.fetch_add(1, Ordering::Relaxed);
-                            AgentSession::new(
-                                conn,
-                                id,
-                                None,
-                                core.clone().recipient(),
-                                core.recipient(),
-                                heartbeat,
-                            )
-                            .start();
-                        }
+                    match Connection::accept_stream(stream, sessions.options()).await {
+                        Ok(conn) => sessions.open(conn, None),
                         Err(e) => tracing::info!("agent connection from {peer} failed: {e}"),
                     }
                 });
@@ -484,7 +462,7 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
                 .listen(false)
                 .start()
                 .map_err(StartError::LocalAgent)?;
-            let id = sessions.fetch_add(1, Ordering::Relaxed);
+            let id = sessions.next_id();
             actors::local_agent::LocalAgent::new(
                 agent.clone(),
                 id,

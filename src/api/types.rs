@@ -21,6 +21,12 @@ impl fmt::Display for ReqId {
     }
 }
 
+impl AsRef<str> for ReqId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl From<&str> for ReqId {
     fn from(s: &str) -> Self {
         ReqId(s.to_owned())

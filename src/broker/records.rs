@@ -26,9 +26,9 @@ pub struct BrokerResult {
 
 impl BrokerResult {
     /// A result of the controller's own (no instance, no node).
-    pub fn ok(reqid: &str) -> Self {
+    pub fn ok(reqid: impl AsRef<str>) -> Self {
         BrokerResult {
-            reqid: reqid.to_owned(),
+            reqid: reqid.as_ref().to_owned(),
             success: true,
             instance: None,
             data: None,
@@ -38,7 +38,7 @@ impl BrokerResult {
     }
 
     /// A failure of the controller's own.
-    pub fn failure(reqid: &str, error: impl Into<String>) -> Self {
+    pub fn failure(reqid: impl AsRef<str>, error: impl Into<String>) -> Self {
         BrokerResult {
             success: false,
             error: Some(error.into()),

@@ -4,6 +4,7 @@
 pub mod agent_session;
 pub mod client_session;
 pub mod core;
+pub mod dialer;
 pub mod hub;
 pub mod local_agent;
 pub mod messages;

@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::types::{Configuration, Instance};
+use crate::api::types::{Configuration, Instance, ReqId};
 use crate::broker::records::BrokerResult;
+use crate::controller::requests::Stem;
 
 /// A client request about nodes, answered by the agents that run them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,10 +17,10 @@ pub enum NodeAsk {
 
 impl NodeAsk {
     /// The stem of the client's events.
-    pub fn stem(self) -> &'static str {
+    pub fn stem(self) -> Stem {
         match self {
-            NodeAsk::Restart => "restart",
-            NodeAsk::GetIdValue => "get_id_value",
+            NodeAsk::Restart => Stem::Restart,
+            NodeAsk::GetIdValue => Stem::GetIdValue,
         }
     }
 
@@ -41,7 +42,7 @@ impl NodeAsk {
     }
 
     /// What an agent that cannot be asked answers for each of `nodes`.
-    pub fn unsupported(self, reqid: &str, agent: &str, nodes: &[String]) -> Vec<BrokerResult> {
+    pub fn unsupported(self, reqid: &ReqId, agent: &str, nodes: &[String]) -> Vec<BrokerResult> {
         nodes
             .iter()
             .map(|n| {
@@ -84,7 +85,7 @@ pub struct NodePlan {
 /// nothing to ask, or nobody to ask it of.
 pub fn node_request(
     ask: NodeAsk,
-    reqid: &str,
+    reqid: &ReqId,
     nodes: &[String],
     deployed: Option<&Configuration>,
     any_known: bool,
@@ -239,9 +240,16 @@ mod tests {
     #[test]
     fn a_restart_with_nothing_to_restart_is_answered_at_once() {
         let plan = |deployed, known| {
-            node_request(NodeAsk::Restart, "r", &[], deployed, known, &[])
-                .map(|_| ())
-                .map_err(|r| errors(&r)[0].1.map(str::to_owned))
+            node_request(
+                NodeAsk::Restart,
+                &ReqId::from("r"),
+                &[],
+                deployed,
+                known,
+                &[],
+            )
+            .map(|_| ())
+            .map_err(|r| errors(&r)[0].1.map(str::to_owned))
         };
         assert_eq!(
             plan(None, false),
@@ -251,7 +259,7 @@ mod tests {
             plan(None, true),
             Err(Some("no active cluster deployment".into()))
         );
-        let r = node_request(NodeAsk::GetIdValue, "r", &[], None, true, &[]);
+        let r = node_request(NodeAsk::GetIdValue, &ReqId::from("r"), &[], None, true, &[]);
         assert_eq!(
             r.map_err(|r| errors(&r)[0].1.map(str::to_owned)),
             Err(Some("no cluster deployed".into()))
@@ -267,8 +275,15 @@ mod tests {
             agent("c", false, true),
         ];
         let nodes = vec!["bogus".to_owned(), "w1".to_owned(), "w2".to_owned()];
-        let plan =
-            node_request(NodeAsk::Restart, "r", &nodes, Some(&c), true, &agents).expect("a plan");
+        let plan = node_request(
+            NodeAsk::Restart,
+            &ReqId::from("r"),
+            &nodes,
+            Some(&c),
+            true,
+            &agents,
+        )
+        .expect("a plan");
         assert_eq!(plan.valid, ["w1", "w2"]);
         assert_eq!(plan.asks, [("a".to_owned(), vec!["w1".to_owned()])]);
         assert_eq!(
@@ -281,7 +296,7 @@ mod tests {
         // Only unknown nodes: their failures are the answer.
         let only = node_request(
             NodeAsk::Restart,
-            "r",
+            &ReqId::from("r"),
             &["x".into()],
             Some(&c),
             true,
@@ -294,7 +309,7 @@ mod tests {
         // Nobody ready: the deadline's words, now.
         let none = node_request(
             NodeAsk::GetIdValue,
-            "r",
+            &ReqId::from("r"),
             &[],
             Some(&c),
             true,

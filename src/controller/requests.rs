@@ -1,7 +1,7 @@
 //! The client API (`Management::Controller::API::*`): each request event
 //! read into a [`Call`], and each response written as its event.
 
-use crate::api::types::Configuration;
+use crate::api::types::{Configuration, ReqId};
 use crate::broker::message::{DataMessage, Event, CONTROLLER_TOPIC};
 use crate::broker::records::read_configuration;
 use crate::broker::Value;
@@ -34,41 +34,94 @@ pub enum Call {
 }
 
 impl Call {
-    /// The stem of its events (`get_nodes`).
-    pub fn stem(&self) -> &'static str {
+    /// The stem of its events.
+    pub fn stem(&self) -> Stem {
         match self {
-            Call::GetInstances => "get_instances",
-            Call::Stage(_) => "stage_configuration",
-            Call::GetConfiguration { .. } => "get_configuration",
-            Call::Deploy => "deploy",
-            Call::GetNodes => "get_nodes",
-            Call::GetIdValue { .. } => "get_id_value",
-            Call::Restart { .. } => "restart",
-            Call::TestTimeout { .. } => "test_timeout",
-            Call::Check(_) => "check_configuration",
+            Call::GetInstances => Stem::GetInstances,
+            Call::Stage(_) => Stem::StageConfiguration,
+            Call::GetConfiguration { .. } => Stem::GetConfiguration,
+            Call::Deploy => Stem::Deploy,
+            Call::GetNodes => Stem::GetNodes,
+            Call::GetIdValue { .. } => Stem::GetIdValue,
+            Call::Restart { .. } => Stem::Restart,
+            Call::TestTimeout { .. } => Stem::TestTimeout,
+            Call::Check(_) => Stem::CheckConfiguration,
         }
     }
 }
 
-/// The stems of the requests, each with its argument count (reqid
-/// included).
-const REQUESTS: &[(&str, usize)] = &[
-    ("get_instances", 1),
-    ("stage_configuration", 2),
-    ("get_configuration", 2),
-    ("deploy", 1),
-    ("get_nodes", 1),
-    ("get_id_value", 3),
-    ("restart", 2),
-    ("test_timeout", 2),
-    ("check_configuration", 2),
-];
+/// The client API's requests, each named by the stem of its two events
+/// (`get_nodes` of `get_nodes_request` and `get_nodes_response`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stem {
+    GetInstances,
+    StageConfiguration,
+    GetConfiguration,
+    Deploy,
+    GetNodes,
+    GetIdValue,
+    Restart,
+    TestTimeout,
+    CheckConfiguration,
+}
+
+impl Stem {
+    pub const ALL: [Stem; 9] = [
+        Stem::GetInstances,
+        Stem::StageConfiguration,
+        Stem::GetConfiguration,
+        Stem::Deploy,
+        Stem::GetNodes,
+        Stem::GetIdValue,
+        Stem::Restart,
+        Stem::TestTimeout,
+        Stem::CheckConfiguration,
+    ];
+
+    /// `get_nodes`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stem::GetInstances => "get_instances",
+            Stem::StageConfiguration => "stage_configuration",
+            Stem::GetConfiguration => "get_configuration",
+            Stem::Deploy => "deploy",
+            Stem::GetNodes => "get_nodes",
+            Stem::GetIdValue => "get_id_value",
+            Stem::Restart => "restart",
+            Stem::TestTimeout => "test_timeout",
+            Stem::CheckConfiguration => "check_configuration",
+        }
+    }
+
+    /// The request's argument count, reqid included.
+    fn arguments(self) -> usize {
+        match self {
+            Stem::GetInstances | Stem::Deploy | Stem::GetNodes => 1,
+            Stem::GetIdValue => 3,
+            Stem::StageConfiguration
+            | Stem::GetConfiguration
+            | Stem::Restart
+            | Stem::TestTimeout
+            | Stem::CheckConfiguration => 2,
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Stem> {
+        Stem::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+impl std::fmt::Display for Stem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// What an event on the controller's topic is.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
     /// A request: its reqid and what it asks.
-    Request(String, Call),
+    Request(ReqId, Call),
     /// A response of the API (another client's business): nothing to do.
     Response,
 }
@@ -80,28 +133,28 @@ pub fn read(event: &Event) -> Result<Incoming, String> {
         return Err(format!("unknown event {:?}", event.name));
     };
     if let Some(stem) = name.strip_suffix("_response") {
-        if REQUESTS.iter().any(|(s, _)| *s == stem) {
+        if Stem::from_name(stem).is_some() {
             return Ok(Incoming::Response);
         }
     }
     let stem = name
         .strip_suffix("_request")
+        .and_then(Stem::from_name)
         .ok_or_else(|| format!("unknown event {:?}", event.name))?;
-    let (_, count) = REQUESTS
-        .iter()
-        .find(|(s, _)| *s == stem)
-        .ok_or_else(|| format!("unknown event {:?}", event.name))?;
-    if event.args.len() != *count {
+    let count = stem.arguments();
+    if event.args.len() != count {
         return Err(format!(
             "{} takes {count} arguments, got {}",
             event.name,
             event.args.len()
         ));
     }
-    let reqid = event.args[0]
-        .as_str()
-        .ok_or("the reqid must be a string")?
-        .to_owned();
+    let reqid = ReqId(
+        event.args[0]
+            .as_str()
+            .ok_or("the reqid must be a string")?
+            .to_owned(),
+    );
     let boolean = |v: &Value| match v {
         Value::Boolean(b) => Ok(*b),
         other => Err(format!("expected a boolean, got {}", other.type_name())),
@@ -121,25 +174,25 @@ pub fn read(event: &Event) -> Result<Incoming, String> {
         Ok(out)
     };
     let call = match stem {
-        "get_instances" => Call::GetInstances,
-        "stage_configuration" => Call::Stage(read_configuration(&event.args[1])?),
-        "get_configuration" => Call::GetConfiguration {
+        Stem::GetInstances => Call::GetInstances,
+        Stem::StageConfiguration => Call::Stage(read_configuration(&event.args[1])?),
+        Stem::GetConfiguration => Call::GetConfiguration {
             deployed: boolean(&event.args[1])?,
         },
-        "deploy" => Call::Deploy,
-        "get_nodes" => Call::GetNodes,
-        "get_id_value" => Call::GetIdValue {
+        Stem::Deploy => Call::Deploy,
+        Stem::GetNodes => Call::GetNodes,
+        Stem::GetIdValue => Call::GetIdValue {
             id: event.args[1]
                 .as_str()
                 .ok_or("the identifier must be a string")?
                 .to_owned(),
             nodes: names(&event.args[2])?,
         },
-        "restart" => Call::Restart {
+        Stem::Restart => Call::Restart {
             nodes: names(&event.args[1])?,
         },
-        "check_configuration" => Call::Check(read_configuration(&event.args[1])?),
-        _ => Call::TestTimeout {
+        Stem::CheckConfiguration => Call::Check(read_configuration(&event.args[1])?),
+        Stem::TestTimeout => Call::TestTimeout {
             with_state: boolean(&event.args[1])?,
         },
     };
@@ -148,12 +201,12 @@ pub fn read(event: &Event) -> Result<Incoming, String> {
 
 /// The response event `<stem>_response(reqid, arg)` on the controller's
 /// topic.
-pub fn response(stem: &str, reqid: &str, arg: Value) -> DataMessage {
+pub fn response(stem: Stem, reqid: &ReqId, arg: Value) -> DataMessage {
     DataMessage {
         topic: CONTROLLER_TOPIC.to_owned(),
         value: Event {
             name: format!("{PREFIX}{stem}_response"),
-            args: vec![Value::string(reqid), arg],
+            args: vec![Value::string(&reqid.0), arg],
         }
         .into_value(),
     }
@@ -212,8 +265,20 @@ mod tests {
                 Call::TestTimeout { with_state: false },
             ),
         ] {
-            assert_eq!(read(&e), Ok(Incoming::Request("r1".into(), call)), "{e:?}");
+            assert_eq!(
+                read(&e),
+                Ok(Incoming::Request(ReqId("r1".into()), call)),
+                "{e:?}"
+            );
         }
+    }
+
+    #[test]
+    fn each_stem_is_named_by_its_events() {
+        for stem in Stem::ALL {
+            assert_eq!(Stem::from_name(stem.name()), Some(stem));
+        }
+        assert_eq!(Stem::from_name("test_noop"), None);
     }
 
     #[test]

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::messages::{AgentCall, AgentGone, AgentLink, AgentUp, CallError, CloseAgent};
+use super::messages::{
+    AgentCall, AgentConnId, AgentGone, AgentLink, AgentUp, CallError, CloseAgent,
+};
 use crate::api::events::{Notification, Stem};
 use crate::api::types::Port;
 use crate::protocol::cbor::{ErrorCode, Frame};
@@ -18,7 +20,7 @@ use crate::protocol::to_agent::{Connection, Incoming};
 /// One connected agent.
 pub struct AgentSession {
     conn: Connection,
-    id: u64,
+    id: AgentConnId,
     /// The address observed on the connection.
     host: IpAddr,
     /// Set when the controller dialled the agent.
@@ -38,7 +40,7 @@ pub struct AgentSession {
 impl AgentSession {
     pub fn new(
         conn: Connection,
-        id: u64,
+        id: AgentConnId,
         listen_port: Option<Port>,
         core: Recipient<AgentUp>,
         gone: Recipient<AgentGone>,
@@ -340,7 +342,8 @@ mod tests {
             .expect("connect");
         let (up, seen_up) = Probe::<AgentUp>::start();
         let (gone, _) = Probe::<AgentGone>::start();
-        let session = AgentSession::new(conn, 1, None, up, gone, Duration::ZERO).start();
+        let session =
+            AgentSession::new(conn, AgentConnId(1), None, up, gone, Duration::ZERO).start();
         eventually("seen_up.len() == 1", Duration::from_secs(5), || {
             seen_up.len() == 1
         })

@@ -15,6 +15,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::hub::{Hub, Join, Leave};
 use super::messages::{ClientId, Publish, SendText};
+use crate::api::types::ReqId;
 use crate::broker::message::{
     ack, parse_subscriptions, DataMessage, ErrorFrame, Event, CONTROLLER_TOPIC,
 };
@@ -24,7 +25,7 @@ use crate::controller::requests::{self, Incoming};
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ClientRequest {
-    pub reqid: String,
+    pub reqid: ReqId,
     pub call: requests::Call,
 }
 

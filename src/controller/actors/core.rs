@@ -14,14 +14,15 @@ use actix::prelude::*;
 use super::client_session::ClientRequest;
 use super::hub::Hub;
 use super::messages::{
-    AgentCall, AgentGone, AgentLink, AgentUp, Ask, CallError, CloseAgent, Publish,
+    AgentCall, AgentConnId, AgentGone, AgentLink, AgentUp, Ask, CallError, CloseAgent, DialAgent,
+    Publish,
 };
 use crate::api::events::{NodeDispatchRequest, Request, Response, RestartRequest};
 use crate::api::types::{Configuration, Instance, Port, ReqId};
 use crate::broker::records::{self, BrokerResult};
 use crate::broker::Value;
 use crate::controller::plan::NodeAsk;
-use crate::controller::requests::{response, Call};
+use crate::controller::requests::{response, Call, Stem};
 use crate::controller::stage::{self, PortPolicy};
 use crate::controller::store::{Save, Snapshot, Store};
 
@@ -42,7 +43,7 @@ pub struct CoreSettings {
 
 /// A connected agent that checked in.
 struct Known {
-    id: u64,
+    id: AgentConnId,
     host: IpAddr,
     peer: Option<std::net::SocketAddr>,
     listen_port: Option<Port>,
@@ -52,7 +53,7 @@ struct Known {
 
 /// The one deployment in progress.
 struct Deployment {
-    reqid: String,
+    reqid: ReqId,
     /// Internal deployments (after a restart, an agent's return) answer
     /// nobody.
     internal: bool,
@@ -70,7 +71,7 @@ struct Deployment {
 
 /// A client request gathering one answer per agent.
 struct Gather {
-    stem: &'static str,
+    stem: Stem,
     /// The act its completion is logged as, in one sentence (a restart's
     /// "restarted"); reads are not logged.
     act: Option<&'static str>,
@@ -82,16 +83,12 @@ struct Gather {
     deadline: Option<SpawnHandle>,
 }
 
-/// Starts a dial of an agent that listens; the core hands it the
-/// instance's name, address and port.
-pub type Dial = Box<dyn Fn(String, String, Port) + Send>;
-
 /// The controller's state.
 pub struct Core {
     settings: CoreSettings,
     hub: Addr<Hub>,
     store: Addr<Store>,
-    dial: Dial,
+    dial: Recipient<DialAgent>,
     staged: Option<Configuration>,
     ready: Option<Configuration>,
     deployed: Option<Configuration>,
@@ -102,7 +99,7 @@ pub struct Core {
     welcomed: BTreeSet<String>,
     dialers: HashMap<String, SpawnHandle>,
     pending: Option<Deployment>,
-    gathers: HashMap<String, Gather>,
+    gathers: HashMap<ReqId, Gather>,
     /// Names claimed by a second live agent: the refusal, and when it was
     /// last made.
     claims: BTreeMap<String, (String, std::time::Instant)>,
@@ -116,7 +113,7 @@ impl Core {
         hub: Addr<Hub>,
         store: Addr<Store>,
         snapshot: Snapshot,
-        dial: Dial,
+        dial: Recipient<DialAgent>,
     ) -> Self {
         Core {
             settings,
@@ -138,7 +135,7 @@ impl Core {
         }
     }
 
-    fn publish(&self, stem: &str, reqid: &str, arg: Value) {
+    fn publish(&self, stem: Stem, reqid: &ReqId, arg: Value) {
         tracing::debug!("tx {stem}_response {reqid}");
         self.hub.do_send(Publish {
             message: response(stem, reqid, arg),
@@ -146,7 +143,7 @@ impl Core {
         });
     }
 
-    fn answer(&self, stem: &str, reqid: &str, results: &[BrokerResult]) {
+    fn answer(&self, stem: Stem, reqid: &ReqId, results: &[BrokerResult]) {
         self.publish(stem, reqid, records::results(results));
     }
 
@@ -220,17 +217,9 @@ impl Core {
         }));
     }
 
-    fn call_error(agent: &str, e: CallError) -> String {
-        match e {
-            CallError::Lost => format!("lost connection to agent {agent}"),
-            CallError::TimedOut => "request timed out".to_owned(),
-            CallError::Unsupported => format!("agent {agent} does not know the request"),
-        }
-    }
-
     // ---- client requests ----
 
-    fn on_request(&mut self, reqid: String, call: Call, ctx: &mut Context<Self>) {
+    fn on_request(&mut self, reqid: ReqId, call: Call, ctx: &mut Context<Self>) {
         match call {
             Call::GetInstances => {
                 let list: Vec<Value> = self
@@ -245,7 +234,7 @@ impl Core {
                     })
                     .collect();
                 let r = BrokerResult::ok(&reqid).with_data(Value::Vector(list));
-                self.publish("get_instances", &reqid, r.to_value());
+                self.publish(Stem::GetInstances, &reqid, r.to_value());
             }
             Call::Stage(config) => self.stage(reqid, config, ctx),
             Call::GetConfiguration { deployed } => {
@@ -260,7 +249,7 @@ impl Core {
                         BrokerResult::failure(&reqid, format!("no {what} configuration available"))
                     }
                 };
-                self.publish("get_configuration", &reqid, r.to_value());
+                self.publish(Stem::GetConfiguration, &reqid, r.to_value());
             }
             Call::Deploy => self.deploy(reqid, false, ctx),
             Call::GetNodes => self.get_nodes(reqid, ctx),
@@ -284,7 +273,7 @@ impl Core {
                 if with_state {
                     ctx.run_later(self.settings.request_timeout, move |act, _| {
                         let r = BrokerResult::failure(&reqid, "request timed out");
-                        act.publish("test_timeout", &reqid, r.to_value());
+                        act.publish(Stem::TestTimeout, &reqid, r.to_value());
                     });
                 } else {
                     tracing::info!("test_timeout_request {reqid} without state: no answer");
@@ -295,7 +284,7 @@ impl Core {
 
     /// `Err`: the refusals of a configuration that cannot be staged, as
     /// staging answers them (the dry run too).
-    fn stageable(&self, reqid: &str, config: &Configuration) -> Result<(), Vec<BrokerResult>> {
+    fn stageable(&self, reqid: &ReqId, config: &Configuration) -> Result<(), Vec<BrokerResult>> {
         let problems = stage::problems(config, &self.settings.policy);
         if problems.is_empty() {
             return Ok(());
@@ -306,9 +295,9 @@ impl Core {
             .collect())
     }
 
-    fn stage(&mut self, reqid: String, config: Configuration, ctx: &mut Context<Self>) {
+    fn stage(&mut self, reqid: ReqId, config: Configuration, ctx: &mut Context<Self>) {
         if let Err(refusals) = self.stageable(&reqid, &config) {
-            return self.answer("stage_configuration", &reqid, &refusals);
+            return self.answer(Stem::StageConfiguration, &reqid, &refusals);
         }
         let ready = stage::ready(&config, &self.known_hosts(), &self.settings.policy);
         let id = config.id.clone();
@@ -327,7 +316,7 @@ impl Core {
                     BrokerResult::failure(&reqid, format!("configuration not staged: {e}"))
                 }
             };
-            act.answer("stage_configuration", &reqid, &[r]);
+            act.answer(Stem::StageConfiguration, &reqid, &[r]);
         });
     }
 }
@@ -356,7 +345,7 @@ impl Actor for Core {
         // deployed when the controller stopped) goes out again as
         // its agents check in.
         if self.deployed.is_some() || self.deploying.is_some() {
-            self.deploy(Self::sub_reqid().0, true, ctx);
+            self.deploy(Self::sub_reqid(), true, ctx);
         }
     }
 }

@@ -11,7 +11,9 @@ use std::net::IpAddr;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::messages::{AgentCall, AgentGone, AgentLink, AgentUp, CallError, CloseAgent};
+use super::messages::{
+    AgentCall, AgentConnId, AgentGone, AgentLink, AgentUp, CallError, CloseAgent,
+};
 use crate::agent::actors::messages::Outbound;
 use crate::agent::{AgentHandle, LocalPeer, FEATURES};
 use crate::api::events::{Response, API_VERSION};
@@ -19,7 +21,7 @@ use crate::api::events::{Response, API_VERSION};
 pub struct LocalAgent {
     agent: AgentHandle,
     peer: Option<LocalPeer>,
-    id: u64,
+    id: AgentConnId,
     core: Recipient<AgentUp>,
     gone: Recipient<AgentGone>,
     /// Calls waiting for their responses, by reqid.
@@ -29,7 +31,7 @@ pub struct LocalAgent {
 impl LocalAgent {
     pub fn new(
         agent: AgentHandle,
-        id: u64,
+        id: AgentConnId,
         core: Recipient<AgentUp>,
         gone: Recipient<AgentGone>,
     ) -> Self {

@@ -11,15 +11,29 @@ use crate::api::types::{Configuration, Port, ReqId};
 use crate::broker::message::DataMessage;
 
 /// Why a sub-request to an agent got no response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
     /// The connection ended first.
+    #[error("lost connection to the agent")]
     Lost,
     /// The deadline passed first.
+    #[error("request timed out")]
     TimedOut,
     /// The agent answered `unknown-event`: it does not implement the
     /// request after all.
+    #[error("the agent does not know the request")]
     Unsupported,
+}
+
+impl CallError {
+    /// The error as a Result of `agent` words it for zeek-client.
+    pub fn of_agent(self, agent: &str) -> String {
+        match self {
+            CallError::Lost => format!("lost connection to agent {agent}"),
+            CallError::TimedOut => self.to_string(),
+            CallError::Unsupported => format!("agent {agent} does not know the request"),
+        }
+    }
 }
 
 /// A sub-request to one agent; answered exactly once.
@@ -90,12 +104,32 @@ pub struct AgentLink {
     pub close: Recipient<CloseAgent>,
 }
 
+/// An agent connection's number, unique for the controller's life: which
+/// of two connections under one name is which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AgentConnId(pub u64);
+
+impl std::fmt::Display for AgentConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Dial an agent that listens (an instance with a port); a connection
+/// made becomes an `AgentSession`, which checks in with `AgentUp`.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[rtype(result = "()")]
+pub struct DialAgent {
+    pub name: String,
+    pub addr: String,
+    pub port: Port,
+}
+
 /// An agent checked in (`notify_agent_hello`).
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct AgentUp {
-    /// The connection's number, unique for the controller's life.
-    pub id: u64,
+    pub id: AgentConnId,
     pub name: String,
     pub api_version: u64,
     /// The address observed on the connection.
@@ -113,7 +147,7 @@ pub struct AgentUp {
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct AgentGone {
-    pub id: u64,
+    pub id: AgentConnId,
     pub name: String,
 }
 

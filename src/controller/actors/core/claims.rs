@@ -6,6 +6,8 @@
 //! replaces it.
 
 use std::net::SocketAddr;
+
+use crate::api::types::ReqId;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -69,7 +71,7 @@ impl Core {
     }
 
     /// The refusals still worth reporting, as failures of `reqid`.
-    pub(super) fn claim_errors(&mut self, reqid: &str) -> Vec<BrokerResult> {
+    pub(super) fn claim_errors(&mut self, reqid: &ReqId) -> Vec<BrokerResult> {
         self.claims.retain(|_, (_, at)| at.elapsed() < REPORTED_FOR);
         self.claims
             .values()

@@ -6,16 +6,17 @@ use actix::prelude::*;
 
 use super::{sorted, Core, Deployment};
 use crate::api::events::{AgentStandbyRequest, AgentWelcomeRequest, Request};
-use crate::api::types::{Configuration, Instance, Port};
+use crate::api::types::{Configuration, Instance, Port, ReqId};
 use crate::broker::records::BrokerResult;
 use crate::broker::Value;
-use crate::controller::actors::messages::Ask;
+use crate::controller::actors::messages::{Ask, DialAgent};
 use crate::controller::answers;
 use crate::controller::plan;
+use crate::controller::requests::Stem;
 use crate::controller::stage;
 
 impl Core {
-    pub(super) fn deploy(&mut self, reqid: String, internal: bool, ctx: &mut Context<Self>) {
+    pub(super) fn deploy(&mut self, reqid: ReqId, internal: bool, ctx: &mut Context<Self>) {
         let source = if internal {
             self.deploying.as_ref().or(self.deployed.as_ref())
         } else {
@@ -24,7 +25,7 @@ impl Core {
         let Some(config) = source.cloned() else {
             if !internal {
                 let r = BrokerResult::failure(&reqid, "no configuration available to deploy");
-                self.answer("deploy", &reqid, &[r]);
+                self.answer(Stem::Deploy, &reqid, &[r]);
             }
             return;
         };
@@ -34,7 +35,7 @@ impl Core {
                     &reqid,
                     format!("earlier deployment {} still pending", p.reqid),
                 );
-                self.answer("deploy", &reqid, &[r]);
+                self.answer(Stem::Deploy, &reqid, &[r]);
             }
             return;
         }
@@ -51,7 +52,7 @@ impl Core {
                     if let Err(e) = saved {
                         all.insert(0, Self::unrecorded(&reqid, &e));
                     }
-                    act.answer("deploy", &reqid, &all);
+                    act.answer(Stem::Deploy, &reqid, &all);
                 });
             }
             return;
@@ -96,7 +97,9 @@ impl Core {
                         let mut all = sorted(std::mem::take(&mut p.results));
                         all.extend(silent.iter().map(|s| BrokerResult::failure(&reqid, s)));
                         all.push(BrokerResult::failure(&reqid, "request timed out"));
-                        act.persist_then(ctx, move |act, _, _| act.answer("deploy", &reqid, &all));
+                        act.persist_then(ctx, move |act, _, _| {
+                            act.answer(Stem::Deploy, &reqid, &all)
+                        });
                     }
                 }
             }
@@ -156,10 +159,11 @@ impl Core {
         }
         .to_string();
         let name = name.to_owned();
-        (self.dial)(name.clone(), addr.clone(), port);
+        let dial = DialAgent { name, addr, port };
+        self.dial.do_send(dial.clone());
         let handle = ctx.run_interval(self.settings.dial_interval, move |act, _| {
-            if !act.known.contains_key(&name) {
-                (act.dial)(name.clone(), addr.clone(), port);
+            if !act.known.contains_key(&dial.name) {
+                act.dial.do_send(dial.clone());
             }
         });
         self.dialers.insert(inst.name.clone(), handle);
@@ -220,7 +224,7 @@ impl Core {
         }
         let Some(p) = &mut self.pending else {
             if self.deployed.is_some() {
-                self.deploy(Self::sub_reqid().0, true, ctx);
+                self.deploy(Self::sub_reqid(), true, ctx);
             }
             return;
         };
@@ -247,11 +251,7 @@ impl Core {
                 }
                 let results = match outcome {
                     Ok(resp) => answers::set_configuration(&subid.0, &resp.result),
-                    Err(e) => vec![answers::agent_failed(
-                        &subid.0,
-                        &agent,
-                        &Self::call_error(&agent, e),
-                    )],
+                    Err(e) => vec![answers::agent_failed(&subid.0, &agent, &e.of_agent(&agent))],
                 };
                 act.deployed_to(&r, &agent, results, ctx);
             });
@@ -260,12 +260,12 @@ impl Core {
 
     fn deployed_to(
         &mut self,
-        reqid: &str,
+        reqid: &ReqId,
         agent: &str,
         mut results: Vec<BrokerResult>,
         ctx: &mut Context<Self>,
     ) {
-        let Some(p) = self.pending.as_mut().filter(|p| p.reqid == reqid) else {
+        let Some(p) = self.pending.as_mut().filter(|p| p.reqid == *reqid) else {
             tracing::info!("late answer of agent {agent} to deployment {reqid} dropped");
             return;
         };
@@ -318,13 +318,13 @@ impl Core {
                 all.insert(at, Self::unrecorded(&reqid, &e));
             }
             if !internal {
-                act.answer("deploy", &reqid, &all);
+                act.answer(Stem::Deploy, &reqid, &all);
             }
         });
     }
 
     /// The failure of a deployment that runs but could not be recorded.
-    fn unrecorded(reqid: &str, why: &str) -> BrokerResult {
+    fn unrecorded(reqid: &ReqId, why: &str) -> BrokerResult {
         BrokerResult::failure(
             reqid,
             format!("deployed, but not recorded ({why}): a restarted controller would not know it"),

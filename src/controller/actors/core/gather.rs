@@ -11,16 +11,17 @@ use crate::api::types::{Configuration, ReqId};
 use crate::broker::records::BrokerResult;
 use crate::controller::answers;
 use crate::controller::plan::{self, NodeAsk};
+use crate::controller::requests::Stem;
 use crate::controller::stage;
 
 /// Reads one agent's outcome into the results it contributes.
 type Reader = Box<dyn FnOnce(Result<Response, CallError>) -> Vec<BrokerResult>>;
 
 impl Core {
-    pub(super) fn get_nodes(&mut self, reqid: String, ctx: &mut Context<Self>) {
+    pub(super) fn get_nodes(&mut self, reqid: ReqId, ctx: &mut Context<Self>) {
         if self.known.is_empty() {
             let r = BrokerResult::failure(&reqid, "no instances connected");
-            return self.answer("get_nodes", &reqid, &[r]);
+            return self.answer(Stem::GetNodes, &reqid, &[r]);
         }
         let asks = self
             .known
@@ -35,14 +36,14 @@ impl Core {
             })
             .collect();
         let leading = self.claim_errors(&reqid);
-        self.gather(reqid, ("get_nodes", None), leading, asks, ctx);
+        self.gather(reqid, (Stem::GetNodes, None), leading, asks, ctx);
     }
 
     /// `check_configuration` (ours): the configuration checked as staging
     /// checks it, made ready as a deployment would make it, and sent to
     /// every agent it names to check its nodes; nothing is kept.
-    pub(super) fn check(&mut self, reqid: String, config: Configuration, ctx: &mut Context<Self>) {
-        const STEM: &str = "check_configuration";
+    pub(super) fn check(&mut self, reqid: ReqId, config: Configuration, ctx: &mut Context<Self>) {
+        const STEM: Stem = Stem::CheckConfiguration;
         if let Err(refusals) = self.stageable(&reqid, &config) {
             return self.answer(STEM, &reqid, &refusals);
         }
@@ -50,7 +51,7 @@ impl Core {
         let reachable: Vec<(&str, bool)> = self
             .known
             .iter()
-            .map(|(n, k)| (n.as_str(), k.features.iter().any(|f| f == STEM)))
+            .map(|(n, k)| (n.as_str(), k.features.iter().any(|f| f == STEM.name())))
             .collect();
         let (targets, mut leading) = check_targets(&reqid, &config, &reachable);
         if targets.is_empty() && leading.is_empty() {
@@ -84,11 +85,7 @@ impl Core {
         let name = agent.to_owned();
         Box::new(move |outcome| match outcome {
             Ok(resp) => read(&subid.0, &resp.result),
-            Err(e) => vec![answers::agent_failed(
-                &subid.0,
-                &name,
-                &Self::call_error(&name, e),
-            )],
+            Err(e) => vec![answers::agent_failed(&subid.0, &name, &e.of_agent(&name))],
         })
     }
 
@@ -98,7 +95,7 @@ impl Core {
     /// [`plan::node_request`] decides.
     pub(super) fn ask_nodes(
         &mut self,
-        reqid: String,
+        reqid: ReqId,
         ask: NodeAsk,
         nodes: &[String],
         make: &dyn Fn(ReqId, Vec<String>) -> Request,
@@ -138,11 +135,7 @@ impl Core {
                     Ok(resp) => answers::per_node(&subid.0, &resp.result),
                     // It announced the feature, then did not know the event.
                     Err(CallError::Unsupported) => ask.unsupported(&r, &name, &concerned),
-                    Err(e) => vec![answers::agent_failed(
-                        &subid.0,
-                        &name,
-                        &Self::call_error(&name, e),
-                    )],
+                    Err(e) => vec![answers::agent_failed(&subid.0, &name, &e.of_agent(&name))],
                 });
                 (agent, request, read)
             })
@@ -156,8 +149,8 @@ impl Core {
     /// the request's stem, and the act its completion is logged as.
     fn gather(
         &mut self,
-        reqid: String,
-        (stem, act): (&'static str, Option<&'static str>),
+        reqid: ReqId,
+        (stem, act): (Stem, Option<&'static str>),
         leading: Vec<BrokerResult>,
         asks: Vec<(String, Request, Reader)>,
         ctx: &mut Context<Self>,
@@ -189,7 +182,7 @@ impl Core {
     /// timer is cancelled when the gather completes first: the core's
     /// context polls every pending timer at each wake, so none may outlive
     /// its request.
-    fn deadline(&mut self, reqid: &str, ctx: &mut Context<Self>) {
+    fn deadline(&mut self, reqid: &ReqId, ctx: &mut Context<Self>) {
         let owned = reqid.to_owned();
         let handle = ctx.run_later(self.settings.request_timeout, move |act, _| {
             let reqid = owned;
@@ -209,7 +202,7 @@ impl Core {
 
     fn gathered(
         &mut self,
-        reqid: &str,
+        reqid: &ReqId,
         agent: &str,
         mut results: Vec<BrokerResult>,
         ctx: &mut Context<Self>,
@@ -245,7 +238,7 @@ impl Core {
 /// announces the check (`reachable`: name, whether it does), and for every
 /// other instance the failure that says why it is not checked.
 fn check_targets(
-    reqid: &str,
+    reqid: &ReqId,
     config: &Configuration,
     reachable: &[(&str, bool)],
 ) -> (Vec<String>, Vec<BrokerResult>) {
@@ -295,7 +288,7 @@ mod check_tests {
             ..Default::default()
         };
         let (targets, failures) = check_targets(
-            "r",
+            &ReqId::from("r"),
             &config,
             &[("agent-a", true), ("agent-b", false), ("agent-x", true)],
         );

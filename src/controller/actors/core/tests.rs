@@ -81,6 +81,7 @@ impl Handler<CloseAgent> for FakeAgent {
 struct Setup {
     core: Addr<Core>,
     seen: Seen<SendText>,
+    dials: Seen<DialAgent>,
     _dir: tempfile::TempDir,
 }
 
@@ -99,10 +100,12 @@ fn setup_with(snapshot: Snapshot, dir: tempfile::TempDir) -> Setup {
         policy: PortPolicy::default(),
         dial_interval: Duration::from_secs(1),
     };
-    let core = Core::new(settings, hub, store, snapshot, Box::new(|_, _, _| {})).start();
+    let (dial, dials) = Probe::<DialAgent>::start();
+    let core = Core::new(settings, hub, store, snapshot, dial).start();
     Setup {
         core,
         seen,
+        dials,
         _dir: dir,
     }
 }
@@ -144,7 +147,7 @@ fn fake_agent(
     }
     .start();
     core.do_send(AgentUp {
-        id,
+        id: AgentConnId(id),
         name: name.into(),
         api_version: 1,
         host: IpAddr::from([127, 0, 0, 1]),
@@ -400,7 +403,7 @@ async fn a_newer_connection_of_an_agent_replaces_the_older() {
     let _new = agent(&s.core, 2, "a", Answer::Success);
     // The older one's loss is not the newer one's.
     s.core.do_send(AgentGone {
-        id: 1,
+        id: AgentConnId(1),
         name: "a".into(),
     });
     ask(&s.core, "i", Call::GetInstances);
@@ -412,7 +415,7 @@ async fn a_newer_connection_of_an_agent_replaces_the_older() {
     .await;
     assert!(responses(&s.seen)[0].2.to_json().contains("\"a\""));
     s.core.do_send(AgentGone {
-        id: 2,
+        id: AgentConnId(2),
         name: "a".into(),
     });
     ask(&s.core, "i2", Call::GetInstances);
@@ -629,4 +632,39 @@ async fn a_second_live_agent_with_a_name_in_use_is_refused_and_reported() {
         2
     );
     assert!(!asked(&second).contains(&Stem::GetNodes));
+}
+
+#[actix_rt::test]
+async fn an_agent_that_listens_is_dialled_every_interval_until_it_checks_in() {
+    // On the paused clock: the dial interval passes when every task idles.
+    tokio::time::pause();
+    let s = setup();
+    let _a = agent(&s.core, 1, "a", Answer::Success);
+    let mut config = two_agents();
+    config.instances[1].listen_port = Some(Port::tcp(2151));
+    ask(&s.core, "s1", Call::Stage(config));
+    ask(&s.core, "d1", Call::Deploy);
+    eventually("three dials of b", Duration::from_secs(5), || {
+        s.dials.len() >= 3
+    })
+    .await;
+    let want = DialAgent {
+        name: "b".into(),
+        addr: "127.0.0.1:2151".into(),
+        port: Port::tcp(2151),
+    };
+    assert!(
+        s.dials.all().iter().all(|d| *d == want),
+        "{:?}",
+        s.dials.all()
+    );
+    // Once b checks in, the dialling stops.
+    let _b = agent(&s.core, 2, "b", Answer::Success);
+    eventually("the deployment's answer", Duration::from_secs(5), || {
+        responses(&s.seen).iter().any(|(_, reqid, _)| reqid == "d1")
+    })
+    .await;
+    let dialled = s.dials.len();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(s.dials.len(), dialled, "dialled after b checked in");
 }
