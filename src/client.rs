@@ -5,6 +5,10 @@
 
 pub mod controller;
 pub mod ini;
+pub mod netstats;
+mod table;
+
+pub use table::nodes_table;
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -17,7 +21,7 @@ use serde_json::{json, Map, Value};
 use crate::api::events::{
     CheckConfigurationRequest, Notification, Request, SetConfigurationRequest, Stem,
 };
-use crate::api::types::{ApiResult, MgmtRole, NodeStatus, ResultData, Role};
+use crate::api::types::{ApiResult, MgmtRole, NodeStatus, ReqId, ResultData, Role};
 use crate::protocol::to_agent::{Connection, Incoming, LinkError, PeerOptions};
 use crate::protocol::HostPort;
 
@@ -123,10 +127,19 @@ async fn connect(addr: &str, opts: &ClientOptions) -> Result<Connection, Error> 
     }
 }
 
-async fn ask(c: &Connection, stem: Stem, opts: &ClientOptions) -> Result<ApiResult, Error> {
-    let reqid = c.new_reqid();
-    let req =
-        Request::without_args(stem, reqid).ok_or(Error::NeedsArguments(stem.request_name()))?;
+/// A request built from a fresh reqid, or the error of one that cannot be
+/// built.
+pub(crate) type MakeRequest = Arc<dyn Fn(ReqId) -> Result<Request, Error> + Send + Sync>;
+
+/// A request that takes no arguments but its reqid.
+fn plain(stem: Stem) -> MakeRequest {
+    Arc::new(move |reqid| {
+        Request::without_args(stem, reqid).ok_or(Error::NeedsArguments(stem.request_name()))
+    })
+}
+
+async fn ask(c: &Connection, make: &MakeRequest, opts: &ClientOptions) -> Result<ApiResult, Error> {
+    let req = make(c.new_reqid())?;
     Ok(c.request(req, opts.timeout).await.map(|r| r.result)?)
 }
 
@@ -188,23 +201,33 @@ pub fn status_json(s: &NodeStatus) -> Value {
     Value::Object(m)
 }
 
-fn error_entry(source: &str, error: &str) -> Value {
+pub(crate) fn error_entry(source: &str, error: &str) -> Value {
     json!({"source": source, "error": error})
 }
 
 /// Runs `stem` on every agent at once; `shape` turns each agent's result
 /// into its entry under `results`.
 async fn per_agent(opts: &ClientOptions, stem: Stem, shape: fn(&ApiResult) -> Value) -> Outcome {
+    per_agent_with(opts, plain(stem), shape).await
+}
+
+/// Runs the request `make` builds on every agent at once; `shape` turns
+/// each agent's result into its entry under `results`.
+pub(crate) async fn per_agent_with(
+    opts: &ClientOptions,
+    make: MakeRequest,
+    shape: fn(&ApiResult) -> Value,
+) -> Outcome {
     let mut set = tokio::task::JoinSet::new();
     for addr in opts.agents.clone() {
-        let o = opts.clone();
+        let (o, make) = (opts.clone(), Arc::clone(&make));
         set.spawn(async move {
             let c = match connect(&addr, &o).await {
                 Ok(c) => c,
                 Err(e) => return (addr, Err((true, e))),
             };
             let name = c.agent().endpoint.clone();
-            match ask(&c, stem, &o).await {
+            match ask(&c, &make, &o).await {
                 Ok(r) => (name, Ok(r)),
                 Err(e) => (name, Err((false, e))),
             }
@@ -288,76 +311,6 @@ pub async fn welcome(opts: &ClientOptions) -> Outcome {
 /// `standby`: agent_standby on every agent.
 pub async fn standby(opts: &ClientOptions) -> Outcome {
     per_agent(opts, Stem::AgentStandby, success_json).await
-}
-
-/// An aligned table of a `get-nodes` outcome.
-pub fn nodes_table(outcome: &Outcome) -> String {
-    let mut rows = vec![[
-        "instance", "node", "role", "mgmt", "state", "by", "joined", "pid", "port", "rss", "cpu%",
-        "queued",
-    ]
-    .map(String::from)];
-    if let Some(results) = outcome.json["results"].as_object() {
-        for (inst, nodes) in results {
-            for (node, s) in nodes.as_object().into_iter().flatten() {
-                let text = |k: &str| match &s[k] {
-                    Value::Null => "-".to_owned(),
-                    Value::String(v) => v.clone(),
-                    v => v.to_string(),
-                };
-                let rss = s["rss_bytes"]
-                    .as_u64()
-                    .map(|b| format!("{:.1}M", b as f64 / 1048576.0))
-                    .unwrap_or_else(|| "-".into());
-                let cpu = s["cpu_percent"]
-                    .as_f64()
-                    .map(|c| format!("{c:.1}"))
-                    .unwrap_or_else(|| "-".into());
-                let joined = match s["joined"] {
-                    Value::Bool(true) => "yes",
-                    Value::Bool(false) => "NO",
-                    _ => "-",
-                };
-                rows.push([
-                    inst.clone(),
-                    node.clone(),
-                    text("cluster_role"),
-                    text("mgmt_role"),
-                    text("state"),
-                    text("running_by"),
-                    joined.to_owned(),
-                    text("pid"),
-                    text("port"),
-                    rss,
-                    cpu,
-                    s["archive"]["waiting"]
-                        .as_u64()
-                        .map_or_else(|| "-".to_owned(), |w| w.to_string()),
-                ]);
-            }
-        }
-    }
-    let widths: Vec<usize> = (0..12)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for r in &rows {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    for e in outcome.json["errors"].as_array().into_iter().flatten() {
-        out.push_str(&format!(
-            "error from {}: {}\n",
-            e["source"].as_str().unwrap_or("?"),
-            e["error"].as_str().unwrap_or("?")
-        ));
-    }
-    out
 }
 
 fn resolve(host: &str) -> Option<IpAddr> {

@@ -64,6 +64,10 @@ pub struct Timings {
     pub reconnect_delay: Duration,
 }
 
+/// The channel command that asks a node for its packet source and
+/// `get_net_stats()` counters.
+pub const NET_STATS: &str = "net_stats";
+
 /// The topic a node takes requests on.
 pub fn request_topic(node: &str) -> String {
     format!("zeek/agent/node/{node}/request")

@@ -130,6 +130,15 @@ enum Command {
     GetIdValue { id: String, nodes: Vec<String> },
     /// Controller: restart nodes (all by default)
     Restart { nodes: Vec<String> },
+    /// Packets received, dropped and seen on the link by each worker (or
+    /// the nodes named) since it started, and the drop rate, asked of the
+    /// nodes themselves (JSON; or --table)
+    Netstats {
+        nodes: Vec<String>,
+        /// Print an aligned table instead of JSON
+        #[arg(long)]
+        table: bool,
+    },
     /// Controller: print zeek-client's own settings as they stand (its
     /// defaults, the config file, ZEEK_CLIENT_CONFIG_SETTINGS, --set)
     ShowSettings,
@@ -186,6 +195,15 @@ fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
 fn print(outcome: &Outcome) -> ExitCode {
     print!("{}", client::render(&outcome.json));
     report(outcome)
+}
+
+fn print_netstats(outcome: &Outcome, table: bool) -> ExitCode {
+    if table {
+        print!("{}", client::netstats::table(outcome));
+        report(outcome)
+    } else {
+        print(outcome)
+    }
 }
 
 fn report(outcome: &Outcome) -> ExitCode {
@@ -295,11 +313,18 @@ fn main() -> ExitCode {
             Command::GetNodes { table } => {
                 let outcome = client::get_nodes(&opts).await;
                 if table {
-                    print!("{}", client::nodes_table(&outcome));
+                    // Each worker's drop rate, asked of the workers.
+                    let stats = client::netstats::with_agents(&opts, &[]).await;
+                    let drops = client::netstats::drop_rates(&stats);
+                    print!("{}", client::nodes_table(&outcome, &drops));
                     report(&outcome)
                 } else {
                     print(&outcome)
                 }
+            }
+            Command::Netstats { nodes, table } => {
+                let outcome = client::netstats::with_agents(&opts, &nodes).await;
+                print_netstats(&outcome, table)
             }
             Command::Welcome => print(&client::welcome(&opts).await),
             Command::Standby => print(&client::standby(&opts).await),
@@ -486,6 +511,20 @@ async fn with_controller(
                 controller::get_instances(&s.ask("get_instances", vec![]).await?)
             }
             Command::GetNodes { .. } => controller::get_nodes(&s.ask("get_nodes", vec![]).await?),
+            Command::Netstats { nodes, table } => {
+                let named = !nodes.is_empty();
+                let args = s.ask("get_net_stats", vec![set(nodes)]).await?;
+                let outcome = client::netstats::from_controller(&args, named);
+                controller::Printed {
+                    stdout: if table {
+                        client::netstats::table(&outcome)
+                    } else {
+                        client::render(&outcome.json)
+                    },
+                    stderr: String::new(),
+                    code: outcome.exit_code(),
+                }
+            }
             Command::StageConfig { .. } | Command::DeployConfig { .. } => {
                 let Some(config) = &staged else {
                     return Ok(controller::Printed::error("no configuration"));

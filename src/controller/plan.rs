@@ -13,6 +13,8 @@ use crate::controller::requests::Stem;
 pub enum NodeAsk {
     Restart,
     GetIdValue,
+    /// Packet counters (ours), over the node channel as `get_id_value`.
+    NetStats,
 }
 
 impl NodeAsk {
@@ -21,6 +23,7 @@ impl NodeAsk {
         match self {
             NodeAsk::Restart => Stem::Restart,
             NodeAsk::GetIdValue => Stem::GetIdValue,
+            NodeAsk::NetStats => Stem::GetNetStats,
         }
     }
 
@@ -29,7 +32,7 @@ impl NodeAsk {
     pub fn act(self) -> Option<&'static str> {
         match self {
             NodeAsk::Restart => Some("restarted"),
-            NodeAsk::GetIdValue => None,
+            NodeAsk::GetIdValue | NodeAsk::NetStats => None,
         }
     }
 
@@ -37,7 +40,7 @@ impl NodeAsk {
     pub fn feature(self) -> &'static str {
         match self {
             NodeAsk::Restart => "restart",
-            NodeAsk::GetIdValue => "node_dispatch",
+            NodeAsk::GetIdValue | NodeAsk::NetStats => "node_dispatch",
         }
     }
 
@@ -52,7 +55,7 @@ impl NodeAsk {
                 // failure under errors (and exits 1).
                 match self {
                     NodeAsk::Restart => r,
-                    NodeAsk::GetIdValue => r.from_instance(agent),
+                    NodeAsk::GetIdValue | NodeAsk::NetStats => r.from_instance(agent),
                 }
             })
             .collect()
@@ -144,6 +147,17 @@ pub fn node_request(
         valid,
         asks,
     })
+}
+
+/// The workers of the deployed configuration, by name: whom `netstats`
+/// asks when no node is named.
+pub fn workers(deployed: Option<&Configuration>) -> Vec<String> {
+    deployed
+        .into_iter()
+        .flat_map(|c| &c.nodes)
+        .filter(|n| n.role == crate::api::types::Role::Worker)
+        .map(|n| n.name.clone())
+        .collect()
 }
 
 /// How the configured instances become those of a configuration.
@@ -351,5 +365,13 @@ mod tests {
         assert_eq!(r.standby, ["goes"]);
         let added: Vec<&str> = r.added.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(added, ["moves", "new"]);
+    }
+
+    #[test]
+    fn netstats_asks_the_workers_of_the_deployed_configuration() {
+        assert!(workers(None).is_empty());
+        let mut c = config(&[("w1", "a"), ("w2", "b")]);
+        c.nodes.push(Node::new("manager", "a", Role::Manager));
+        assert_eq!(workers(Some(&c)), ["w1", "w2"]);
     }
 }

@@ -31,6 +31,10 @@ pub enum Call {
     /// The dry run of a deployment (ours: zeek-client has no such
     /// command): each agent the configuration names checks its nodes.
     Check(Configuration),
+    /// Packet counters of nodes (ours): the workers, or the nodes named.
+    GetNetStats {
+        nodes: Vec<String>,
+    },
 }
 
 impl Call {
@@ -46,6 +50,7 @@ impl Call {
             Call::Restart { .. } => Stem::Restart,
             Call::TestTimeout { .. } => Stem::TestTimeout,
             Call::Check(_) => Stem::CheckConfiguration,
+            Call::GetNetStats { .. } => Stem::GetNetStats,
         }
     }
 }
@@ -63,10 +68,11 @@ pub enum Stem {
     Restart,
     TestTimeout,
     CheckConfiguration,
+    GetNetStats,
 }
 
 impl Stem {
-    pub const ALL: [Stem; 9] = [
+    pub const ALL: [Stem; 10] = [
         Stem::GetInstances,
         Stem::StageConfiguration,
         Stem::GetConfiguration,
@@ -76,6 +82,7 @@ impl Stem {
         Stem::Restart,
         Stem::TestTimeout,
         Stem::CheckConfiguration,
+        Stem::GetNetStats,
     ];
 
     /// `get_nodes`.
@@ -90,6 +97,7 @@ impl Stem {
             Stem::Restart => "restart",
             Stem::TestTimeout => "test_timeout",
             Stem::CheckConfiguration => "check_configuration",
+            Stem::GetNetStats => "get_net_stats",
         }
     }
 
@@ -102,7 +110,8 @@ impl Stem {
             | Stem::GetConfiguration
             | Stem::Restart
             | Stem::TestTimeout
-            | Stem::CheckConfiguration => 2,
+            | Stem::CheckConfiguration
+            | Stem::GetNetStats => 2,
         }
     }
 
@@ -192,6 +201,9 @@ pub fn read(event: &Event) -> Result<Incoming, String> {
             nodes: names(&event.args[1])?,
         },
         Stem::CheckConfiguration => Call::Check(read_configuration(&event.args[1])?),
+        Stem::GetNetStats => Call::GetNetStats {
+            nodes: names(&event.args[1])?,
+        },
         Stem::TestTimeout => Call::TestTimeout {
             with_state: boolean(&event.args[1])?,
         },

@@ -460,7 +460,7 @@ fn tls_towards_zeek_client_and_towards_the_agents() {
 /// the controller, agent-b listens and is dialled. Writes `cluster.ini`
 /// (manager and proxy-1 on agent-a, worker-1 and worker-2 on agent-b, with
 /// `worker_extra` in worker-2's section) and waits for agent-a.
-fn channel_agents(controller: &Controller, dir: &Path, worker_extra: &str) -> (Agent, Agent) {
+pub fn channel_agents(controller: &Controller, dir: &Path, worker_extra: &str) -> (Agent, Agent) {
     let stand_in = crate::channel::stand_in_zeek().display().to_string();
     let channel = ["--node-channel", "auto", "--zeek-binary", stand_in.as_str()];
     let with = |name: &'static str| {

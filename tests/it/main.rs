@@ -12,6 +12,7 @@ mod hosts;
 mod lifecycle;
 mod load;
 mod netns;
+mod netstats;
 mod props;
 mod protocol;
 mod realzeek;

@@ -5,8 +5,9 @@
 ##! ZEEK_AGENT_CHANNEL_PORT, as the very last step of zeek_init, so that the
 ##! agent's upgrade succeeding proves every zeek_init handler has run. On its
 ##! request topic it answers AgentChannel::request: "ping" (who it is, its
-##! pid, the peers it has heard from) and "get_id_value" (a global's value,
-##! as to_json renders it). Cluster peers coming and going are told on its
+##! pid, the peers it has heard from), "get_id_value" (a global's value,
+##! as to_json renders it) and "net_stats" (its packet source and
+##! get_net_stats() counters). Cluster peers coming and going are told on its
 ##! reply topic. A ZeroMQ logging node opens no server (a Zeek bug hangs it
 ##! once a WebSocket client leaves); it still subscribes, so that the agent
 ##! reaches it through a sibling's server.
@@ -47,6 +48,15 @@ type PingAnswer: record {
 	version: string;
 	listening: bool;
 	peers: vector of string;
+};
+
+type NetStatsAnswer: record {
+	interface: string;
+	live: bool;
+	received: count;
+	dropped: count;
+	link: count;
+	bytes: count;
 };
 
 function request_topic(node: string): string
@@ -121,6 +131,20 @@ event AgentChannel::request(reqid: string, action: vector of string)
 			}
 
 		respond(reqid, T, to_json(val), "");
+		return;
+		}
+
+	if ( cmd == "net_stats" )
+		{
+		local ns = get_net_stats();
+		local src = packet_source();
+		# A node that reads no packets has an empty packet source.
+		local stats = NetStatsAnswer($interface=src?$path ? src$path : "",
+		                             $live=src?$live ? src$live : F,
+		                             $received=ns$pkts_recvd,
+		                             $dropped=ns$pkts_dropped,
+		                             $link=ns$pkts_link, $bytes=ns$bytes_recvd);
+		respond(reqid, T, to_json(stats), "");
 		return;
 		}
 

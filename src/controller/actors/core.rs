@@ -21,7 +21,7 @@ use crate::api::events::{NodeDispatchRequest, Request, Response, RestartRequest}
 use crate::api::types::{Configuration, Instance, Port, ReqId};
 use crate::broker::records::{self, BrokerResult};
 use crate::broker::Value;
-use crate::controller::plan::NodeAsk;
+use crate::controller::plan::{self, NodeAsk};
 use crate::controller::requests::{response, Call, Stem};
 use crate::controller::stage::{self, PortPolicy};
 use crate::controller::store::{Save, Snapshot, Store};
@@ -267,6 +267,26 @@ impl Core {
                     })
                 };
                 self.ask_nodes(reqid, NodeAsk::GetIdValue, &nodes, &make, ctx)
+            }
+            Call::GetNetStats { nodes } => {
+                // As ZeekControl's netstats: the workers, unless named.
+                let nodes = if nodes.is_empty() {
+                    plan::workers(self.deployed.as_ref())
+                } else {
+                    nodes
+                };
+                let make = |reqid, nodes| {
+                    Request::NodeDispatch(NodeDispatchRequest {
+                        reqid,
+                        action: vec![crate::agent::channel::NET_STATS.to_owned()],
+                        nodes,
+                    })
+                };
+                if nodes.is_empty() {
+                    // No worker: nothing to ask, and nothing to say.
+                    return self.answer(Stem::GetNetStats, &reqid, &[]);
+                }
+                self.ask_nodes(reqid, NodeAsk::NetStats, &nodes, &make, ctx)
             }
             Call::Check(config) => self.check(reqid, config, ctx),
             Call::TestTimeout { with_state } => {
