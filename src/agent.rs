@@ -7,6 +7,7 @@ pub mod archive;
 mod builder;
 pub mod channel;
 pub mod config;
+pub mod crash;
 pub mod error;
 pub mod layout;
 pub mod process;
@@ -24,4 +25,5 @@ pub const FEATURES: &[&str] = &[
     "unchanged",
     "node_dispatch",
     "check_configuration",
+    "get_crashes",
 ];

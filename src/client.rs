@@ -4,8 +4,10 @@
 //! keys).
 
 pub mod controller;
+pub mod crashes;
 pub mod ini;
 pub mod netstats;
+mod per_node;
 mod table;
 
 pub use table::nodes_table;
@@ -129,7 +131,7 @@ async fn connect(addr: &str, opts: &ClientOptions) -> Result<Connection, Error> 
 
 /// A request built from a fresh reqid, or the error of one that cannot be
 /// built.
-pub(crate) type MakeRequest = Arc<dyn Fn(ReqId) -> Result<Request, Error> + Send + Sync>;
+pub type MakeRequest = Arc<dyn Fn(ReqId) -> Result<Request, Error> + Send + Sync>;
 
 /// A request that takes no arguments but its reqid.
 fn plain(stem: Stem) -> MakeRequest {

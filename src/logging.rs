@@ -110,7 +110,7 @@ fn write_timestamp(w: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
 
 /// `YYYY-MM-DDTHH:MM:SS.` for seconds since the Unix epoch (UTC), by the
 /// days-to-civil algorithm of the proleptic Gregorian calendar.
-fn date_text(secs: u64) -> [u8; 20] {
+pub(crate) fn date_text(secs: u64) -> [u8; 20] {
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (hour, minute, second) = (rem / 3600, rem / 60 % 60, rem % 60);

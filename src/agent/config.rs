@@ -147,6 +147,8 @@ crate::settings::declare_settings! {
     archive_max_bytes: u64 = 0;
     /// Warn when the archive's filesystem has less free space, in percent
     min_disk_space: f64 = 5.0;
+    /// Crash records kept per node (in its directory, crashes/), the oldest deleted first; 0 keeps none
+    crash_records: usize = 20;
 }
 
 /// `agent-<hostname>`, or `agent` when the host name cannot be read.

@@ -61,6 +61,14 @@ macro_rules! with_requests {
             CheckConfiguration(check_configuration) CheckConfigurationRequest {
                 config: Configuration = "configuration" record
             } -> CheckConfigurationResponse;
+            /// `get_crashes_request(reqid, nodes)` (an extension): handled
+            /// by the node supervisor, which reads the crash records of the
+            /// named local nodes (every one when `nodes` is empty). The
+            /// response's `data` holds one result per node, sorted by name,
+            /// each with its records, newest first, as a JSON array.
+            GetCrashes(get_crashes) GetCrashesRequest {
+                nodes: Vec<String> = "node names"
+            } -> GetCrashesResponse;
         }
     };
 }

@@ -139,6 +139,15 @@ enum Command {
         #[arg(long)]
         table: bool,
     },
+    /// The records the agents keep of their nodes' crashes (every node's,
+    /// or the nodes named), newest first: when, the exit, the output
+    /// tails, reporter.log, the core file (JSON; or --table)
+    Crashes {
+        nodes: Vec<String>,
+        /// One line per crash instead of JSON
+        #[arg(long)]
+        table: bool,
+    },
     /// Controller: print zeek-client's own settings as they stand (its
     /// defaults, the config file, ZEEK_CLIENT_CONFIG_SETTINGS, --set)
     ShowSettings,
@@ -197,12 +206,27 @@ fn print(outcome: &Outcome) -> ExitCode {
     report(outcome)
 }
 
-fn print_netstats(outcome: &Outcome, table: bool) -> ExitCode {
-    if table {
-        print!("{}", client::netstats::table(outcome));
-        report(outcome)
-    } else {
-        print(outcome)
+/// An outcome as JSON, or as `table` renders it, to print as a
+/// controller's answer is.
+fn printed(outcome: &Outcome, table: Option<fn(&Outcome) -> String>) -> controller::Printed {
+    controller::Printed {
+        stdout: match table {
+            Some(table) => table(outcome),
+            None => client::render(&outcome.json),
+        },
+        stderr: String::new(),
+        code: outcome.exit_code(),
+    }
+}
+
+/// Prints an outcome as JSON, or with `table`.
+fn print_with(outcome: &Outcome, table: Option<fn(&Outcome) -> String>) -> ExitCode {
+    match table {
+        Some(table) => {
+            print!("{}", table(outcome));
+            report(outcome)
+        }
+        None => print(outcome),
     }
 }
 
@@ -324,7 +348,11 @@ fn main() -> ExitCode {
             }
             Command::Netstats { nodes, table } => {
                 let outcome = client::netstats::with_agents(&opts, &nodes).await;
-                print_netstats(&outcome, table)
+                print_with(&outcome, table.then_some(client::netstats::table))
+            }
+            Command::Crashes { nodes, table } => {
+                let outcome = client::crashes::with_agents(&opts, &nodes).await;
+                print_with(&outcome, table.then_some(client::crashes::table))
             }
             Command::Welcome => print(&client::welcome(&opts).await),
             Command::Standby => print(&client::standby(&opts).await),
@@ -515,15 +543,13 @@ async fn with_controller(
                 let named = !nodes.is_empty();
                 let args = s.ask("get_net_stats", vec![set(nodes)]).await?;
                 let outcome = client::netstats::from_controller(&args, named);
-                controller::Printed {
-                    stdout: if table {
-                        client::netstats::table(&outcome)
-                    } else {
-                        client::render(&outcome.json)
-                    },
-                    stderr: String::new(),
-                    code: outcome.exit_code(),
-                }
+                printed(&outcome, table.then_some(client::netstats::table))
+            }
+            Command::Crashes { nodes, table } => {
+                let named = !nodes.is_empty();
+                let args = s.ask("get_crashes", vec![set(nodes)]).await?;
+                let outcome = client::crashes::from_controller(&args, named);
+                printed(&outcome, table.then_some(client::crashes::table))
             }
             Command::StageConfig { .. } | Command::DeployConfig { .. } => {
                 let Some(config) = &staged else {

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use super::{error_entry, get_nodes, per_agent_with, ClientOptions, Outcome};
+use super::per_node::{self, Answers};
+use super::{error_entry, get_nodes, ClientOptions, Outcome};
 use crate::api::events::{NodeDispatchRequest, Request};
-use crate::api::types::{ApiResult, ResultData};
 
 /// The node channel's command.
 pub use crate::agent::channel::NET_STATS as ACTION;
@@ -60,9 +60,6 @@ pub fn parse(text: &str) -> Result<NetStats, String> {
     serde_json::from_str(text).map_err(|e| format!("unreadable net_stats answer {text:?}: {e}"))
 }
 
-/// What each node answered: `(instance, node, its JSON text or why not)`.
-pub type Answers = Vec<(String, String, Result<String, String>)>;
-
 /// The JSON of `netstats`: `results` by node (instance, interface,
 /// received, dropped, link, bytes, drop_percent), `errors` for the nodes
 /// that could not answer. A node that reads no packets is left out unless
@@ -86,22 +83,6 @@ pub fn outcome(answers: Answers, named: bool) -> Outcome {
         failed,
         unreachable: false,
     }
-}
-
-/// Each node's answer in an agent's `node_dispatch` result.
-fn node_answers(r: &ApiResult) -> Value {
-    let mut nodes = Map::new();
-    if let Some(ResultData::Results(list)) = &r.data {
-        for n in list {
-            let Some(node) = &n.node else { continue };
-            let answer = match (&n.data, n.success) {
-                (Some(ResultData::Text(t)), true) => json!({"ok": t}),
-                _ => json!({"error": n.error}),
-            };
-            nodes.insert(node.clone(), answer);
-        }
-    }
-    Value::Object(nodes)
 }
 
 /// `netstats` with agents: the workers of every agent (or the nodes
@@ -133,33 +114,9 @@ pub async fn with_agents(opts: &ClientOptions, nodes: &[String]) -> Outcome {
             nodes: names.clone(),
         }))
     });
-    let asked = per_agent_with(opts, make, node_answers).await;
-    let mut answers = Answers::new();
-    for (agent, list) in asked.json["results"].as_object().into_iter().flatten() {
-        for (node, a) in list.as_object().into_iter().flatten() {
-            let answer = match a["ok"].as_str() {
-                Some(text) => Ok(text.to_owned()),
-                None => Err(a["error"].as_str().unwrap_or("no answer").to_owned()),
-            };
-            answers.push((agent.clone(), node.clone(), answer));
-        }
-    }
-    let mut out = outcome(answers, !nodes.is_empty());
-    // Agents that could not be reached or asked stay errors of their own.
-    let agent_errors: Vec<Value> = asked.json["errors"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| {
-            let source = e["source"].as_str().unwrap_or_default();
-            asked.json["results"].get(source).is_none()
-        })
-        .cloned()
-        .collect();
-    if let Some(errors) = out.json["errors"].as_array_mut() {
-        errors.extend(agent_errors);
-    }
-    out.failed |= asked.unreachable || out.json["errors"].as_array().is_some_and(|e| !e.is_empty());
+    let asked = per_node::ask_agents(opts, make).await;
+    let mut out = outcome(asked.answers, !nodes.is_empty());
+    per_node::add_errors(&mut out, asked.errors);
     out.unreachable = asked.unreachable || listing.unreachable;
     out
 }
@@ -167,30 +124,9 @@ pub async fn with_agents(opts: &ClientOptions, nodes: &[String]) -> Outcome {
 /// `netstats` through a controller: its `get_net_stats_response`'s
 /// results, one per node (or per failure).
 pub fn from_controller(args: &[crate::broker::Value], named: bool) -> Outcome {
-    let mut answers = Answers::new();
-    let mut errors = Vec::new();
-    for r in super::controller::results_of(args) {
-        let Some(node) = r.node.clone() else {
-            errors.push(error_entry(
-                r.instance.as_deref().unwrap_or("controller"),
-                r.error.as_deref().unwrap_or("no reason given"),
-            ));
-            continue;
-        };
-        let answer = match (&r.data, r.success) {
-            (Some(crate::broker::Value::String(t)), true) => Ok(t.clone()),
-            _ => Err(r
-                .error
-                .clone()
-                .unwrap_or_else(|| "no reason given".to_owned())),
-        };
-        answers.push((r.instance.clone().unwrap_or_default(), node, answer));
-    }
+    let (answers, errors) = per_node::from_controller(args);
     let mut out = outcome(answers, named);
-    if let Some(list) = out.json["errors"].as_array_mut() {
-        out.failed |= !errors.is_empty();
-        list.extend(errors);
-    }
+    per_node::add_errors(&mut out, errors);
     out
 }
 

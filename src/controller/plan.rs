@@ -15,6 +15,8 @@ pub enum NodeAsk {
     GetIdValue,
     /// Packet counters (ours), over the node channel as `get_id_value`.
     NetStats,
+    /// The crash records the agents keep (ours).
+    Crashes,
 }
 
 impl NodeAsk {
@@ -24,6 +26,7 @@ impl NodeAsk {
             NodeAsk::Restart => Stem::Restart,
             NodeAsk::GetIdValue => Stem::GetIdValue,
             NodeAsk::NetStats => Stem::GetNetStats,
+            NodeAsk::Crashes => Stem::GetCrashes,
         }
     }
 
@@ -32,7 +35,7 @@ impl NodeAsk {
     pub fn act(self) -> Option<&'static str> {
         match self {
             NodeAsk::Restart => Some("restarted"),
-            NodeAsk::GetIdValue | NodeAsk::NetStats => None,
+            NodeAsk::GetIdValue | NodeAsk::NetStats | NodeAsk::Crashes => None,
         }
     }
 
@@ -41,6 +44,7 @@ impl NodeAsk {
         match self {
             NodeAsk::Restart => "restart",
             NodeAsk::GetIdValue | NodeAsk::NetStats => "node_dispatch",
+            NodeAsk::Crashes => "get_crashes",
         }
     }
 
@@ -55,7 +59,9 @@ impl NodeAsk {
                 // failure under errors (and exits 1).
                 match self {
                     NodeAsk::Restart => r,
-                    NodeAsk::GetIdValue | NodeAsk::NetStats => r.from_instance(agent),
+                    NodeAsk::GetIdValue | NodeAsk::NetStats | NodeAsk::Crashes => {
+                        r.from_instance(agent)
+                    }
                 }
             })
             .collect()

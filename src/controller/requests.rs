@@ -35,6 +35,10 @@ pub enum Call {
     GetNetStats {
         nodes: Vec<String>,
     },
+    /// The crash records the agents keep of nodes (ours).
+    GetCrashes {
+        nodes: Vec<String>,
+    },
 }
 
 impl Call {
@@ -51,6 +55,7 @@ impl Call {
             Call::TestTimeout { .. } => Stem::TestTimeout,
             Call::Check(_) => Stem::CheckConfiguration,
             Call::GetNetStats { .. } => Stem::GetNetStats,
+            Call::GetCrashes { .. } => Stem::GetCrashes,
         }
     }
 }
@@ -69,10 +74,11 @@ pub enum Stem {
     TestTimeout,
     CheckConfiguration,
     GetNetStats,
+    GetCrashes,
 }
 
 impl Stem {
-    pub const ALL: [Stem; 10] = [
+    pub const ALL: [Stem; 11] = [
         Stem::GetInstances,
         Stem::StageConfiguration,
         Stem::GetConfiguration,
@@ -83,6 +89,7 @@ impl Stem {
         Stem::TestTimeout,
         Stem::CheckConfiguration,
         Stem::GetNetStats,
+        Stem::GetCrashes,
     ];
 
     /// `get_nodes`.
@@ -98,6 +105,7 @@ impl Stem {
             Stem::TestTimeout => "test_timeout",
             Stem::CheckConfiguration => "check_configuration",
             Stem::GetNetStats => "get_net_stats",
+            Stem::GetCrashes => "get_crashes",
         }
     }
 
@@ -111,7 +119,8 @@ impl Stem {
             | Stem::Restart
             | Stem::TestTimeout
             | Stem::CheckConfiguration
-            | Stem::GetNetStats => 2,
+            | Stem::GetNetStats
+            | Stem::GetCrashes => 2,
         }
     }
 
@@ -202,6 +211,9 @@ pub fn read(event: &Event) -> Result<Incoming, String> {
         },
         Stem::CheckConfiguration => Call::Check(read_configuration(&event.args[1])?),
         Stem::GetNetStats => Call::GetNetStats {
+            nodes: names(&event.args[1])?,
+        },
+        Stem::GetCrashes => Call::GetCrashes {
             nodes: names(&event.args[1])?,
         },
         Stem::TestTimeout => Call::TestTimeout {

@@ -5,6 +5,7 @@ mod archive;
 mod channel;
 mod client;
 mod controller;
+mod crashes;
 mod deploy;
 mod docs;
 mod edges;

@@ -52,7 +52,8 @@ async fn hello_and_check_in() {
                 "node_outputs",
                 "unchanged",
                 "node_dispatch",
-                "check_configuration"
+                "check_configuration",
+                "get_crashes"
             ]
             .map(String::from)
             .to_vec()

@@ -40,6 +40,7 @@ use crate::api::types::{
 
 mod archiving;
 mod check;
+mod crashes;
 mod deploy;
 mod dispatch;
 mod launch_order;

@@ -17,7 +17,9 @@ use super::messages::{
     AgentCall, AgentConnId, AgentGone, AgentLink, AgentUp, Ask, CallError, CloseAgent, DialAgent,
     Publish,
 };
-use crate::api::events::{NodeDispatchRequest, Request, Response, RestartRequest};
+use crate::api::events::{
+    GetCrashesRequest, NodeDispatchRequest, Request, Response, RestartRequest,
+};
 use crate::api::types::{Configuration, Instance, Port, ReqId};
 use crate::broker::records::{self, BrokerResult};
 use crate::broker::Value;
@@ -287,6 +289,10 @@ impl Core {
                     return self.answer(Stem::GetNetStats, &reqid, &[]);
                 }
                 self.ask_nodes(reqid, NodeAsk::NetStats, &nodes, &make, ctx)
+            }
+            Call::GetCrashes { nodes } => {
+                let make = |reqid, nodes| Request::GetCrashes(GetCrashesRequest { reqid, nodes });
+                self.ask_nodes(reqid, NodeAsk::Crashes, &nodes, &make, ctx)
             }
             Call::Check(config) => self.check(reqid, config, ctx),
             Call::TestTimeout { with_state } => {

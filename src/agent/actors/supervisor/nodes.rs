@@ -11,13 +11,14 @@ use tokio::sync::oneshot;
 
 use super::deploy::{Failure, PendingDeploy};
 use super::launch_order::launch_now;
-use super::revival::{after_exit, exit_message, AfterExit, RevivalPolicy};
+use super::revival::{after_exit, exit_message, with_stderr, AfterExit, RevivalPolicy};
 use super::slots::{self, Slot};
 use super::{Backend, Draining, NodeSupervisor};
 use crate::agent::actors::node::{
     NodeEvent, NodeProcess, NodeReport, NodeTiming, ProcId, StopNode,
 };
 use crate::agent::channel::{self, Join, Path, Rule};
+use crate::agent::crash::Crash;
 use crate::agent::process::{self, NodeFile, SpawnSpec};
 use crate::agent::{archive, layout};
 use crate::api::types::{Configuration, Role, State};
@@ -512,6 +513,7 @@ impl NodeSupervisor {
         slot.channel_port = None;
         let was_running = slot.has_run;
         let attempts = slot.attempts;
+        let pid = slot.pid;
         slot.proc = None;
         slot.pid = None;
         slot.started_at = None;
@@ -523,8 +525,18 @@ impl NodeSupervisor {
             was_running,
             outputs.stderr.trim_end_matches('\n'),
         );
+        let summary = self.keep_crash_record(&Crash {
+            node: name,
+            dir: &self.cfg.cluster_dir.join(name),
+            pid,
+            status: &status,
+            ran,
+            was_running,
+            stdout: &outputs.stdout,
+            stderr: &outputs.stderr,
+        });
         self.set_state(name, State::Crashed);
-        self.notify_error(name, msg.clone());
+        self.notify_error(name, with_stderr(summary, &outputs.stderr));
         self.record(
             name,
             Err(Failure {

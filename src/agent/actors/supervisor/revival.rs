@@ -86,11 +86,17 @@ pub fn exit_message(name: &str, status: &Exit, was_running: bool, stderr_tail: &
     if !was_running {
         msg.push_str(" while starting");
     }
-    if !stderr_tail.is_empty() {
-        msg.push_str("; stderr:\n");
-        msg.push_str(stderr_tail);
+    with_stderr(msg, stderr_tail)
+}
+
+/// `line`, and after it the stderr tail when there is one.
+pub fn with_stderr(mut line: String, stderr_tail: &str) -> String {
+    let tail = stderr_tail.trim_end_matches('\n');
+    if !tail.is_empty() {
+        line.push_str("; stderr:\n");
+        line.push_str(tail);
     }
-    msg
+    line
 }
 
 #[cfg(test)]

@@ -8,9 +8,9 @@ use actix::{Actor, Addr, Context, Handler, MessageResult, Recipient, ResponseFut
 use super::*;
 use crate::api::events::{
     AgentStandbyRequest, AgentStandbyResponse, AgentWelcomeRequest, AgentWelcomeResponse,
-    CheckConfigurationRequest, CheckConfigurationResponse, GetNodesRequest, GetNodesResponse,
-    NodeDispatchRequest, NodeDispatchResponse, RestartRequest, RestartResponse,
-    SetConfigurationRequest, SetConfigurationResponse,
+    CheckConfigurationRequest, CheckConfigurationResponse, GetCrashesRequest, GetCrashesResponse,
+    GetNodesRequest, GetNodesResponse, NodeDispatchRequest, NodeDispatchResponse, RestartRequest,
+    RestartResponse, SetConfigurationRequest, SetConfigurationResponse,
 };
 use crate::api::events::{Request, Response};
 use crate::api::types::Configuration;
@@ -57,55 +57,29 @@ impl Handler<SetConfigurationRequest> for Worker {
     }
 }
 
-impl Handler<CheckConfigurationRequest> for Worker {
-    type Result = MessageResult<CheckConfigurationRequest>;
-    fn handle(&mut self, r: CheckConfigurationRequest, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(CheckConfigurationResponse {
-            result: ApiResult::ok(r.reqid.clone(), "w"),
-            reqid: r.reqid,
-        })
-    }
+/// Requests the worker answers with a plain success.
+macro_rules! answered_ok {
+    ($($req:ident => $resp:ident),*) => {$(
+        impl Handler<$req> for Worker {
+            type Result = MessageResult<$req>;
+            fn handle(&mut self, r: $req, _: &mut Context<Self>) -> Self::Result {
+                MessageResult($resp {
+                    result: ApiResult::ok(r.reqid.clone(), "w"),
+                    reqid: r.reqid,
+                })
+            }
+        }
+    )*};
 }
 
-impl Handler<AgentWelcomeRequest> for Worker {
-    type Result = MessageResult<AgentWelcomeRequest>;
-    fn handle(&mut self, r: AgentWelcomeRequest, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(AgentWelcomeResponse {
-            result: ApiResult::ok(r.reqid.clone(), "w"),
-            reqid: r.reqid,
-        })
-    }
-}
-
-impl Handler<AgentStandbyRequest> for Worker {
-    type Result = MessageResult<AgentStandbyRequest>;
-    fn handle(&mut self, r: AgentStandbyRequest, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(AgentStandbyResponse {
-            result: ApiResult::ok(r.reqid.clone(), "w"),
-            reqid: r.reqid,
-        })
-    }
-}
-
-impl Handler<RestartRequest> for Worker {
-    type Result = MessageResult<RestartRequest>;
-    fn handle(&mut self, r: RestartRequest, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(RestartResponse {
-            result: ApiResult::ok(r.reqid.clone(), "w"),
-            reqid: r.reqid,
-        })
-    }
-}
-
-impl Handler<NodeDispatchRequest> for Worker {
-    type Result = MessageResult<NodeDispatchRequest>;
-    fn handle(&mut self, r: NodeDispatchRequest, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(NodeDispatchResponse {
-            result: ApiResult::ok(r.reqid.clone(), "w"),
-            reqid: r.reqid,
-        })
-    }
-}
+answered_ok!(
+    CheckConfigurationRequest => CheckConfigurationResponse,
+    AgentWelcomeRequest => AgentWelcomeResponse,
+    AgentStandbyRequest => AgentStandbyResponse,
+    RestartRequest => RestartResponse,
+    NodeDispatchRequest => NodeDispatchResponse,
+    GetCrashesRequest => GetCrashesResponse
+);
 
 const PEER_A: PeerId = PeerId(1);
 const PEER_B: PeerId = PeerId(2);
