@@ -10,6 +10,7 @@ pub mod config;
 pub mod crash;
 pub mod error;
 pub mod layout;
+pub mod metrics;
 pub mod process;
 pub mod state;
 pub mod validate;

@@ -17,6 +17,7 @@
 pub mod actors;
 pub mod answers;
 pub mod config;
+pub mod metrics;
 pub mod plan;
 pub mod requests;
 pub mod stage;
@@ -56,6 +57,8 @@ pub enum StartError {
     },
     #[error("{0}")]
     Lock(#[from] crate::daemon::LockError),
+    #[error("cannot serve metrics on {addr}: {reason}")]
+    Metrics { addr: SocketAddr, reason: String },
     #[error("the local agent cannot start: {0}")]
     LocalAgent(crate::agent::error::Error),
 }
@@ -228,6 +231,9 @@ pub struct ControllerHandle {
     pub websocket_addr: Option<SocketAddr>,
     /// The agents' address, when listening.
     pub agent_addr: Option<SocketAddr>,
+    /// Where `/metrics` and `/sd` are served, when they are.
+    pub metrics_addr: Option<SocketAddr>,
+    _metrics: Option<crate::metrics::MetricsServer>,
     /// The agent in the controller's process (`--local-agent`): shut it
     /// down, as an agent of its own would be, before the process exits.
     pub local_agent: Option<crate::agent::AgentHandle>,
@@ -280,6 +286,18 @@ fn agent_options(config: &Config) -> Result<PeerOptions, StartError> {
         tls_server,
         ..PeerOptions::default()
     })
+}
+
+/// The controller's registry, with the core's counters in it.
+fn controller_metrics() -> Result<Arc<actors::core::CoreMetrics>, String> {
+    let requests =
+        crate::metrics::Metrics::new("zeek_mgmt_controller").map_err(|e| e.to_string())?;
+    let deployments =
+        actors::core::Deployments::new(&requests.registry).map_err(|e| e.to_string())?;
+    Ok(Arc::new(actors::core::CoreMetrics {
+        requests: Arc::new(requests),
+        deployments,
+    }))
 }
 
 /// A listener on `ip:port` (0: a free port), or none when it is off.
@@ -372,6 +390,12 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
     };
     // The core and the dialer know each other: the core's address comes
     // first, from its context.
+    let metrics = match config.metrics_addr {
+        Some(addr) => {
+            Some(controller_metrics().map_err(|reason| StartError::Metrics { addr, reason })?)
+        }
+        None => None,
+    };
     let core_context = Context::<Core>::new();
     let core_addr = core_context.address();
     let sessions = Sessions::new(
@@ -381,13 +405,23 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
         config.heartbeat,
     );
     let dialer = Dialer::new(sessions.clone()).start();
-    let core = core_context.run(Core::new(
-        settings,
-        hub.clone(),
-        store,
-        snapshot,
-        dialer.recipient(),
-    ));
+    let core = core_context.run(
+        Core::new(settings, hub.clone(), store, snapshot, dialer.recipient())
+            .with_metrics(metrics.clone()),
+    );
+    let metrics_server = match (config.metrics_addr, metrics) {
+        (Some(addr), Some(m)) => {
+            let fail = |reason: String| StartError::Metrics { addr, reason };
+            let scrape = metrics::ControllerScrape::new(&m.requests.registry, core.clone())
+                .map_err(|e| fail(e.to_string()))?;
+            let server =
+                crate::metrics::serve(addr, Arc::clone(&m.requests), Arc::new(Arc::new(scrape)))
+                    .map_err(|e| fail(e.to_string()))?;
+            tracing::info!(addr = %server.addr, "serving metrics and service discovery");
+            Some(server)
+        }
+        _ => None,
+    };
 
     let agent_addr = agent_listener.as_ref().and_then(|l| l.local_addr().ok());
     if let Some(listener) = agent_listener {
@@ -477,6 +511,8 @@ pub async fn start(config: Config) -> Result<ControllerHandle, StartError> {
         core,
         websocket_addr,
         agent_addr,
+        metrics_addr: metrics_server.as_ref().map(|m| m.addr),
+        _metrics: metrics_server,
         local_agent,
         _lock: lock,
     })

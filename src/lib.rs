@@ -101,6 +101,7 @@ pub mod controller;
 pub mod daemon;
 pub mod logging;
 pub mod memory;
+pub mod metrics;
 pub mod protocol;
 pub mod settings;
 pub mod testing;

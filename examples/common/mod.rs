@@ -103,6 +103,12 @@ pub fn start_controller(args: &[String], log: &Path) -> (Proc, SocketAddr, u16) 
 
 /// Starts `program` and returns it with its first line of output.
 fn start_line(program: &Path, args: &[String], log: &Path) -> (Proc, String) {
+    let (p, mut lines) = start_lines(program, args, log, 1);
+    (p, lines.swap_remove(0))
+}
+
+/// Starts `program` and returns it with its first `n` lines of output.
+pub fn start_lines(program: &Path, args: &[String], log: &Path, n: usize) -> (Proc, Vec<String>) {
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -116,11 +122,14 @@ fn start_line(program: &Path, args: &[String], log: &Path) -> (Proc, String) {
                 program.display()
             )
         });
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("ready line");
-    (Proc(child), line)
+    let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut lines = Vec::new();
+    for _ in 0..n {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("ready line");
+        lines.push(line);
+    }
+    (Proc(child), lines)
 }
 
 pub fn ms(d: Duration) -> String {

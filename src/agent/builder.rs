@@ -15,7 +15,9 @@ use crate::agent::actors::supervisor::{NodeSupervisor, Shutdown};
 use crate::agent::actors::tracker::{Tracker, TrackerSettings, Workers};
 use crate::agent::config::Config;
 use crate::agent::error::Error;
+use crate::agent::metrics::AgentScrape;
 use crate::api::events::Request;
+use crate::metrics::{Metrics, MetricsServer};
 
 /// Starts an agent from a `Config`.
 pub struct AgentBuilder {
@@ -93,6 +95,10 @@ impl AgentBuilder {
         )
         .holding(lock)
         .start();
+        let metrics = match cfg.metrics_addr {
+            Some(addr) => Some(start_metrics(addr, &supervisor)?),
+            None => None,
+        };
         let tracker = Tracker::new(
             TrackerSettings {
                 instance: cfg.name.clone(),
@@ -101,6 +107,7 @@ impl AgentBuilder {
             },
             Workers::all(&supervisor),
         )
+        .with_metrics(metrics.as_ref().map(|(m, _)| Arc::clone(m)))
         .start();
 
         let settings = Arc::new(PeerSettings {
@@ -135,12 +142,29 @@ impl AgentBuilder {
         Ok(AgentHandle {
             config: cfg,
             local_addr,
+            metrics: metrics.map(|(_, server)| Arc::new(server)),
             tracker,
             notifier,
             supervisor,
             stoppers,
         })
     }
+}
+
+/// The agent's metrics, served on `addr`.
+fn start_metrics(
+    addr: SocketAddr,
+    supervisor: &Addr<NodeSupervisor>,
+) -> Result<(Arc<Metrics>, MetricsServer), Error> {
+    let fail = |reason: String| Error::Metrics { addr, reason };
+    let metrics = Metrics::new("zeek_mgmt_agent").map_err(|e| fail(e.to_string()))?;
+    let scrape =
+        AgentScrape::new(&metrics.registry, supervisor.clone()).map_err(|e| fail(e.to_string()))?;
+    let metrics = Arc::new(metrics);
+    let server = crate::metrics::serve(addr, Arc::clone(&metrics), Arc::new(Arc::new(scrape)))
+        .map_err(|e| fail(e.to_string()))?;
+    tracing::info!(addr = %server.addr, "serving metrics");
+    Ok((metrics, server))
 }
 
 /// Creates and removes a file in `dir`: it can be written.
@@ -158,6 +182,7 @@ fn check_writable(dir: &std::path::Path) -> std::io::Result<()> {
 pub struct AgentHandle {
     config: Arc<Config>,
     local_addr: Option<SocketAddr>,
+    metrics: Option<Arc<MetricsServer>>,
     tracker: Addr<Tracker>,
     notifier: Addr<Notifier>,
     supervisor: Addr<NodeSupervisor>,
@@ -173,6 +198,11 @@ impl AgentHandle {
     /// The address the agent listens on, if it listens.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local_addr
+    }
+
+    /// The address `/metrics` is served on, when it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.addr)
     }
 
     /// The request tracker: send it `Track` messages.
@@ -213,6 +243,9 @@ impl AgentHandle {
         let _ = self.supervisor.send(Shutdown).await;
         for s in &self.stoppers {
             let _ = s.send(StopPeering).await;
+        }
+        if let Some(m) = &self.metrics {
+            m.stop().await;
         }
         tracing::info!("every node stopped");
     }

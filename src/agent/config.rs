@@ -147,6 +147,8 @@ crate::settings::declare_settings! {
     archive_max_bytes: u64 = 0;
     /// Warn when the archive's filesystem has less free space, in percent
     min_disk_space: f64 = 5.0;
+    /// Serve Prometheus metrics (/metrics) on this address, for example 127.0.0.1:9101; port 0 picks a free one. Off without it
+    metrics_addr: Option<std::net::SocketAddr> = None, env "ZEEK_AGENT_METRICS_ADDR";
     /// Crash records kept per node (in its directory, crashes/), the oldest deleted first; 0 keeps none
     crash_records: usize = 20;
 }

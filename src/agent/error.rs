@@ -21,6 +21,8 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot serve metrics on {addr}: {reason}")]
+    Metrics { addr: SocketAddr, reason: String },
     #[error(
         "directory {path} cannot be used (it must be a directory the agent can write): {source}"
     )]

@@ -75,6 +75,14 @@ fn main() -> ExitCode {
                 );
             }
         }
+        // A second ready line with the metrics address, when served.
+        if let Some(addr) = agent.metrics_addr() {
+            let _ = writeln!(
+                out,
+                "zeek-mgmt-agent {} metrics on http://{addr}/metrics",
+                agent.name()
+            );
+        }
         let _ = out.flush();
         drop(out);
         match zeek_mgmt_agent::daemon::wait_for_signal().await {

@@ -103,6 +103,13 @@ fn main() -> ExitCode {
             show(handle.websocket_addr),
             show(handle.agent_addr)
         );
+        // A second ready line with the metrics address, when served.
+        if let Some(addr) = handle.metrics_addr {
+            let _ = writeln!(
+                out,
+                "zeek-mgmt-controller {name} metrics on http://{addr}/metrics, service discovery on http://{addr}/sd"
+            );
+        }
         let _ = out.flush();
         drop(out);
         match zeek_mgmt_agent::daemon::wait_for_signal().await {

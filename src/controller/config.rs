@@ -59,6 +59,8 @@ crate::settings::declare_settings! {
     tls_key: Option<PathBuf> = None;
     /// CA (PEM): agents dialling in must present a certificate of it (mutual TLS), and dialled agents are verified against it
     tls_ca: Option<PathBuf> = None;
+    /// Serve Prometheus metrics (/metrics) and the service discovery of every node's metrics port (/sd) on this address, for example 127.0.0.1:9102; port 0 picks a free one. Off without it
+    metrics_addr: Option<std::net::SocketAddr> = None, env "ZEEK_CONTROLLER_METRICS_ADDR";
     /// Also run this host's agent inside the controller's process (one host, one process); its settings come from the `[agent]` table of the --config file, then --local-agent-config, then the agent's own flags after `--`
     local_agent: bool = false;
     /// The local agent's settings: a TOML file as zeek-mgmt-agent --config reads it

@@ -160,6 +160,18 @@ impl Value for IpAddr {
     }
 }
 
+impl Value for std::net::SocketAddr {
+    const PLACEHOLDER: &'static str = "ADDR:PORT";
+    fn parse(text: &str) -> Result<Self, String> {
+        text.trim().parse().map_err(|_| {
+            format!("{text:?} is not an address and port (127.0.0.1:9101, [::1]:9101; port 0 picks a free one)")
+        })
+    }
+    fn show(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
 /// An optional value: unset by default, set by any source.
 impl<T: Value> Value for Option<T> {
     const PLACEHOLDER: &'static str = T::PLACEHOLDER;

@@ -12,6 +12,7 @@ mod edges;
 mod hosts;
 mod lifecycle;
 mod load;
+mod metrics;
 mod netns;
 mod netstats;
 mod props;

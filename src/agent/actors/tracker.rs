@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 // The runtime's clock, which tests can pause and advance.
+use std::sync::Arc;
 use tokio::time::Instant;
 
 use actix::prelude::*;
@@ -91,6 +92,8 @@ pub struct Tracker {
     /// Requests were tracked or peers closed since memory was last handed
     /// back.
     busy: bool,
+    /// Where each answered request is counted, with its latency.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// How often an idle tracker hands memory left from a burst back.
@@ -114,7 +117,14 @@ impl Tracker {
             next_seq: 0,
             sweeping: false,
             busy: false,
+            metrics: None,
         }
+    }
+
+    /// Counts each answered request, by kind and result, with its latency.
+    pub fn with_metrics(mut self, metrics: Option<Arc<crate::metrics::Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     fn answer_now(
@@ -127,6 +137,9 @@ impl Tracker {
     ) {
         let result = ApiResult::failure(reqid.clone(), &self.settings.instance, error);
         log_tx(peer, stem, &reqid, &result);
+        if let Some(m) = &self.metrics {
+            m.request(stem.as_str(), false, Duration::ZERO);
+        }
         reply_to.do_send(Outbound::Response(Response {
             stem,
             reqid,
@@ -189,7 +202,11 @@ impl Tracker {
                 result: ApiResult::failure(reqid.clone(), instance, "agent is shutting down"),
             },
         };
-        tracing::debug!(%peer, %reqid, elapsed = ?entry.since.elapsed(), "request done");
+        let took = entry.since.elapsed();
+        tracing::debug!(%peer, %reqid, elapsed = ?took, "request done");
+        if let Some(m) = &self.metrics {
+            m.request(response.stem.as_str(), response.result.success, took);
+        }
         log_tx(peer, response.stem, &reqid, &response.result);
         entry.reply_to.do_send(Outbound::Response(response));
     }

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -30,9 +31,12 @@ use crate::controller::store::{Save, Snapshot, Store};
 
 mod claims;
 mod deploy;
+mod figures;
 mod gather;
 #[cfg(test)]
 mod tests;
+
+pub use figures::{CoreFigures, CoreMetrics, Deployments, Figures};
 
 /// What the core needs to know of its settings.
 #[derive(Debug, Clone)]
@@ -56,6 +60,8 @@ struct Known {
 /// The one deployment in progress.
 struct Deployment {
     reqid: ReqId,
+    /// When it started, for its duration.
+    started: std::time::Instant,
     /// Internal deployments (after a restart, an agent's return) answer
     /// nobody.
     internal: bool,
@@ -107,6 +113,11 @@ pub struct Core {
     claims: BTreeMap<String, (String, std::time::Instant)>,
     /// Newcomers waiting while the holder of their name is asked.
     contending: HashMap<String, AgentUp>,
+    /// Where requests and deployments are counted, when metrics are on.
+    metrics: Option<Arc<CoreMetrics>>,
+    /// When each client request waiting for its answer arrived (with
+    /// metrics on).
+    arrivals: HashMap<ReqId, std::time::Instant>,
 }
 
 impl Core {
@@ -134,7 +145,15 @@ impl Core {
             gathers: HashMap::new(),
             claims: BTreeMap::new(),
             contending: HashMap::new(),
+            metrics: None,
+            arrivals: HashMap::new(),
         }
+    }
+
+    /// Counts requests and deployments in `metrics`.
+    pub fn with_metrics(mut self, metrics: Option<Arc<CoreMetrics>>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     fn publish(&self, stem: Stem, reqid: &ReqId, arg: Value) {
@@ -145,7 +164,8 @@ impl Core {
         });
     }
 
-    fn answer(&self, stem: Stem, reqid: &ReqId, results: &[BrokerResult]) {
+    fn answer(&mut self, stem: Stem, reqid: &ReqId, results: &[BrokerResult]) {
+        self.answered(stem, reqid, results);
         self.publish(stem, reqid, records::results(results));
     }
 
@@ -222,6 +242,10 @@ impl Core {
     // ---- client requests ----
 
     fn on_request(&mut self, reqid: ReqId, call: Call, ctx: &mut Context<Self>) {
+        // A test_timeout without state is never answered.
+        if !matches!(call, Call::TestTimeout { with_state: false }) {
+            self.arrived(&reqid);
+        }
         match call {
             Call::GetInstances => {
                 let list: Vec<Value> = self
@@ -236,6 +260,7 @@ impl Core {
                     })
                     .collect();
                 let r = BrokerResult::ok(&reqid).with_data(Value::Vector(list));
+                self.answered(Stem::GetInstances, &reqid, std::slice::from_ref(&r));
                 self.publish(Stem::GetInstances, &reqid, r.to_value());
             }
             Call::Stage(config) => self.stage(reqid, config, ctx),
@@ -251,6 +276,7 @@ impl Core {
                         BrokerResult::failure(&reqid, format!("no {what} configuration available"))
                     }
                 };
+                self.answered(Stem::GetConfiguration, &reqid, std::slice::from_ref(&r));
                 self.publish(Stem::GetConfiguration, &reqid, r.to_value());
             }
             Call::Deploy => self.deploy(reqid, false, ctx),
@@ -299,6 +325,7 @@ impl Core {
                 if with_state {
                     ctx.run_later(self.settings.request_timeout, move |act, _| {
                         let r = BrokerResult::failure(&reqid, "request timed out");
+                        act.answered(Stem::TestTimeout, &reqid, std::slice::from_ref(&r));
                         act.publish(Stem::TestTimeout, &reqid, r.to_value());
                     });
                 } else {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{eventually, first_line, Later};
+use super::{eventually, metrics_address, ready_lines, Later};
 
 /// The zeek-client program: `$ZEEK_CLIENT`, else the one `.ci/run`
 /// installs, else the one on PATH.
@@ -50,6 +50,8 @@ pub struct Controller {
     child: Child,
     pub ws: SocketAddr,
     pub agents: u16,
+    /// Where its metrics are served, with `--metrics-addr`.
+    pub metrics: Option<SocketAddr>,
     dir: PathBuf,
 }
 
@@ -96,12 +98,15 @@ impl Controller {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("start the controller");
-        let line = first_line(&mut child);
-        let (ws, agents) = ready_addresses(&line);
+        let with_metrics = extra.contains(&"--metrics-addr");
+        let lines = ready_lines(&mut child, if with_metrics { 2 } else { 1 });
+        let line = &lines[0];
+        let (ws, agents) = ready_addresses(line);
         Controller {
             child,
             ws: ws.unwrap_or_else(|| panic!("no client address in {line:?}")),
             agents: agents.map_or(0, |a| a.port()),
+            metrics: lines.get(1).and_then(|l| metrics_address(l)),
             dir: dir.to_owned(),
         }
     }

@@ -31,6 +31,8 @@ pub fn stand_in() -> PathBuf {
 pub struct Agent {
     child: Option<Child>,
     pub addr: Option<SocketAddr>,
+    /// Where its metrics are served, with `--metrics-addr`.
+    pub metrics: Option<SocketAddr>,
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -109,7 +111,10 @@ impl Agent {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("start agent");
-        let line = first_line(&mut child);
+        let with_metrics = args.iter().any(|a| a == "--metrics-addr");
+        let lines = ready_lines(&mut child, if with_metrics { 2 } else { 1 });
+        let line = &lines[0];
+        let metrics = lines.get(1).and_then(|l| metrics_address(l));
         let addr = line
             .trim()
             .rsplit_once("listening on ")
@@ -122,6 +127,7 @@ impl Agent {
         Agent {
             child: Some(child),
             addr,
+            metrics,
             dir: dir.to_owned(),
             _tmp: None,
         }
@@ -387,16 +393,44 @@ pub fn node_processes(dir: &Path, node: &str) -> Vec<i32> {
 /// The first line a daemon writes on its stdout (its ready line), or an
 /// empty string if none comes within 20 s.
 pub fn first_line(child: &mut std::process::Child) -> String {
+    ready_lines(child, 1).swap_remove(0)
+}
+
+/// The first `n` lines of a child's stdout (empty ones for those that did
+/// not come within 20 s).
+pub fn ready_lines(child: &mut std::process::Child, n: usize) -> Vec<String> {
+    let mut lines = vec![String::new(); n];
     let Some(stdout) = child.stdout.take() else {
-        return String::new();
+        return lines;
     };
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
+        let mut reader = BufReader::new(stdout);
+        for _ in 0..n {
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
     });
-    rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default()
+    for slot in &mut lines {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => *slot = line,
+            Err(_) => break,
+        }
+    }
+    lines
+}
+
+/// The address of a ready line's `http://ADDR/metrics`.
+pub fn metrics_address(line: &str) -> Option<SocketAddr> {
+    line.split_once("http://")?
+        .1
+        .split_once('/')?
+        .0
+        .parse()
+        .ok()
 }
 
 /// The real Zeek the tests run: `$ZEEK_BINARY`, else the Zeek 8.2.2 kept

@@ -2,24 +2,44 @@
 //! directory (`agent/crash.rs`), written off the supervisor's thread, and
 //! `get_crashes_request` reads them back.
 
+use std::time::Duration;
+
 use actix::prelude::*;
 
 use super::NodeSupervisor;
 use crate::agent::crash::{self, Crash, CrashRecord};
+use crate::agent::process::Exit;
 use crate::api::events::{GetCrashesRequest, GetCrashesResponse};
-use crate::api::types::{ApiResult, ResultData};
+use crate::api::types::{ApiResult, NodeOutputs, ResultData};
 
 impl NodeSupervisor {
     /// Makes the record of a crash and has it written (the newest
     /// `--crash-records` of the node kept); returns its summary line, for
     /// `notify_error`. With `--crash-records 0` nothing is written.
-    pub(super) fn keep_crash_record(&self, crash: &Crash<'_>) -> String {
-        let mut record = CrashRecord::new(crash, std::time::SystemTime::now());
+    pub(super) fn keep_crash_record(
+        &self,
+        node: &str,
+        pid: Option<u32>,
+        status: &Exit,
+        (ran, was_running): (Duration, bool),
+        outputs: &NodeOutputs,
+    ) -> String {
+        let dir = self.cfg.cluster_dir.join(node);
+        let crash = Crash {
+            node,
+            dir: &dir,
+            pid,
+            status,
+            ran,
+            was_running,
+            stdout: &outputs.stdout,
+            stderr: &outputs.stderr,
+        };
+        let mut record = CrashRecord::new(&crash, std::time::SystemTime::now());
         let keep = self.cfg.crash_records;
         if keep == 0 {
             return record.summary();
         }
-        let dir = crash.dir.to_owned();
         record.file = Some(record.path_in(&dir));
         let summary = record.summary();
         tokio::task::spawn_blocking(move || {

@@ -18,7 +18,6 @@ use crate::agent::actors::node::{
     NodeEvent, NodeProcess, NodeReport, NodeTiming, ProcId, StopNode,
 };
 use crate::agent::channel::{self, Join, Path, Rule};
-use crate::agent::crash::Crash;
 use crate::agent::process::{self, NodeFile, SpawnSpec};
 use crate::agent::{archive, layout};
 use crate::api::types::{Configuration, Role, State};
@@ -525,16 +524,7 @@ impl NodeSupervisor {
             was_running,
             outputs.stderr.trim_end_matches('\n'),
         );
-        let summary = self.keep_crash_record(&Crash {
-            node: name,
-            dir: &self.cfg.cluster_dir.join(name),
-            pid,
-            status: &status,
-            ran,
-            was_running,
-            stdout: &outputs.stdout,
-            stderr: &outputs.stderr,
-        });
+        let summary = self.keep_crash_record(name, pid, &status, (ran, was_running), &outputs);
         self.set_state(name, State::Crashed);
         self.notify_error(name, with_stderr(summary, &outputs.stderr));
         self.record(

@@ -68,6 +68,7 @@ impl Core {
         let record = (!internal).then(|| config.clone());
         self.pending = Some(Deployment {
             reqid: reqid.clone(),
+            started: std::time::Instant::now(),
             internal,
             config,
             waiting: None,
@@ -90,6 +91,7 @@ impl Core {
                         p.config.id,
                         silent.join("; ")
                     );
+                    act.deployment_ended("timed_out", p.started);
                     if !p.internal {
                         // The operator is told it failed: a restarted
                         // controller does not finish it.
@@ -290,6 +292,14 @@ impl Core {
         });
         let id = p.config.id.clone();
         self.deploying = None;
+        let result = if p.refused {
+            "refused"
+        } else if p.results.iter().all(|r| r.success) {
+            "success"
+        } else {
+            "failure"
+        };
+        self.deployment_ended(result, p.started);
         if p.refused {
             // Nothing changed where it was refused: what runs there is
             // still the deployed configuration.
