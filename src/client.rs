@@ -7,6 +7,7 @@ pub mod controller;
 pub mod crashes;
 pub mod ini;
 pub mod netstats;
+pub mod nodecfg;
 mod per_node;
 mod table;
 

@@ -161,6 +161,16 @@ enum Command {
         #[arg(long)]
         with_state: bool,
     },
+    /// Print a ZeekControl node.cfg (with the networks.cfg beside it) as
+    /// this project's cluster file: workers expanded, each host an
+    /// instance; deploy-config, deploy and check take node.cfg as it is
+    Convert {
+        file: String,
+        /// Map a node.cfg host to the agent that runs it (default:
+        /// agent-HOST, an agent's default name there)
+        #[arg(long = "instance", value_name = "HOST=AGENT")]
+        instances: Vec<String>,
+    },
     /// Tell every agent that a controller welcomes it
     Welcome,
     /// Stop every node of every agent and clear their configurations
@@ -181,6 +191,13 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
 /// Reads a cluster file (`-`: stdin), printing its warnings; on failure the
 /// exit code of a usage error, said on stderr.
 fn read_cluster_file(file: &str) -> Result<ini::ClusterFile, ExitCode> {
+    if client::nodecfg::is_node_cfg(file) {
+        let converted = client::nodecfg::read(file, &Default::default()).map_err(usage_error)?;
+        for w in &converted.file.warnings {
+            eprintln!("zeek-mgmt-client: warning: {w}");
+        }
+        return Ok(converted.file);
+    }
     let (text, name) = if file == "-" {
         let mut s = String::new();
         if let Err(e) = std::io::stdin().read_to_string(&mut s) {
@@ -223,6 +240,27 @@ fn printed(outcome: &Outcome, table: Option<fn(&Outcome) -> String>) -> controll
     }
 }
 
+/// `convert`: a node.cfg printed as our INI, with what was read aside.
+fn convert(file: &str, instances: &[String]) -> ExitCode {
+    let mut map = client::nodecfg::HostMap::new();
+    for item in instances {
+        let Some((host, agent)) = item.split_once('=') else {
+            return usage_error(format!("--instance {item:?}: expected HOST=AGENT"));
+        };
+        map.insert(host.to_owned(), agent.to_owned());
+    }
+    match client::nodecfg::read(file, &map) {
+        Ok(c) => {
+            for w in &c.file.warnings {
+                eprintln!("zeek-mgmt-client: warning: {w}");
+            }
+            print!("{}", client::nodecfg::ini(&c));
+            ExitCode::SUCCESS
+        }
+        Err(e) => usage_error(e),
+    }
+}
+
 /// Prints an outcome as JSON, or with `table`.
 fn print_with(outcome: &Outcome, table: Option<fn(&Outcome) -> String>) -> ExitCode {
     match table {
@@ -245,6 +283,10 @@ fn report(outcome: &Outcome) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Reads a file and prints it: no agent, no controller.
+    if let Command::Convert { file, instances } = &cli.command {
+        return convert(file, instances);
+    }
     let controller = cli
         .controller
         .clone()
@@ -358,6 +400,7 @@ fn main() -> ExitCode {
                 let outcome = client::crashes::with_agents(&opts, &nodes).await;
                 print_with(&outcome, table.then_some(client::crashes::table))
             }
+            Command::Convert { .. } => ExitCode::SUCCESS,
             Command::Welcome => print(&client::welcome(&opts).await),
             Command::Standby => print(&client::standby(&opts).await),
             Command::Deploy { file: None, .. } => {

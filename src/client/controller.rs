@@ -308,6 +308,13 @@ fn quoted(s: &str) -> String {
 }
 
 fn config_ini(c: &Configuration) -> String {
+    ini_text(c, false)
+}
+
+/// A configuration in the INI form; `with_options` adds each node's Zeek
+/// options (`options = NAME=VALUE ...`, a key of ours that zeek-client's
+/// INI lacks).
+pub fn ini_text(c: &Configuration, with_options: bool) -> String {
     let mut out = String::new();
     if !c.instances.is_empty() {
         out.push_str("[instances]\n");
@@ -350,6 +357,13 @@ fn config_ini(c: &Configuration) -> String {
         }
         if let Some(p) = n.metrics_port {
             out.push_str(&format!("metrics_port = {}\n", p.number));
+        }
+        if let Some(options) = n.options.as_ref().filter(|o| with_options && !o.is_empty()) {
+            let o: Vec<String> = options
+                .iter()
+                .map(|o| quoted(&format!("{}={}", o.name, o.value)))
+                .collect();
+            out.push_str(&format!("options = {}\n", o.join(" ")));
         }
         out.push('\n');
     }

@@ -287,6 +287,20 @@ fn parse_ini_checked(text: &str, file: &str) -> Result<ClusterFile, FileError> {
                 )
             }
             "scripts" => node.scripts = Some(shell_split(value).map_err(bad)?),
+            // Ours (zeek-client's INI has none): Zeek options, NAME=VALUE each.
+            "options" => {
+                let mut options = Vec::new();
+                for word in shell_split(value).map_err(bad)? {
+                    let (name, value) = word
+                        .split_once('=')
+                        .ok_or_else(|| bad(format!("{word:?} is not NAME=VALUE")))?;
+                    options.push(crate::api::types::ZeekOption {
+                        name: name.to_owned(),
+                        value: value.to_owned(),
+                    });
+                }
+                node.options = Some(options);
+            }
             "env" => {
                 for word in shell_split(value).map_err(bad)? {
                     let (k, v) = word

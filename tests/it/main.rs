@@ -15,6 +15,7 @@ mod load;
 mod metrics;
 mod netns;
 mod netstats;
+mod nodecfg;
 mod props;
 mod protocol;
 mod realzeek;

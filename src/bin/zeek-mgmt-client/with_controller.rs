@@ -22,12 +22,18 @@ pub(super) async fn with_controller(
         Command::StageConfig { file }
         | Command::DeployConfig { file }
         | Command::Check { file } => {
-            // Read and checked as zeek-client does, with its words.
-            match controller::cluster_file::read(file)
-                .map_err(|r| r.printed())
-                .and_then(|f| {
-                    controller::staged_configuration(&f).map_err(|e| controller::Printed::error(&e))
-                }) {
+            // Read and checked as zeek-client does, with its words; a
+            // ZeekControl node.cfg as ZeekControl reads it.
+            let read = if client::nodecfg::is_node_cfg(file) {
+                client::nodecfg::read(file, &Default::default())
+                    .map(|c| c.file)
+                    .map_err(|e| controller::Printed::error(&e.to_string()))
+            } else {
+                controller::cluster_file::read(file).map_err(|r| r.printed())
+            };
+            match read.and_then(|f| {
+                controller::staged_configuration(&f).map_err(|e| controller::Printed::error(&e))
+            }) {
                 Ok(c) => Some(c),
                 Err(p) => return emit(&p),
             }
@@ -140,9 +146,10 @@ pub(super) async fn with_controller(
                 }
                 controller::Printed::default()
             }
-            Command::Welcome | Command::Standby | Command::ShowSettings => {
-                controller::Printed::default()
-            }
+            Command::Welcome
+            | Command::Standby
+            | Command::ShowSettings
+            | Command::Convert { .. } => controller::Printed::default(),
         })
     }
     .await;
