@@ -180,6 +180,9 @@ pub fn status_json(s: &NodeStatus) -> Value {
     if let Some(v) = s.rss_bytes {
         m.insert("rss_bytes".into(), json!(v));
     }
+    if let Some(v) = s.cpu_affinity {
+        m.insert("cpu_affinity".into(), json!(v));
+    }
     if let Some(v) = s.restarts {
         m.insert("restarts".into(), json!(v));
     }

@@ -413,6 +413,10 @@ pub struct NodeStatus {
     /// Prometheus port of the node (an extension, see `docs/protocol.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_port: Option<Port>,
+    /// The CPU the node is pinned to, when it is (an extension, see
+    /// `docs/protocol.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_affinity: Option<i64>,
     /// CPU use in percent of one core, sampled in the background.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_percent: Option<f64>,

@@ -364,6 +364,7 @@ mod tests {
             pid: Some(pid),
             p: p.map(Port::tcp),
             metrics_port: m.map(Port::tcp),
+            cpu_affinity: None,
             cpu_percent: Some(1.0),
             rss_bytes: None,
             restarts: None,

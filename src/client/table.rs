@@ -11,7 +11,7 @@ use super::Outcome;
 pub fn nodes_table(outcome: &Outcome, drops: &BTreeMap<String, f64>) -> String {
     let mut rows = vec![[
         "instance", "node", "role", "mgmt", "state", "by", "joined", "pid", "port", "rss", "cpu%",
-        "queued", "drop%",
+        "pinned", "queued", "drop%",
     ]
     .map(String::from)];
     if let Some(results) = outcome.json["results"].as_object() {
@@ -47,6 +47,7 @@ pub fn nodes_table(outcome: &Outcome, drops: &BTreeMap<String, f64>) -> String {
                     text("port"),
                     rss,
                     cpu,
+                    text("cpu_affinity"),
                     s["archive"]["waiting"]
                         .as_u64()
                         .map_or_else(|| "-".to_owned(), |w| w.to_string()),

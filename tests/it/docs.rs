@@ -43,6 +43,7 @@ fn the_protocol_document_names_everything_on_the_wire() {
         pid: Some(1),
         p: None,
         metrics_port: Some(Port::tcp(9000)),
+        cpu_affinity: Some(1),
         cpu_percent: Some(0.0),
         rss_bytes: Some(0),
         restarts: Some(0),

@@ -92,6 +92,39 @@ async fn node_cfg_deploys_straight_to_the_agent_of_its_host() {
         names,
         ["logger-1", "manager", "proxy-1", "worker-1-1", "worker-1-2"]
     );
+    // get-nodes shows where each worker is pinned.
+    let pinned: Vec<(String, Option<i64>)> = nodes
+        .iter()
+        .filter(|n| n.node.starts_with("worker"))
+        .map(|n| (n.node.clone(), n.cpu_affinity))
+        .collect();
+    assert_eq!(
+        pinned,
+        [
+            ("worker-1-1".to_owned(), Some(0)),
+            ("worker-1-2".to_owned(), Some(1))
+        ]
+    );
+    let table = std::process::Command::new(env!("CARGO_BIN_EXE_zeek-mgmt-client"))
+        .args(["--agent", &addr, "get-nodes", "--table"])
+        .output()
+        .expect("get-nodes");
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let at = header
+        .iter()
+        .position(|h| *h == "pinned")
+        .expect("a pinned column");
+    let row = table
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("worker-1-2"))
+        .unwrap_or_default();
+    assert_eq!(row.split_whitespace().nth(at), Some("1"), "{table}");
     // Each worker with its environment and its interface.
     for w in ["worker-1-1", "worker-1-2"] {
         let env =

@@ -344,6 +344,7 @@ impl NodeSupervisor {
             pid: Some(i64::from(self.own_pid)),
             p: self.listen_port.map(Port::tcp),
             metrics_port: None,
+            cpu_affinity: None,
             cpu_percent: own.map(|s| s.cpu_percent),
             rss_bytes: own.map(|s| s.rss_bytes),
             restarts: None,

@@ -95,6 +95,7 @@ fn status() -> impl Strategy<Value = NodeStatus> {
                 pid,
                 p: port.map(Port::tcp),
                 metrics_port: None,
+                cpu_affinity: None,
                 cpu_percent: cpu,
                 rss_bytes: rss,
                 restarts,
