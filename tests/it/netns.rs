@@ -86,6 +86,11 @@ impl Hosts {
         Ok(hosts)
     }
 
+    /// The network namespace of host `i`.
+    pub fn name(&self, i: usize) -> &str {
+        &self.names[i]
+    }
+
     /// A command run inside host `i`.
     pub fn command(&self, i: usize, program: &Path) -> Command {
         let mut c = Command::new("ip");

@@ -2,6 +2,8 @@
 //! controller, where it stages the same configuration as our INI
 //! describing the same cluster.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use crate::support::controller::Controller;
@@ -134,4 +136,170 @@ async fn node_cfg_deploys_straight_to_the_agent_of_its_host() {
             std::fs::read_to_string(agent.dir.join("cluster").join(w).join("argv")).expect("argv");
         assert!(argv.lines().any(|l| l == "af_packet::eth0"), "{w}: {argv}");
     }
+}
+
+/// A TCP server on each `ADDR` (accepts, reads, answers, closes), in the
+/// background until killed.
+const SERVER: &str = r#"
+import socket, sys, threading
+def serve(addr):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, 8080))
+    s.listen(512)
+    while True:
+        c, _ = s.accept()
+        c.recv(64)
+        c.sendall(b"ok")
+        c.close()
+for a in sys.argv[1:]:
+    threading.Thread(target=serve, args=(a,), daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait()
+"#;
+
+/// `N` TCP connections to each `ADDR`, one after another, each closed.
+const CLIENT: &str = r#"
+import socket, sys
+n = int(sys.argv[1])
+for a in sys.argv[2:]:
+    for i in range(n):
+        c = socket.create_connection((a, 8080), timeout=5)
+        c.sendall(b"hello")
+        c.recv(64)
+        c.close()
+"#;
+
+#[test]
+fn lb_procs_workers_on_two_af_packet_links_log_each_connection_once_and_share_them() {
+    use crate::netns::Hosts;
+    let test =
+        "nodecfg::lb_procs_workers_on_two_af_packet_links_log_each_connection_once_and_share_them";
+    let zeek = crate::require_zeek!(test);
+    let mut hosts = match Hosts::make(2) {
+        Ok(h) => h,
+        Err(why) => return skipped(test, &format!("cannot make network namespaces: {why}")),
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    // Two links from the sensor (host 0) to a peer (host 1).
+    let peer = hosts.name(1).to_owned();
+    let ip = std::path::Path::new("ip");
+    for (link, net) in [("fanA", 1), ("fanB", 2)] {
+        let far = format!("{link}-p");
+        for (i, args) in [
+            (
+                0,
+                vec![
+                    "link", "add", link, "type", "veth", "peer", "name", &far, "netns", &peer,
+                ],
+            ),
+            (
+                0,
+                vec!["addr", "add", &format!("198.18.{net}.1/24"), "dev", link],
+            ),
+            (0, vec!["link", "set", link, "up"]),
+            (
+                1,
+                vec!["addr", "add", &format!("198.18.{net}.2/24"), "dev", &far],
+            ),
+            (1, vec!["link", "set", &far, "up"]),
+        ] {
+            let (code, _, err) = hosts.run(i, ip, dir, &args);
+            assert_eq!(code, 0, "ip {args:?}: {err}");
+        }
+    }
+    let mut server = hosts.command(1, std::path::Path::new("python3"));
+    server.args(["-c", SERVER, "198.18.1.2", "198.18.2.2"]);
+    let line = first_line(hosts.start(server, &dir.join("server.log")));
+    assert_eq!(line.trim(), "ready");
+
+    let mut agent = hosts.command(
+        0,
+        std::path::Path::new(env!("CARGO_BIN_EXE_zeek-mgmt-agent")),
+    );
+    agent
+        .args([
+            "--listen-port",
+            "2151",
+            "--log-archive=false",
+            "--max-revivals",
+            "0",
+        ])
+        .args(["--request-timeout", "60s", "--stop-grace", "10"])
+        .arg("--zeek-binary")
+        .arg(&zeek)
+        .current_dir(dir);
+    let line = first_line(hosts.start(agent, &dir.join("agent.log")));
+    assert!(line.contains("zeek-mgmt-agent"), "no ready line: {line:?}");
+    // The packets of the sensor's own stack carry checksums left to the
+    // device: Zeek is told not to check them.
+    std::fs::write(dir.join("nocsum.zeek"), "redef ignore_checksums = T;\n").expect("script");
+    let aux = dir.join("nocsum.zeek").display().to_string();
+    std::fs::write(
+        dir.join("node.cfg"),
+        format!(
+            "[logger-1]\ntype=logger\nhost=localhost\n\n\
+             [manager]\ntype=manager\nhost=localhost\n\n\
+             [proxy-1]\ntype=proxy\nhost=localhost\n\n\
+             [wa]\ntype=worker\nhost=localhost\ninterface=fanA\nlb_method=af_packet\nlb_procs=4\naux_scripts={aux}\n\n\
+             [wb]\ntype=worker\nhost=localhost\ninterface=fanB\nlb_method=af_packet\nlb_procs=2\naux_scripts={aux}\n"
+        ),
+    )
+    .expect("node.cfg");
+    let client = std::path::Path::new(env!("CARGO_BIN_EXE_zeek-mgmt-client"));
+    let to_agent = ["--agent", "127.0.0.1:2151", "--timeout", "90s"];
+    let run = |args: &[&str]| {
+        let all: Vec<&str> = to_agent.iter().chain(args).copied().collect();
+        hosts.run(0, client, dir, &all)
+    };
+    let (code, out, err) = run(&["deploy", "node.cfg"]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    const N: usize = 40;
+    let (code, _, err) = hosts.run(
+        0,
+        std::path::Path::new("python3"),
+        dir,
+        &["-c", CLIENT, &N.to_string(), "198.18.1.2", "198.18.2.2"],
+    );
+    assert_eq!(code, 0, "{err}");
+
+    // Every connection in conn.log once.
+    let conn_log = dir.join("cluster/logger-1/conn.log");
+    let tuples = || -> Vec<String> {
+        let text = std::fs::read_to_string(&conn_log).unwrap_or_default();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                (f.len() > 6 && f[5] == "8080")
+                    .then(|| format!("{} {} {} {}", f[2], f[3], f[4], f[5]))
+            })
+            .collect()
+    };
+    eventually(
+        Later(|| format!("{} connections in conn.log: {:?}", 2 * N, tuples().len())),
+        Duration::from_secs(60),
+        || tuples().len() >= 2 * N,
+    );
+    let logged = tuples();
+    let unique: std::collections::BTreeSet<&String> = logged.iter().collect();
+    assert_eq!(
+        (logged.len(), unique.len()),
+        (2 * N, 2 * N),
+        "each connection exactly once"
+    );
+
+    // Each interface's connections spread over its workers.
+    let (code, out, err) = run(&["netstats"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let stats: Value = serde_json::from_str(&out).expect("netstats");
+    for w in ["wa-1", "wa-2", "wa-3", "wa-4", "wb-1", "wb-2"] {
+        let got = stats["results"][w]["received"].as_u64().unwrap_or(0);
+        assert!(got > 0, "{w} saw no packet: {out}");
+    }
+    // Zeek names the packet source without its af_packet:: prefix.
+    assert_eq!(stats["results"]["wa-1"]["interface"], "fanA", "{out}");
+    assert_eq!(stats["results"]["wb-2"]["interface"], "fanB", "{out}");
 }
