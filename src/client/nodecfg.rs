@@ -2,7 +2,8 @@
 //! node with `type` and `host`, workers expanded by `lb_procs` into
 //! `NAME-1 … NAME-N` (AF_PACKET or one interface each), `pin_cpus` one per
 //! process, `env_vars`, the AF_PACKET keys and `aux_scripts`; a
-//! `networks.cfg` beside it becomes `Site::local_nets` for every node. Its
+//! `networks.cfg` beside it becomes `Site::local_nets` for every node, and
+//! the settings of a `zeekctl.cfg` beside it are carried or named. Its
 //! refusals are ZeekControl's words; what cannot be driven here is refused
 //! with the reason. Each `host` becomes an instance: the agent named
 //! `agent-<host>` (an agent's default name on that host) unless mapped.
@@ -12,6 +13,9 @@ use std::path::Path;
 
 use super::ini::{ClusterFile, FileError, InstanceSpec};
 use crate::api::types::{Node, Role, ZeekOption};
+
+mod zeekctl;
+pub use zeekctl::ZeekctlSettings;
 
 /// The port agents listen on unless told otherwise.
 const AGENT_PORT: u16 = 2151;
@@ -62,6 +66,8 @@ pub struct Converted {
     pub file: ClusterFile,
     /// The hosts and the instances they became.
     pub hosts: BTreeMap<String, String>,
+    /// What `zeekctl.cfg` said, setting by setting.
+    pub notes: Vec<String>,
 }
 
 fn refuse(file: &str, section: Option<&str>, message: String) -> FileError {
@@ -181,6 +187,7 @@ pub fn convert(
     text: &str,
     file: &str,
     networks: Option<&str>,
+    zeekctl: Option<&ZeekctlSettings>,
     map: &HostMap,
 ) -> Result<Converted, FileError> {
     let mut warnings = Vec::new();
@@ -218,8 +225,11 @@ pub fn convert(
         if host.is_empty() {
             return Err(no(format!("no host given for node '{name}'")));
         }
-        let env =
-            env_vars(sec.get("env_vars")).map_err(|e| no(format!("node '{name}' config: {e}")))?;
+        // zeekctl.cfg's env_vars for every node; the node's own win.
+        let mut env = zeekctl.map(|z| z.env_vars.clone()).unwrap_or_default();
+        env.extend(
+            env_vars(sec.get("env_vars")).map_err(|e| no(format!("node '{name}' config: {e}")))?,
+        );
         let (lb_procs, lb_method) = (sec.get("lb_procs"), sec.get("lb_method"));
         let mut procs = 0usize;
         if !lb_procs.is_empty() {
@@ -353,7 +363,10 @@ pub fn convert(
         standalone |= kind == "standalone";
     }
     check_nodes(file, &nodes, standalone)?;
-    assign_ports(&mut nodes);
+    assign_ports(
+        &mut nodes,
+        zeekctl.and_then(|z| z.zeek_port).unwrap_or(ZEEK_PORT),
+    );
     let instances = hosts
         .iter()
         .map(|(host, name)| {
@@ -374,14 +387,16 @@ pub fn convert(
             zeromq: None,
         },
         hosts,
+        notes: zeekctl.map(|z| z.notes.clone()).unwrap_or_default(),
     })
 }
 
-/// ZeekControl's ports: from its `ZeekPort` (27760) up, the loggers
+/// ZeekControl's ports: from its `ZeekPort` (27760 unless zeekctl.cfg
+/// says) up, the loggers
 /// first, then the manager, then the proxies, in the file's order (the
 /// workers listen on none).
-fn assign_ports(nodes: &mut [Node]) {
-    let mut next = ZEEK_PORT;
+fn assign_ports(nodes: &mut [Node], first: u16) {
+    let mut next = first;
     for role in [Role::Logger, Role::Manager, Role::Proxy] {
         for n in nodes.iter_mut().filter(|n| n.role == role) {
             n.p = Some(crate::api::types::Port::tcp(next));
@@ -425,6 +440,12 @@ pub fn ini(c: &Converted) -> String {
     for (host, name) in &c.hosts {
         out.push_str(&format!("#   {host} -> {name}\n"));
     }
+    if !c.notes.is_empty() {
+        out.push_str("# zeekctl.cfg, setting by setting:\n");
+        for n in &c.notes {
+            out.push_str(&format!("#   {n}\n"));
+        }
+    }
     out.push_str("\n[instances]\n");
     for i in &c.file.instances {
         match i.address() {
@@ -450,11 +471,18 @@ pub fn is_node_cfg(path: &str) -> bool {
 pub fn read(path: &str, map: &HostMap) -> Result<Converted, FileError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| refuse(path, None, format!("cannot read node config file: {e}")))?;
-    let networks = Path::new(path)
-        .parent()
-        .map(|d| d.join("networks.cfg"))
-        .and_then(|p| std::fs::read_to_string(p).ok());
-    convert(&text, path, networks.as_deref(), map)
+    let beside = |name: &str| {
+        Path::new(path)
+            .parent()
+            .map(|d| d.join(name))
+            .and_then(|p| std::fs::read_to_string(p).ok())
+    };
+    let networks = beside("networks.cfg");
+    let zeekctl = match beside("zeekctl.cfg") {
+        Some(text) => Some(zeekctl::read(&text).map_err(|e| refuse("zeekctl.cfg", None, e))?),
+        None => None,
+    };
+    convert(&text, path, networks.as_deref(), zeekctl.as_ref(), map)
 }
 
 #[cfg(test)]

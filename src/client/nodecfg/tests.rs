@@ -4,7 +4,7 @@ use super::*;
 
 fn read(text: &str) -> Result<Converted, FileError> {
     let map: HostMap = [("sensor1".to_owned(), "agent-s1".to_owned())].into();
-    convert(text, "node.cfg", None, &map)
+    convert(text, "node.cfg", None, None, &map)
 }
 
 fn refusal(text: &str) -> String {
@@ -69,10 +69,13 @@ fn load_balanced_workers_expand_with_every_key() {
         pin_cpus=2,3\nenv_vars=A=1, B = two\naf_packet.fanout_mode=AF_Packet::FANOUT_QM\n\
         af_packet_buffer_size=134217728\naux_scripts=site/a.zeek site/b.zeek\n\
         [tap]\ntype=worker\nhost=10.0.0.6\nlb_method=interfaces\nlb_procs=3\nlb_interfaces=e1, e2,e3\n";
+    let zeekctl = zeekctl::read("env_vars = A=global, C=3\nZeekPort = 47760\nMailTo = x\n")
+        .expect("zeekctl.cfg");
     let c = convert(
         text,
         "node.cfg",
         Some("10.0.0.0/8 Private\n# none\n\n192.168.0.0/16\n"),
+        Some(&zeekctl),
         &HostMap::from([("sensor1".to_owned(), "agent-s1".to_owned())]),
     )
     .expect("converts");
@@ -93,6 +96,21 @@ fn load_balanced_workers_expand_with_every_key() {
         .iter()
         .all(|n| n.interface.as_deref() == Some("af_packet::eth0") && n.instance == "agent-s1"));
     assert_eq!(w[0].env.get("B").map(String::as_str), Some("two"));
+    // zeekctl.cfg's env_vars reach every node, the node's own winning.
+    assert_eq!(w[0].env.get("A").map(String::as_str), Some("1"));
+    assert_eq!(w[0].env.get("C").map(String::as_str), Some("3"));
+    let manager = c
+        .file
+        .nodes
+        .iter()
+        .find(|n| n.name == "manager")
+        .expect("manager");
+    assert_eq!(
+        manager.p.map(|p| p.number),
+        Some(47760),
+        "ZeekPort from zeekctl.cfg"
+    );
+    assert!(ini(&c).contains("#   mailto = x: not carried (no counterpart here)"));
     assert_eq!(
         w[0].scripts.as_deref(),
         Some(&["site/a.zeek".to_owned(), "site/b.zeek".to_owned()][..])
