@@ -46,8 +46,8 @@ fn days(v: &str) -> Option<u64> {
     let n: u64 = n.parse().ok()?;
     match unit.trim().trim_end_matches('s') {
         "day" => Some(n),
-        "hr" if n % 24 == 0 => Some(n / 24),
-        "min" if n % 1440 == 0 => Some(n / 1440),
+        "hr" if n.is_multiple_of(24) => Some(n / 24),
+        "min" if n.is_multiple_of(1440) => Some(n / 1440),
         _ => None,
     }
 }
