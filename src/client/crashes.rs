@@ -36,12 +36,7 @@ fn outcome(answers: Answers, named: bool) -> Outcome {
             Err(why) => errors.push(error_entry(&node, &why)),
         }
     }
-    let failed = !errors.is_empty();
-    Outcome {
-        json: json!({"errors": errors, "results": results}),
-        failed,
-        unreachable: false,
-    }
+    per_node::outcome_of(errors, results)
 }
 
 /// `crashes` with agents.

@@ -76,13 +76,7 @@ pub fn outcome(answers: Answers, named: bool) -> Outcome {
             Err(why) => errors.push(error_entry(&node, &why)),
         }
     }
-    errors.sort_by_key(|e| e["source"].as_str().unwrap_or_default().to_owned());
-    let failed = !errors.is_empty();
-    Outcome {
-        json: json!({"errors": errors, "results": results}),
-        failed,
-        unreachable: false,
-    }
+    per_node::outcome_of(errors, results)
 }
 
 /// `netstats` with agents: the workers of every agent (or the nodes

@@ -91,6 +91,18 @@ pub fn from_controller(args: &[crate::broker::Value]) -> (Answers, Vec<Value>) {
     (answers, errors)
 }
 
+/// The outcome of per-node `results` and `errors` (sorted by source): it
+/// failed when there is any error.
+pub fn outcome_of(mut errors: Vec<Value>, results: Map<String, Value>) -> Outcome {
+    errors.sort_by_key(|e| e["source"].as_str().unwrap_or_default().to_owned());
+    let failed = !errors.is_empty();
+    Outcome {
+        json: json!({"errors": errors, "results": results}),
+        failed,
+        unreachable: false,
+    }
+}
+
 /// Adds `errors` to an outcome's, which then failed if it has any.
 pub fn add_errors(out: &mut Outcome, errors: Vec<Value>) {
     if let Some(list) = out.json["errors"].as_array_mut() {

@@ -323,9 +323,8 @@ fn a_cluster_across_three_hosts_forms_and_its_workers_logs_reach_the_manager() {
 fn workers_on_two_af_packet_interfaces_of_one_host_each_get_their_fanout_group() {
     let test = "hosts::workers_on_two_af_packet_interfaces_of_one_host_each_get_their_fanout_group";
     let zeek = crate::require_zeek!(test);
-    let mut hosts = match Hosts::make(1) {
-        Ok(h) => h,
-        Err(why) => return skipped(test, &format!("cannot make network namespaces: {why}")),
+    let Some(mut hosts) = Hosts::or_skip(test, 1) else {
+        return;
     };
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();

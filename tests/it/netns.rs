@@ -86,6 +86,20 @@ impl Hosts {
         Ok(hosts)
     }
 
+    /// `n` hosts for `test`, or `None` once it has said on one line why it
+    /// is skipped.
+    pub fn or_skip(test: &str, n: usize) -> Option<Hosts> {
+        match Hosts::make(n) {
+            Ok(h) => Some(h),
+            Err(why) => {
+                // As the tests' `skipped` says it (this file is also an
+                // example's).
+                eprintln!("SKIPPED {test}: cannot make network namespaces: {why}");
+                None
+            }
+        }
+    }
+
     /// The network namespace of host `i`.
     pub fn name(&self, i: usize) -> &str {
         &self.names[i]

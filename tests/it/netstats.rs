@@ -108,9 +108,8 @@ fn send_udp(hosts: &Hosts, dir: &Path, n: usize) {
 fn netstats_of_a_real_worker_counts_the_packets_sent_on_its_interface() {
     let test = "netstats::netstats_of_a_real_worker_counts_the_packets_sent_on_its_interface";
     let zeek = crate::require_zeek!(test);
-    let mut hosts = match Hosts::make(1) {
-        Ok(h) => h,
-        Err(why) => return skipped(test, &format!("cannot make network namespaces: {why}")),
+    let Some(mut hosts) = Hosts::or_skip(test, 1) else {
+        return;
     };
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();

@@ -176,9 +176,8 @@ fn lb_procs_workers_on_two_af_packet_links_log_each_connection_once_and_share_th
     let test =
         "nodecfg::lb_procs_workers_on_two_af_packet_links_log_each_connection_once_and_share_them";
     let zeek = crate::require_zeek!(test);
-    let mut hosts = match Hosts::make(2) {
-        Ok(h) => h,
-        Err(why) => return skipped(test, &format!("cannot make network namespaces: {why}")),
+    let Some(mut hosts) = Hosts::or_skip(test, 2) else {
+        return;
     };
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
