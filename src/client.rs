@@ -319,6 +319,33 @@ pub async fn standby(opts: &ClientOptions) -> Outcome {
     per_agent(opts, Stem::AgentStandby, success_json).await
 }
 
+/// Each instance that no agent of its name answered takes the name of the
+/// agent that answered at its address (a node.cfg's host is an address,
+/// not an agent's name), its nodes with it.
+fn adopt_names(
+    mut file: ini::ClusterFile,
+    by_name: &BTreeMap<String, (Connection, String)>,
+) -> ini::ClusterFile {
+    for i in &mut file.instances {
+        if by_name.contains_key(&i.name) {
+            continue;
+        }
+        let Some(addr) = i.address() else { continue };
+        let Some(agent) = by_name
+            .iter()
+            .find(|(_, (_, a))| *a == addr)
+            .map(|(n, _)| n)
+        else {
+            continue;
+        };
+        for n in file.nodes.iter_mut().filter(|n| n.instance == i.name) {
+            n.instance = agent.clone();
+        }
+        i.name = agent.clone();
+    }
+    file
+}
+
 fn resolve(host: &str) -> Option<IpAddr> {
     if let Ok(ip) = host.parse() {
         return Some(ip);
@@ -373,6 +400,11 @@ async fn send_configuration(
             Err(e) => unreachable.push((addr, e.to_string())),
         }
     }
+    let file = if file.adopt_names {
+        adopt_names(file, &by_name)
+    } else {
+        file
+    };
     // Each instance's host: from the file, else where we reached it.
     let mut hosts = BTreeMap::new();
     for i in &file.instances {

@@ -66,6 +66,9 @@ pub struct ClusterFile {
     /// The manager's ZeroMQ broker ports (a JSON file's `zeromq`, or the
     /// client's `--zeromq-xpub-port`/`--zeromq-xsub-port`).
     pub zeromq: Option<crate::api::types::ZeromqPorts>,
+    /// An instance named after its host (a node.cfg's) takes the name of
+    /// the agent that answers at its address.
+    pub adopt_names: bool,
 }
 
 impl ClusterFile {
@@ -371,6 +374,7 @@ fn parse_ini_checked(text: &str, file: &str) -> Result<ClusterFile, FileError> {
         nodes: nodes.into_iter().map(|n| n.2).collect(),
         warnings,
         zeromq: None,
+        adopt_names: false,
     })
 }
 
@@ -397,6 +401,7 @@ pub fn parse_json(text: &str, file: &str) -> Result<ClusterFile, FileError> {
         nodes: config.nodes,
         warnings: Vec::new(),
         zeromq: config.zeromq,
+        adopt_names: false,
     })
 }
 

@@ -385,6 +385,7 @@ pub fn convert(
             nodes,
             warnings,
             zeromq: None,
+            adopt_names: true,
         },
         hosts,
         notes: zeekctl.map(|z| z.notes.clone()).unwrap_or_default(),

@@ -172,7 +172,7 @@ for a in sys.argv[2:]:
 
 #[test]
 fn lb_procs_workers_on_two_af_packet_links_log_each_connection_once_and_share_them() {
-    use crate::netns::Hosts;
+    use crate::netns::{self, Hosts};
     let test =
         "nodecfg::lb_procs_workers_on_two_af_packet_links_log_each_connection_once_and_share_them";
     let zeek = crate::require_zeek!(test);
@@ -218,13 +218,8 @@ fn lb_procs_workers_on_two_af_packet_links_log_each_connection_once_and_share_th
         std::path::Path::new(env!("CARGO_BIN_EXE_zeek-mgmt-agent")),
     );
     agent
-        .args([
-            "--listen-port",
-            "2151",
-            "--log-archive=false",
-            "--max-revivals",
-            "0",
-        ])
+        .args(["--listen-addr", netns::HUB, "--listen-port", "2151"])
+        .args(["--log-archive=false", "--max-revivals", "0"])
         .args(["--request-timeout", "60s", "--stop-grace", "10"])
         .arg("--zeek-binary")
         .arg(&zeek)
@@ -238,16 +233,20 @@ fn lb_procs_workers_on_two_af_packet_links_log_each_connection_once_and_share_th
     std::fs::write(
         dir.join("node.cfg"),
         format!(
-            "[logger-1]\ntype=logger\nhost=localhost\n\n\
-             [manager]\ntype=manager\nhost=localhost\n\n\
-             [proxy-1]\ntype=proxy\nhost=localhost\n\n\
-             [wa]\ntype=worker\nhost=localhost\ninterface=fanA\nlb_method=af_packet\nlb_procs=4\naux_scripts={aux}\n\n\
-             [wb]\ntype=worker\nhost=localhost\ninterface=fanB\nlb_method=af_packet\nlb_procs=2\naux_scripts={aux}\n"
+            "[logger-1]\ntype=logger\nhost={h}\n\n\
+             [manager]\ntype=manager\nhost={h}\n\n\
+             [proxy-1]\ntype=proxy\nhost={h}\n\n\
+             [wa]\ntype=worker\nhost={h}\ninterface=fanA\nlb_method=af_packet\nlb_procs=4\naux_scripts={aux}\n\n\
+             [wb]\ntype=worker\nhost={h}\ninterface=fanB\nlb_method=af_packet\nlb_procs=2\naux_scripts={aux}\n",
+            h = netns::HUB
         ),
     )
     .expect("node.cfg");
     let client = std::path::Path::new(env!("CARGO_BIN_EXE_zeek-mgmt-client"));
-    let to_agent = ["--agent", "127.0.0.1:2151", "--timeout", "90s"];
+    // The hosts are the sensor's address: its instance is the agent that
+    // answers there, whatever its name.
+    let agent_at = format!("{}:2151", netns::HUB);
+    let to_agent = ["--agent", agent_at.as_str(), "--timeout", "90s"];
     let run = |args: &[&str]| {
         let all: Vec<&str> = to_agent.iter().chain(args).copied().collect();
         hosts.run(0, client, dir, &all)

@@ -108,6 +108,7 @@ pub fn parse(text: &str, file: &str) -> Result<ClusterFile, Refusal> {
         nodes,
         warnings: Vec::new(),
         zeromq: None,
+        adopt_names: false,
     })
 }
 
