@@ -20,6 +20,9 @@ pub use zeekctl::ZeekctlSettings;
 /// The port agents listen on unless told otherwise.
 const AGENT_PORT: u16 = 2151;
 
+/// The host names of the loopback, which mean this host.
+const LOOPBACK: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
 /// ZeekControl's first port for its nodes (`ZeekPort`).
 const ZEEK_PORT: u16 = 27760;
 
@@ -163,7 +166,7 @@ fn instance_of(host: &str, map: &HostMap) -> String {
     if let Some(name) = map.get(host) {
         return name.clone();
     }
-    if ["localhost", "127.0.0.1", "::1"].contains(&host) {
+    if LOOPBACK.contains(&host) {
         return crate::agent::config::default_name();
     }
     format!("agent-{host}")
@@ -196,6 +199,8 @@ pub fn convert(
     let mut names_lower: Vec<(String, String)> = Vec::new();
     let local_nets = networks.and_then(local_nets);
     let mut standalone = false;
+    // Each node's host, beside `nodes`.
+    let mut node_hosts: Vec<String> = Vec::new();
     for sec in sections(text, file)? {
         let name = sec.name.as_str();
         let no = |message: String| refuse(file, Some(name), message);
@@ -350,6 +355,7 @@ pub fn convert(
                 .collect()
         };
         for n in expanded {
+            node_hosts.push(host.to_owned());
             let lower = n.name.to_ascii_lowercase();
             if let Some((_, first)) = names_lower.iter().find(|(l, _)| *l == lower) {
                 return Err(no(format!(
@@ -362,7 +368,7 @@ pub fn convert(
         }
         standalone |= kind == "standalone";
     }
-    check_nodes(file, &nodes, standalone)?;
+    check_nodes(file, &nodes, &node_hosts, standalone)?;
     assign_ports(
         &mut nodes,
         zeekctl.and_then(|z| z.zeek_port).unwrap_or(ZEEK_PORT),
@@ -370,7 +376,7 @@ pub fn convert(
     let instances = hosts
         .iter()
         .map(|(host, name)| {
-            let local = ["localhost", "127.0.0.1", "::1"].contains(&host.as_str());
+            let local = LOOPBACK.contains(&host.as_str());
             InstanceSpec {
                 name: name.clone(),
                 host: (!local).then(|| host.clone()),
@@ -407,8 +413,14 @@ fn assign_ports(nodes: &mut [Node], first: u16) {
 }
 
 /// ZeekControl's checks of the whole: one manager (or one standalone node
-/// alone), a proxy in a cluster.
-fn check_nodes(file: &str, nodes: &[Node], standalone: bool) -> Result<(), FileError> {
+/// alone), a proxy in a cluster, and every node on the loopback when the
+/// manager is (`hosts[i]` is `nodes[i]`'s host).
+fn check_nodes(
+    file: &str,
+    nodes: &[Node],
+    hosts: &[String],
+    standalone: bool,
+) -> Result<(), FileError> {
     let no = |m: &str| refuse(file, None, m.to_owned());
     if nodes.is_empty() {
         return Err(no("no nodes found in node config"));
@@ -428,6 +440,21 @@ fn check_nodes(file: &str, nodes: &[Node], standalone: bool) -> Result<(), FileE
     }
     if !nodes.iter().any(|n| n.role == Role::Proxy) {
         return Err(no("no proxy defined in node config"));
+    }
+    let loopback = |h: &str| LOOPBACK.contains(&h);
+    let manager_local = nodes
+        .iter()
+        .zip(hosts)
+        .any(|(n, h)| n.role == Role::Manager && loopback(h));
+    if manager_local
+        && nodes
+            .iter()
+            .zip(hosts)
+            .any(|(n, h)| n.role != Role::Manager && !loopback(h))
+    {
+        return Err(no(
+            "all nodes must use localhost/127.0.0.1/::1 when manager uses it",
+        ));
     }
     Ok(())
 }

@@ -64,7 +64,7 @@ fn zeekctls_example_files_convert() {
 
 #[test]
 fn load_balanced_workers_expand_with_every_key() {
-    let text = "[manager]\ntype=manager\nhost=localhost\n[proxy-1]\ntype=proxy\nhost=localhost\n\
+    let text = "[manager]\ntype=manager\nhost=mgr1\n[proxy-1]\ntype=proxy\nhost=mgr1\n\
         [worker-1]\ntype=worker\nhost=sensor1\ninterface=eth0\nlb_method=af_packet\nlb_procs=4\n\
         pin_cpus=2,3\nenv_vars=A=1, B = two\naf_packet.fanout_mode=AF_Packet::FANOUT_QM\n\
         af_packet_buffer_size=134217728\naux_scripts=site/a.zeek site/b.zeek\n\
@@ -188,6 +188,7 @@ fn refusals_are_zeekctls_words() {
         (format!("{STANDALONE}[x]\ntype=proxy\nhost=localhost\n"), "more than one node defined in standalone node config"),
         (format!("{base}[w]\ntype=worker\nhost=localhost\nlb_procs=2\nlb_method=af_packet\ninterface=eth0\n[w-1]\ntype=worker\nhost=localhost\n"), "node name \"w-1\" is a duplicate of \"w-1\""),
         ("# nothing\n".to_owned(), "no nodes found in node config"),
+        (format!("{base}[w]\ntype=worker\nhost=10.0.0.5\ninterface=eth0\n"), "all nodes must use localhost/127.0.0.1/::1 when manager uses it"),
     ] {
         assert_eq!(refusal(&text), words, "{text}");
     }
