@@ -46,6 +46,9 @@ const KEYS: &[&str] = &[
     "af_packet_buffer_size",
 ];
 
+/// The keys ZeekControl knows that have no counterpart here.
+const NOT_CARRIED: &[&str] = &["zeekbase", "ether", "zone_id"];
+
 /// One section as written.
 #[derive(Debug, Default, Clone)]
 struct Section {
@@ -208,6 +211,10 @@ pub fn convert(
             if !KEYS.contains(&key.as_str()) {
                 warnings.push(format!(
                     "ignoring unrecognized node config option '{key}' given for node '{name}'"
+                ));
+            } else if NOT_CARRIED.contains(&key.as_str()) && !sec.get(key).is_empty() {
+                warnings.push(format!(
+                    "node config option '{key}' given for node '{name}' is not carried (no counterpart here)"
                 ));
             }
         }

@@ -198,10 +198,14 @@ fn refusals_are_zeekctls_words() {
         pf.contains("'pf_ring'") && pf.contains("use lb_method=af_packet"),
         "{pf}"
     );
-    // An unknown key is passed over, said.
-    let c = read(&with("bogus=1\n")).expect("a warning only");
+    // An unknown key is passed over, and a known one without a
+    // counterpart here is named, each said.
+    let c = read(&with("bogus=1\nzone_id=eth0\n")).expect("warnings only");
     assert_eq!(
         c.file.warnings,
-        ["ignoring unrecognized node config option 'bogus' given for node 'w'"]
+        [
+            "ignoring unrecognized node config option 'bogus' given for node 'w'",
+            "node config option 'zone_id' given for node 'w' is not carried (no counterpart here)"
+        ]
     );
 }
