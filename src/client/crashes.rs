@@ -48,19 +48,12 @@ pub async fn with_agents(opts: &ClientOptions, nodes: &[String]) -> Outcome {
             nodes: names.clone(),
         }))
     });
-    let asked = per_node::ask_agents(opts, make).await;
-    let mut out = outcome(asked.answers, !nodes.is_empty());
-    per_node::add_errors(&mut out, asked.errors);
-    out.unreachable = asked.unreachable;
-    out
+    per_node::outcome_from_agents(opts, make, outcome, !nodes.is_empty()).await
 }
 
 /// `crashes` through a controller: its `get_crashes_response`.
 pub fn from_controller(args: &[crate::broker::Value], named: bool) -> Outcome {
-    let (answers, errors) = per_node::from_controller(args);
-    let mut out = outcome(answers, named);
-    per_node::add_errors(&mut out, errors);
-    out
+    per_node::outcome_from_controller(args, outcome, named)
 }
 
 /// One line per record, newest first: when, node, instance, how it ended,

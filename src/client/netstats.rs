@@ -108,20 +108,15 @@ pub async fn with_agents(opts: &ClientOptions, nodes: &[String]) -> Outcome {
             nodes: names.clone(),
         }))
     });
-    let asked = per_node::ask_agents(opts, make).await;
-    let mut out = outcome(asked.answers, !nodes.is_empty());
-    per_node::add_errors(&mut out, asked.errors);
-    out.unreachable = asked.unreachable || listing.unreachable;
+    let mut out = per_node::outcome_from_agents(opts, make, outcome, !nodes.is_empty()).await;
+    out.unreachable |= listing.unreachable;
     out
 }
 
 /// `netstats` through a controller: its `get_net_stats_response`'s
 /// results, one per node (or per failure).
 pub fn from_controller(args: &[crate::broker::Value], named: bool) -> Outcome {
-    let (answers, errors) = per_node::from_controller(args);
-    let mut out = outcome(answers, named);
-    per_node::add_errors(&mut out, errors);
-    out
+    per_node::outcome_from_controller(args, outcome, named)
 }
 
 /// Each node's drop rate in a `netstats` outcome, by node.

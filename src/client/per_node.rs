@@ -110,3 +110,31 @@ pub fn add_errors(out: &mut Outcome, errors: Vec<Value>) {
         out.failed |= !list.is_empty();
     }
 }
+
+/// Each node's answer to the request `make` builds, asked of every agent,
+/// made into an outcome by `shape` (`named`: nodes were named), with the
+/// errors of the agents that could not be asked.
+pub async fn outcome_from_agents(
+    opts: &ClientOptions,
+    make: MakeRequest,
+    shape: fn(Answers, bool) -> Outcome,
+    named: bool,
+) -> Outcome {
+    let asked = ask_agents(opts, make).await;
+    let mut out = shape(asked.answers, named);
+    add_errors(&mut out, asked.errors);
+    out.unreachable = asked.unreachable;
+    out
+}
+
+/// A controller's per-node response made into an outcome by `shape`.
+pub fn outcome_from_controller(
+    args: &[crate::broker::Value],
+    shape: fn(Answers, bool) -> Outcome,
+    named: bool,
+) -> Outcome {
+    let (answers, errors) = from_controller(args);
+    let mut out = shape(answers, named);
+    add_errors(&mut out, errors);
+    out
+}

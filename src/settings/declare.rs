@@ -248,6 +248,17 @@ macro_rules! declare_settings {
             }
         }
 
+        #[cfg(test)]
+        impl $Settings {
+            /// Whether these settings, laid over the defaults, leave them
+            /// as they are.
+            pub fn keeps_defaults(self) -> bool {
+                let mut c = $Config::default();
+                self.apply(&mut c);
+                format!("{c:?}") == format!("{:?}", $Config::default())
+            }
+        }
+
         impl $Config {
             /// Refuses 0 where the declaration says it cannot run.
             pub fn check_zero(&self) -> Result<(), $crate::settings::ConfigError> {
